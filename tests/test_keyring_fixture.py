@@ -1,0 +1,33 @@
+"""The real-keyring fixture itself: what one process stores, a child process reads back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.support.keyring import SecretServiceKeyring
+
+
+def test_child_process_reads_what_the_test_stored(
+    secret_service_keyring: SecretServiceKeyring,
+) -> None:
+    secret_service_keyring.backend.set_password("jwt-desktop-fixture", "carol", "s3cret-value")
+    try:
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import keyring; print(type(keyring.get_keyring()).__module__,"
+                " keyring.get_password('jwt-desktop-fixture', 'carol'))",
+            ],
+            env={**os.environ, **secret_service_keyring.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert child.stdout.split() == ["keyring.backends.SecretService", "s3cret-value"]
+    finally:
+        secret_service_keyring.backend.delete_password("jwt-desktop-fixture", "carol")
+    assert secret_service_keyring.stored("jwt-desktop-fixture", "carol") is None
