@@ -1,0 +1,100 @@
+"""The token set: access token (memory only), refresh token, expiry on a monotonic clock.
+
+The access token is opaque to the client (OAuth 2.0 §1.4): the client never decodes or verifies
+it, it only trusts ``expires_in``, measured against a monotonic clock so that a wrong or changing
+wall clock cannot make a token look fresh or stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from desktop.auth.errors import ServerError
+
+__all__ = ["TokenSet"]
+
+
+@dataclass(frozen=True, repr=False)
+class TokenSet:
+    """One successful token response. ``repr`` never shows a token.
+
+    ``expires_at`` and ``issued_at`` are readings of the client's monotonic clock;
+    ``expires_at`` is ``None`` when the server gave no ``expires_in`` (the client then only
+    refreshes after a 401).
+    """
+
+    access_token: str
+    refresh_token: str | None
+    token_type: str
+    issued_at: float
+    expires_at: float | None
+    scope: str | None = None
+
+    @property
+    def lifetime(self) -> float | None:
+        """The ``expires_in`` the server gave, in seconds."""
+        return None if self.expires_at is None else self.expires_at - self.issued_at
+
+    def expires_in(self, now: float) -> float | None:
+        """Seconds left at monotonic time ``now`` (negative once expired)."""
+        return None if self.expires_at is None else self.expires_at - now
+
+    def is_stale(self, now: float, leeway: float) -> bool:
+        """True when the access token should be refreshed before use.
+
+        The leeway is capped at half the lifetime: a provider issuing very short tokens
+        (shorter than the leeway) would otherwise make every single call refresh.
+        """
+        if self.expires_at is None:
+            return False
+        lifetime = self.expires_at - self.issued_at
+        margin = min(leeway, max(lifetime, 0.0) / 2)
+        return now >= self.expires_at - margin
+
+    @classmethod
+    def from_response(
+        cls, data: dict[str, Any], *, now: float, previous_refresh_token: str | None = None
+    ) -> TokenSet:
+        """Build from a token endpoint's JSON (RFC 6749 §5.1); a malformed one is a ServerError.
+
+        A refresh response may omit ``refresh_token`` (RFC 6749 §6): the old one stays valid.
+        """
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise ServerError("The server's token response has no access token.")
+        token_type = data.get("token_type")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise ServerError("The server's token response is not a Bearer token.")
+        refresh = data.get("refresh_token", previous_refresh_token)
+        if refresh is not None and (not isinstance(refresh, str) or not refresh):
+            raise ServerError("The server's token response has a malformed refresh token.")
+        expires_in = data.get("expires_in")
+        if isinstance(expires_in, str) and expires_in.isdigit():
+            expires_in = int(expires_in)  # some providers send a string
+        if expires_in is None:
+            expires_at = None
+        elif isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
+            if expires_in <= 0:
+                raise ServerError("The server's token response has an invalid lifetime.")
+            expires_at = now + float(expires_in)
+        else:
+            raise ServerError("The server's token response has an invalid lifetime.")
+        scope = data.get("scope")
+        return cls(
+            access_token=access,
+            refresh_token=refresh,
+            token_type="Bearer",  # noqa: S106  # a type name, not a secret
+            issued_at=now,
+            expires_at=expires_at,
+            scope=scope if isinstance(scope, str) else None,
+        )
+
+    def __repr__(self) -> str:
+        refresh = "<redacted>" if self.refresh_token else None
+        return (
+            f"TokenSet(access_token=<redacted>, refresh_token={refresh}, "
+            f"token_type={self.token_type!r}, lifetime={self.lifetime!r}, scope={self.scope!r})"
+        )
+
+    __str__ = __repr__

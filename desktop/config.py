@@ -1,0 +1,120 @@
+"""Non-secret settings shared by the GUI and the CLI (server URL, last username, remember choice).
+
+Qt-free and cheap to import: no ``requests``, ``keyring`` or ``jwt`` here, because the GUI's cold
+start imports this module before anything else. Nothing secret is ever written by this module:
+tokens live in memory or in the OS keyring (see :mod:`desktop.auth.store`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "APP_NAME",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_SERVER_URL",
+    "Config",
+    "config_path",
+    "load_config",
+    "save_config",
+    "state_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "jwt-desktop"
+DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
+DEFAULT_CLIENT_ID = "jwt-desktop"
+CONFIG_DIR_ENV = "JWT_DESKTOP_CONFIG_DIR"
+DATA_DIR_ENV = "JWT_DESKTOP_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings file's content. Every field has a default, so a missing file is no error."""
+
+    server_url: str = DEFAULT_SERVER_URL
+    client_id: str = DEFAULT_CLIENT_ID
+    last_username: str | None = None
+    remember: bool = True
+
+
+def config_path() -> Path:
+    """``config.json`` in the user's config directory; ``$JWT_DESKTOP_CONFIG_DIR`` overrides it."""
+    override = os.environ.get(CONFIG_DIR_ENV)
+    if override:
+        return Path(override) / "config.json"
+    # Imported here so that merely importing this module stays as cheap as possible.
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.json"
+
+
+def state_dir() -> Path:
+    """Where lock files and the demo database live; ``$JWT_DESKTOP_DATA_DIR`` overrides it."""
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the settings; a missing or corrupt file, or a field of the wrong type, gives defaults.
+
+    A broken settings file must never stop the app from starting: the worst case is that the
+    person types the server URL again.
+    """
+    path = path or config_path()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Config()
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring unreadable settings file %s (%s)", path, type(exc).__name__)
+        return Config()
+    if not isinstance(raw, dict):
+        logger.warning("Ignoring settings file %s: not a JSON object", path)
+        return Config()
+    defaults = Config()
+    values: dict[str, Any] = {}
+    for field in fields(Config):
+        value = raw.get(field.name, getattr(defaults, field.name))
+        if not _type_ok(field.name, value):
+            logger.warning("Ignoring setting %r in %s: wrong type", field.name, path)
+            value = getattr(defaults, field.name)
+        values[field.name] = value
+    return Config(**values)
+
+
+def _type_ok(name: str, value: object) -> bool:
+    if name == "remember":
+        return isinstance(value, bool)
+    if name == "last_username":
+        return value is None or (isinstance(value, str) and value != "")
+    return isinstance(value, str) and value != ""
+
+
+def save_config(config: Config, path: Path | None = None) -> None:
+    """Write the settings atomically (a temporary file, then a rename), so a crash never leaves
+    half a file and two processes writing at once leave one complete version."""
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(asdict(config), indent=2, sort_keys=True) + "\n"
+    fd, tmp_name = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
