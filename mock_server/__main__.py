@@ -1,0 +1,253 @@
+"""``jwt-mock-server`` / ``python -m mock_server``: run the server, add a user, rotate the key."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import getpass
+import logging
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from .app import create_app
+from .keys import new_key_record
+from .passwords import hash_password, load_users, upsert_user_file, user_entry
+from .settings import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ScryptParams,
+    Settings,
+    default_db_path,
+    parse_duration,
+)
+from .store import SqliteStore
+
+LISTENING = "jwt-mock-server listening on {url}"
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _complain(text: str) -> None:
+    sys.stderr.write(f"jwt-mock-server: {text}\n")
+
+
+class StripQueryString(logging.Filter):
+    """Access-log lines without query strings: a token must never reach a log, even when a
+    client wrongly puts one in a URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            address, method, path, version, status = record.args
+            record.args = (address, method, str(path).split("?", 1)[0], version, status)
+        return True
+
+
+def _logging_config() -> dict[str, Any]:
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"strip_query": {"()": StripQueryString}}
+    config["loggers"]["uvicorn.access"]["filters"] = ["strip_query"]
+    return config
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self._url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            # Only now does the socket accept connections: scripts wait for this line.
+            _say(LISTENING.format(url=self._url))
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jwt-mock-server",
+        description="A strict OAuth 2.0 / OpenID Connect token server for jwt-desktop.",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port (%(default)s); 0 picks a free one"
+    )
+    parser.add_argument(
+        "--db",
+        default=str(default_db_path()),
+        help="SQLite database for keys and sessions (%(default)s); ':memory:' for a throwaway run",
+    )
+    parser.add_argument(
+        "--users", type=Path, help="users file (JSON, see add-user); default: the demo users"
+    )
+    parser.add_argument(
+        "--access-ttl", type=_duration, default="15m", help="access token lifetime (15m)"
+    )
+    parser.add_argument(
+        "--refresh-ttl", type=_duration, default="3d", help="sign-in (refresh) lifetime (3d)"
+    )
+    parser.add_argument("--issuer", help="issuer URL (default: http://HOST:PORT as bound)")
+    parser.add_argument(
+        "--client-id",
+        action="append",
+        dest="clients",
+        metavar="ID",
+        help=f"a public client id to accept; repeatable (default: {DEFAULT_CLIENT_ID})",
+    )
+    parser.add_argument("--log-level", default="info", help="uvicorn log level (info)")
+    # For tests only, hidden: a movable clock and a cheap password hash.
+    parser.add_argument("--testing-clock", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--testing-password-cost", type=int, help=argparse.SUPPRESS)
+
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_user = commands.add_parser(
+        "add-user", help="add or replace a user in a users file, with a hashed password"
+    )
+    add_user.add_argument("users_file", type=Path, metavar="USERS_FILE")
+    add_user.add_argument("username")
+    add_user.add_argument("--name", help="display name")
+    add_user.add_argument("--email")
+    add_user.add_argument(
+        "--group", action="append", default=[], dest="groups", help="a group; repeatable"
+    )
+    add_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    rotate = commands.add_parser(
+        "rotate-key",
+        help="make a new signing key; the old one stays published until its tokens expire",
+    )
+    # Its own dest: a subparser default would overwrite the top-level --db.
+    rotate.add_argument("--db", dest="rotate_db", help="the server's database (as for serving)")
+    return parser
+
+
+def _password_params(args: argparse.Namespace) -> ScryptParams:
+    if args.testing_password_cost is not None:
+        return ScryptParams(log2_n=args.testing_password_cost, r=8, p=1)
+    return ScryptParams()
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            _complain("the passwords differ")
+            return 1
+    if not password:
+        _complain("the password is empty")
+        return 1
+    try:
+        entry = user_entry(
+            args.username,
+            hash_password(password, _password_params(args)),
+            name=args.name,
+            email=args.email,
+            groups=args.groups,
+            updated_at=int(time.time()),
+        )
+        upsert_user_file(args.users_file, entry)
+    except (OSError, ValueError) as error:
+        _complain(str(error))
+        return 1
+    _say(f"User {args.username!r} saved in {args.users_file}.")
+    return 0
+
+
+def _rotate_key(args: argparse.Namespace) -> int:
+    db = args.rotate_db or args.db
+    try:
+        store = SqliteStore(db)
+    except (OSError, sqlite3.Error) as error:
+        _complain(f"cannot open {db}: {error}")
+        return 1
+    try:
+        record = new_key_record(time.time())
+        store.add_signing_key(record, retire_current=True)
+    finally:
+        store.close()
+    _say(f"New signing key {record.kid}; the old one stays published until its tokens expire.")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        users = load_users(args.users) if args.users is not None else None
+    except (OSError, ValueError) as error:
+        _complain(f"cannot read the users file: {error}")
+        return 2
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Bound here, before the app exists, so the issuer names the port really in use.
+        sock.bind((args.host, args.port))
+    except OSError as error:
+        sock.close()
+        _complain(f"cannot listen on {args.host}:{args.port}: {error}")
+        return 2
+    url = f"http://{_url_host(args.host)}:{sock.getsockname()[1]}"
+    settings = Settings(
+        issuer=args.issuer or url,
+        db_path=args.db,
+        users_file=args.users,
+        access_ttl=args.access_ttl,
+        refresh_ttl=args.refresh_ttl,
+        clients=tuple(args.clients or (DEFAULT_CLIENT_ID,)),
+        testing_clock=args.testing_clock,
+        password_cost=_password_params(args),
+    )
+    try:
+        app = create_app(settings, users=users)
+    except (OSError, sqlite3.Error, ValueError) as error:
+        sock.close()
+        _complain(f"cannot start: {error}")
+        return 2
+    config = uvicorn.Config(
+        app,
+        log_config=_logging_config(),
+        log_level=args.log_level,
+        access_log=True,
+        server_header=False,
+    )
+    try:
+        _Server(config, url).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "add-user":
+        return _add_user(args)
+    if args.command == "rotate-key":
+        return _rotate_key(args)
+    return _serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""RS256 signing keys: kept in the store (so a restart keeps tokens valid), published as JWKS.
+
+After a rotation the retired key stays published, and keeps verifying, until every access
+token it signed has expired.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from .store import KeyRecord, Store
+
+
+def _thumbprint(jwk: dict[str, Any]) -> str:
+    # RFC 7638: the kid is the key's own thumbprint, so it is stable and never collides.
+    members = {k: jwk[k] for k in ("e", "kty", "n")}
+    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode())
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
+
+
+def new_key_record(now: float) -> KeyRecord:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    return KeyRecord(kid=_thumbprint(jwk), private_pem=pem, created_at=now, retired_at=None)
+
+
+@dataclass(frozen=True)
+class _LoadedKey:
+    record: KeyRecord
+    private: rsa.RSAPrivateKey
+    public: rsa.RSAPublicKey
+    jwk: dict[str, Any]
+
+
+def _load(record: KeyRecord) -> _LoadedKey:
+    private = serialization.load_pem_private_key(record.private_pem.encode("ascii"), None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise ValueError(f"signing key {record.kid} is not an RSA key")
+    public = private.public_key()
+    jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+    jwk.pop("key_ops", None)  # RFC 7517 §4.3: not together with "use"
+    jwk.update({"kid": record.kid, "use": "sig", "alg": "RS256"})
+    return _LoadedKey(record, private, public, jwk)
+
+
+class SigningKeys:
+    def __init__(self, store: Store, clock: Callable[[], float], access_ttl: float) -> None:
+        self._store = store
+        self._clock = clock
+        self._access_ttl = access_ttl
+        self._lock = threading.Lock()
+        self._keys: dict[str, _LoadedKey] = {}
+
+    def ensure_key(self) -> None:
+        """Make a key if the store has no active one (a fresh database)."""
+        if not any(r.retired_at is None for r in self._store.signing_keys()):
+            self._store.add_signing_key(new_key_record(self._clock()), retire_current=False)
+        self._reload()
+
+    def _reload(self) -> dict[str, _LoadedKey]:
+        records = self._store.signing_keys()
+        with self._lock:
+            # Parsing a PEM is slow; keep parsed keys, and take in what others added (rotate-key).
+            keys = {}
+            for record in records:
+                known = self._keys.get(record.kid)
+                keys[record.kid] = (
+                    _LoadedKey(record, known.private, known.public, known.jwk)
+                    if known is not None
+                    else _load(record)
+                )
+            self._keys = keys
+            return keys
+
+    def _published(self, key: _LoadedKey, now: float) -> bool:
+        retired = key.record.retired_at
+        return retired is None or now < retired + self._access_ttl
+
+    def current(self) -> tuple[str, rsa.RSAPrivateKey]:
+        """The key new tokens are signed with (read afresh: another process may have rotated)."""
+        active = [k for k in self._reload().values() if k.record.retired_at is None]
+        if not active:
+            raise RuntimeError("no active signing key")
+        newest = max(active, key=lambda k: k.record.created_at)
+        return newest.record.kid, newest.private
+
+    def verification_key(self, kid: str) -> rsa.RSAPublicKey | None:
+        """Our own public key for ``kid``, or None: a token never chooses its key."""
+        key = self._keys.get(kid)
+        if key is None:
+            key = self._reload().get(kid)
+        if key is None or not self._published(key, self._clock()):
+            return None
+        return key.public
+
+    def jwks(self) -> dict[str, Any]:
+        now = self._clock()
+        keys = self._reload().values()
+        return {"keys": [k.jwk for k in keys if self._published(k, now)]}

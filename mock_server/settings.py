@@ -1,0 +1,64 @@
+"""Server settings: one frozen object, built by the CLI or by tests."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_CLIENT_ID = "jwt-desktop"
+MEMORY_DB = ":memory:"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``45s``, ``15m``, ``2h``, ``3d`` or plain seconds -> seconds (> 0)."""
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 45s, 15m, 2h, 3d)")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive: {text!r}")
+    return seconds
+
+
+def default_db_path() -> Path:
+    return platformdirs.user_data_path("jwt-mock-server", appauthor=False) / "mock-server.sqlite3"
+
+
+@dataclass(frozen=True)
+class ScryptParams:
+    """scrypt cost. The default is OWASP's N=2^15, r=8, p=3 (32 MiB, about as slow as 2^17/p=1)."""
+
+    log2_n: int = 15
+    r: int = 8
+    p: int = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuer: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    db_path: str = MEMORY_DB
+    users_file: Path | None = None
+    access_ttl: float = 15 * 60
+    refresh_ttl: float = 3 * 86400
+    clients: tuple[str, ...] = (DEFAULT_CLIENT_ID,)
+    # Hidden, for tests only: exposes POST /_testing/advance to move the server's clock.
+    testing_clock: bool = False
+    password_cost: ScryptParams = field(default_factory=ScryptParams)
+    # Failed sign-ins allowed per window before 429, per username and per client address.
+    max_failures_per_user: int = 5
+    max_failures_per_address: int = 20
+    failure_window: float = 5 * 60
+    max_body_bytes: int = 16 * 1024
+
+    @property
+    def audience(self) -> str:
+        # The access tokens are for this server's own resources (/userinfo, /api/...).
+        return self.issuer

@@ -1,0 +1,294 @@
+"""The server's state in SQLite: signing keys, sign-in sessions (families) and refresh tokens.
+
+One connection per process, guarded by a lock; several processes may share one database file.
+Every write runs in ``BEGIN IMMEDIATE``, so writers are serialised by SQLite itself (WAL mode,
+with a busy timeout) and the rotation's conditional write is atomic across processes.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .settings import MEMORY_DB
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid         TEXT PRIMARY KEY,
+    private_pem TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    retired_at  REAL
+);
+CREATE TABLE IF NOT EXISTS families (
+    id                TEXT PRIMARY KEY,
+    username          TEXT NOT NULL,
+    client_id         TEXT NOT NULL,
+    scope             TEXT NOT NULL,
+    created_at        REAL NOT NULL,
+    last_refreshed_at REAL,
+    expires_at        REAL NOT NULL,
+    revoked_at        REAL,
+    revoked_reason    TEXT
+);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    hash       TEXT PRIMARY KEY,
+    family_id  TEXT NOT NULL REFERENCES families(id),
+    created_at REAL NOT NULL,
+    used_at    REAL
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
+"""
+
+BUSY_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    kid: str
+    private_pem: str = field(repr=False)
+    created_at: float
+    retired_at: float | None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One sign-in: every refresh token rotated from it belongs to it."""
+
+    id: str
+    username: str
+    client_id: str
+    scope: str
+    created_at: float
+    last_refreshed_at: float | None
+    expires_at: float
+    revoked_at: float | None
+    revoked_reason: str | None
+
+    def active(self, now: float) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+class Rotation(enum.Enum):
+    ROTATED = "rotated"
+    UNKNOWN = "unknown"
+    WRONG_CLIENT = "wrong_client"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    REUSED = "reused"  # the token was already spent: the family is now revoked
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    outcome: Rotation
+    family: Family | None
+
+
+class Store(Protocol):
+    def close(self) -> None: ...
+    def signing_keys(self) -> list[KeyRecord]: ...
+    def add_signing_key(self, record: KeyRecord, *, retire_current: bool) -> bool: ...
+    def create_family(self, family: Family, token_hash: str) -> None: ...
+    def rotate(
+        self, token_hash: str, client_id: str, new_hash: str, now: float
+    ) -> RotationResult: ...
+    def find_by_token(self, token_hash: str) -> Family | None: ...
+    def family(self, family_id: str) -> Family | None: ...
+    def revoke_family(self, family_id: str, now: float, reason: str) -> bool: ...
+    def active_families(self, now: float) -> list[Family]: ...
+
+
+_SELECT_FAMILY = (
+    "SELECT id, username, client_id, scope, created_at, last_refreshed_at, expires_at, "
+    "revoked_at, revoked_reason FROM families "
+)
+_FAMILY_BY_ID = _SELECT_FAMILY + "WHERE id = ?"
+_FAMILY_BY_REFRESH_HASH = (
+    "SELECT f.id, f.username, f.client_id, f.scope, f.created_at, f.last_refreshed_at, "
+    "f.expires_at, f.revoked_at, f.revoked_reason "
+    "FROM refresh_tokens t JOIN families f ON f.id = t.family_id WHERE t.hash = ?"
+)
+_ACTIVE_FAMILIES = (
+    _SELECT_FAMILY + "WHERE revoked_at IS NULL AND expires_at > ? ORDER BY created_at"
+)
+_INSERT_FAMILY = (
+    "INSERT INTO families (id, username, client_id, scope, created_at, last_refreshed_at, "
+    "expires_at, revoked_at, revoked_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _family(row: tuple[object, ...]) -> Family:
+    return Family(*row)  # type: ignore[arg-type]
+
+
+class SqliteStore:
+    def __init__(self, db_path: str) -> None:
+        self._lock = threading.RLock()
+        if db_path != MEMORY_DB:
+            path = Path(db_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The file holds the private signing keys: readable by its owner only.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        self._conn = sqlite3.connect(
+            db_path,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,  # transactions are explicit, below
+            check_same_thread=False,  # shared between worker threads under self._lock
+        )
+        with self._lock:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            if db_path != MEMORY_DB:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            with self._write() as conn:
+                # Statement by statement: executescript() would commit our transaction.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the database's write lock up front, so a read-check-write inside
+        # it cannot interleave with another writer, in this process or any other.
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # Signing keys
+
+    def signing_keys(self) -> list[KeyRecord]:
+        rows = self._read(
+            "SELECT kid, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at"
+        )
+        return [KeyRecord(*row) for row in rows]  # type: ignore[arg-type]
+
+    def add_signing_key(self, record: KeyRecord, *, retire_current: bool) -> bool:
+        """Store a new active key. Without ``retire_current``, only when none is active yet.
+
+        Returns whether the key was stored (two processes starting at once make one key).
+        """
+        with self._write() as conn:
+            active = conn.execute(
+                "SELECT count(*) FROM signing_keys WHERE retired_at IS NULL"
+            ).fetchone()[0]
+            if active and not retire_current:
+                return False
+            conn.execute(
+                "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
+                (record.created_at,),
+            )
+            conn.execute(
+                "INSERT INTO signing_keys (kid, private_pem, created_at, retired_at) "
+                "VALUES (?, ?, ?, NULL)",
+                (record.kid, record.private_pem, record.created_at),
+            )
+            return True
+
+    # Families and refresh tokens
+
+    def create_family(self, family: Family, token_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                _INSERT_FAMILY,
+                (
+                    family.id,
+                    family.username,
+                    family.client_id,
+                    family.scope,
+                    family.created_at,
+                    family.last_refreshed_at,
+                    family.expires_at,
+                    family.revoked_at,
+                    family.revoked_reason,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?, ?, ?)",
+                (token_hash, family.id, family.created_at),
+            )
+
+    def rotate(self, token_hash: str, client_id: str, new_hash: str, now: float) -> RotationResult:
+        with self._write() as conn:
+            row = conn.execute(_FAMILY_BY_REFRESH_HASH, (token_hash,)).fetchone()
+            if row is None:
+                return RotationResult(Rotation.UNKNOWN, None)
+            family = _family(row)
+            if family.client_id != client_id:
+                return RotationResult(Rotation.WRONG_CLIENT, family)
+            if family.revoked_at is not None:
+                return RotationResult(Rotation.REVOKED, family)
+            if now >= family.expires_at:
+                return RotationResult(Rotation.EXPIRED, family)
+            # The conditional write is the single point of truth: of N concurrent requests
+            # with this token, exactly one changes the row.
+            spent = conn.execute(
+                "UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL",
+                (now, token_hash),
+            ).rowcount
+            if spent != 1:
+                conn.execute(
+                    "UPDATE families SET revoked_at = ?, revoked_reason = ? "
+                    "WHERE id = ? AND revoked_at IS NULL",
+                    (now, "refresh token reused", family.id),
+                )
+                return RotationResult(Rotation.REUSED, family)
+            conn.execute(
+                "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?, ?, ?)",
+                (new_hash, family.id, now),
+            )
+            conn.execute("UPDATE families SET last_refreshed_at = ? WHERE id = ?", (now, family.id))
+            return RotationResult(
+                Rotation.ROTATED,
+                Family(
+                    family.id,
+                    family.username,
+                    family.client_id,
+                    family.scope,
+                    family.created_at,
+                    now,
+                    family.expires_at,
+                    None,
+                    None,
+                ),
+            )
+
+    def find_by_token(self, token_hash: str) -> Family | None:
+        rows = self._read(_FAMILY_BY_REFRESH_HASH, (token_hash,))
+        return _family(rows[0]) if rows else None
+
+    def family(self, family_id: str) -> Family | None:
+        rows = self._read(_FAMILY_BY_ID, (family_id,))
+        return _family(rows[0]) if rows else None
+
+    def revoke_family(self, family_id: str, now: float, reason: str) -> bool:
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE families SET revoked_at = ?, revoked_reason = ? "
+                "WHERE id = ? AND revoked_at IS NULL",
+                (now, reason, family_id),
+            ).rowcount
+            return changed == 1
+
+    def active_families(self, now: float) -> list[Family]:
+        rows = self._read(_ACTIVE_FAMILIES, (now,))
+        return [_family(row) for row in rows]

@@ -1,0 +1,146 @@
+"""Access tokens (RFC 9068 JWTs, RS256) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from .keys import SigningKeys
+from .passwords import User
+from .settings import Settings
+from .store import Family
+
+ALGORITHM = "RS256"
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (a media type, not a secret)
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "groups", "sid")
+# Tolerance for an `iat` slightly ahead of our clock (another process, another clock).
+_IAT_SKEW = 60.0
+_MAX_TOKEN_LENGTH = 8192
+
+
+class InvalidToken(Exception):
+    """The bearer token is not one of ours, or no longer valid. The text says why, safely."""
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)  # 256 random bits
+
+
+def refresh_token_hash(token: str) -> str:
+    # The tokens are 256-bit random, so a plain SHA-256 is enough: no salt or slow hash needed.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedAccessToken:
+    token: str
+    expires_in: int
+
+
+def issue_access_token(
+    keys: SigningKeys, settings: Settings, *, user: User, family: Family, scope: str, now: float
+) -> IssuedAccessToken:
+    iat = int(now)
+    # Never outlive the sign-in it belongs to.
+    exp = max(iat, int(min(now + settings.access_ttl, family.expires_at)))
+    kid, private = keys.current()
+    claims = {
+        "iss": settings.issuer,
+        "sub": user.sub,
+        "aud": settings.audience,
+        "exp": exp,
+        "iat": iat,
+        "jti": uuid.uuid4().hex,
+        "client_id": family.client_id,
+        "scope": scope,
+        "groups": list(user.groups),
+        "sid": family.id,
+    }
+    token = jwt.encode(
+        claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": ACCESS_TOKEN_TYP}
+    )
+    return IssuedAccessToken(token, exp - iat)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_header(token: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken("The access token is malformed") from None
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken("The access token is not signed with RS256")
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in (ACCESS_TOKEN_TYP, "application/at+jwt"):
+        raise InvalidToken("The token is not an access token (typ)")
+    if "crit" in header:
+        raise InvalidToken("The access token has critical header extensions")
+    return header
+
+
+def _check_times(claims: Mapping[str, Any], now: float) -> None:
+    if not _number(claims["exp"]) or not _number(claims["iat"]):
+        raise InvalidToken("The access token has a malformed exp or iat")
+    if now >= claims["exp"]:
+        raise InvalidToken("The access token expired")
+    if claims["iat"] > now + _IAT_SKEW:
+        raise InvalidToken("The access token was issued in the future")
+    if "nbf" in claims and (not _number(claims["nbf"]) or claims["nbf"] > now + _IAT_SKEW):
+        raise InvalidToken("The access token is not valid yet")
+
+
+def verify_access_token(
+    token: str, keys: SigningKeys, settings: Settings, now: float
+) -> Mapping[str, Any]:
+    """The token's claims, or InvalidToken. The header chooses nothing: the algorithm is pinned,
+    the key comes from our own set by `kid`, and `jwk` / `jku` / `x5u` are never looked at."""
+    if len(token) > _MAX_TOKEN_LENGTH:
+        raise InvalidToken("The access token is too long")
+    header = _checked_header(token)
+    kid = header.get("kid")
+    key = keys.verification_key(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidToken("The access token was not signed by a key of this server")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=settings.audience,
+            issuer=settings.issuer,
+            # Time is checked below against the server's clock, which tests can move.
+            options={
+                "require": list(REQUIRED_CLAIMS),
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise InvalidToken("The access token signature is invalid") from None
+    except jwt.MissingRequiredClaimError as error:
+        raise InvalidToken(f"The access token has no {error.claim} claim") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidToken("The access token is for another audience") from None
+    except jwt.InvalidIssuerError:
+        raise InvalidToken("The access token is from another issuer") from None
+    except jwt.PyJWTError:
+        raise InvalidToken("The access token is invalid") from None
+    _check_times(claims, now)
+    text_claims = ("sub", "jti", "client_id", "scope", "sid")
+    if not all(isinstance(claims[name], str) for name in text_claims):
+        raise InvalidToken("The access token has malformed claims")
+    groups = claims["groups"]
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise InvalidToken("The access token has malformed claims")
+    return claims

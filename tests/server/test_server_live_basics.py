@@ -1,0 +1,73 @@
+"""The live server process: start-up line, discovery, a sign-in round trip, the test clock."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support.server import RunningServer, StartServer
+
+CLIENT = "jwt-desktop"
+
+
+def sign_in(url: str, username: str = "alice", password: str = "wonderland") -> dict[str, str]:
+    response = httpx.post(
+        f"{url}/token",
+        data={
+            "grant_type": "password",
+            "username": username,
+            "password": password,
+            "client_id": CLIENT,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_listening_line_names_the_bound_port_and_issuer(live_server: RunningServer) -> None:
+    assert live_server.url.startswith("http://127.0.0.1:")
+    assert not live_server.url.endswith(":0")
+    discovery = httpx.get(f"{live_server.url}/.well-known/openid-configuration").json()
+    assert discovery["issuer"] == live_server.url
+    assert discovery["token_endpoint"] == f"{live_server.url}/token"
+    assert httpx.get(f"{live_server.url}/healthz").json() == {"status": "ok"}
+
+
+def test_sign_in_refresh_userinfo_round_trip(live_server: RunningServer) -> None:
+    tokens = sign_in(live_server.url)
+    profile = httpx.get(
+        f"{live_server.url}/userinfo",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
+    assert profile.status_code == 200
+    assert profile.json()["preferred_username"] == "alice"
+    refreshed = httpx.post(
+        f"{live_server.url}/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": CLIENT,
+        },
+    )
+    assert refreshed.status_code == 200
+    assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
+
+
+def test_testing_clock_expires_access_tokens(start_server: StartServer) -> None:
+    server = start_server(access_ttl="45s")
+    tokens = sign_in(server.url)
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert httpx.get(f"{server.url}/userinfo", headers=headers).status_code == 200
+    server.advance_clock(44)
+    assert httpx.get(f"{server.url}/userinfo", headers=headers).status_code == 200
+    server.advance_clock(1)
+    expired = httpx.get(f"{server.url}/userinfo", headers=headers)
+    assert expired.status_code == 401
+    assert expired.headers["WWW-Authenticate"] == (
+        'Bearer error="invalid_token", error_description="The access token expired"'
+    )
+
+
+def test_testing_clock_is_off_unless_asked(start_server: StartServer) -> None:
+    server = start_server(testing_clock=False)
+    response = httpx.post(f"{server.url}/_testing/advance", data={"seconds": "100"})
+    assert response.status_code == 404
