@@ -1,0 +1,379 @@
+"""The one place that builds and wires everything: config, core, controller, windows.
+
+Start-up is tuned for the first frame: only Qt, the config module and the widgets are imported
+before the first window is painted. The core (``requests``, ``keyring``, ``jwt``) is imported
+and built by the controller's first background task, which starts after that first frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QEvent, QObject, QSettings, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QWidget
+
+from desktop import config as config_module
+from desktop.ui.sign_in_dialog import SignInDialog
+
+if TYPE_CHECKING:
+    from desktop.auth.session import SessionStatus
+    from desktop.demo import DemoServer
+    from desktop.ui.controller import AuthClientLike, SessionController
+    from desktop.ui.main_window import MainWindow
+
+# Set to 1, the app prints "jwt-desktop: shown <title>" once its first window is painted, and
+# quits: the start-up benchmark measures up to that line.
+EXIT_WHEN_SHOWN_ENV = "JWT_DESKTOP_EXIT_WHEN_SHOWN"
+RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
+
+
+def resource(name: str) -> Path | None:
+    """A file from ``resources/`` (found next to the package in a source checkout or an
+    editable install), or None: the app runs without its icon and stylesheet."""
+    path = RESOURCES_DIR / name
+    return path if path.is_file() else None
+
+
+class _FirstFrame(QObject):
+    """Calls ``callback`` once, on the event loop turn after ``widget`` first paints."""
+
+    def __init__(self, widget: QWidget, callback: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._widget = widget
+        self._callback: Callable[[], None] | None = callback
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint and self._callback is not None:
+            callback, self._callback = self._callback, None
+            self._widget.removeEventFilter(self)
+            QTimer.singleShot(0, callback)
+        return False
+
+
+def real_client_factory(
+    server_url: str, client_id: str, demo: DemoServer | None
+) -> Callable[[], AuthClientLike]:
+    """Build the real core, in the controller's worker (the imports are the slow part)."""
+
+    def build() -> AuthClientLike:
+        url = demo.ensure() if demo is not None else server_url
+        from desktop.auth import AuthClient, KeyringStore
+
+        return AuthClient(
+            url,
+            client_id=client_id,
+            store=KeyringStore(),
+            lock_dir=config_module.state_dir(),
+        )
+
+    return build
+
+
+class Application(QObject):
+    """Owns the controller and the windows, and moves between their states:
+    silent sign-in ("Signing in…"), the sign-in dialog, and the signed-in main window."""
+
+    def __init__(
+        self,
+        *,
+        server_url: str | None = None,
+        demo: DemoServer | None = None,
+        client_factory: Callable[[], AuthClientLike] | None = None,
+        settings: QSettings | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._demo = demo
+        config = config_module.load_config()
+        if server_url is not None and server_url != config.server_url and demo is None:
+            config = dataclasses.replace(config, server_url=server_url)
+            config_module.save_config(config)
+        self._config = config
+        self.server_url = (
+            config_module.DEFAULT_SERVER_URL if demo is not None else config.server_url
+        )
+        if client_factory is None:
+            client_factory = real_client_factory(self.server_url, config.client_id, demo)
+        self._client_factory = client_factory
+        self._controller: SessionController | None = None
+        self._settings = settings
+        self._main: MainWindow | None = None
+        self._restoring_username: str | None = None
+        self._pending: tuple[str, bool] | None = None  # username, remember
+        self._started_core = False
+
+        demo_credentials = None
+        if demo is not None:
+            from desktop.demo import DEMO_PASSWORD, DEMO_USERNAME
+
+            demo_credentials = (DEMO_USERNAME, DEMO_PASSWORD)
+        self.dialog = SignInDialog(self.server_url, demo_credentials=demo_credentials)
+        if config.last_username:
+            self.dialog.set_username(config.last_username)
+        elif demo_credentials is not None:
+            self.dialog.set_username(demo_credentials[0])
+        self.dialog.set_remember(config.remember)
+        self.dialog.submitted.connect(self._on_submitted)
+        self.dialog.cancelled.connect(self._on_cancelled)
+        self.dialog.rejected.connect(self._on_dialog_dismissed)
+
+    @property
+    def controller(self) -> SessionController:
+        """Built on first use, after the first frame (it is not needed to paint it)."""
+        if self._controller is None:
+            from desktop.ui.controller import SessionController
+
+            c = SessionController(self._client_factory, self)
+            c.storageChecked.connect(self._on_storage_checked)
+            c.signInSucceeded.connect(self._on_signed_in)
+            c.signInFailed.connect(self.dialog.show_error)
+            c.restoreFinished.connect(self._on_restored)
+            c.profileLoaded.connect(self._on_profile_loaded)
+            c.requestFailed.connect(self._on_request_failed)
+            c.sessionEnded.connect(self._on_session_ended)
+            c.signedOut.connect(self._on_signed_out)
+            c.refreshed.connect(self._on_refreshed)
+            c.busyChanged.connect(self._on_busy_changed)
+            self._controller = c
+        return self._controller
+
+    def _status(self) -> SessionStatus | None:
+        return self._controller.status() if self._controller is not None else None
+
+    # -- start and stop -------------------------------------------------------------------
+
+    def start(self) -> QWidget:
+        """Show the first window and return it: "Signing in…" when a session is stored
+        (silent sign-in), else the sign-in dialog. The core starts after its first frame."""
+        username = self._config.last_username if self._config.remember else None
+        first: QWidget
+        if username:
+            self._restoring_username = username
+            main = self.main_window()
+            main.show_signing_in(username)
+            main.show()
+            first = main
+        else:
+            self.dialog.show()
+            first = self.dialog
+        _FirstFrame(first, self._after_first_frame)
+        return first
+
+    def _after_first_frame(self) -> None:
+        if os.environ.get(EXIT_WHEN_SHOWN_ENV) == "1":
+            window = QApplication.activeWindow() or self._visible_window()
+            title = window.windowTitle() if window is not None else ""
+            print(f"jwt-desktop: shown {title}", flush=True)  # noqa: T201 - the bench reads it
+            QApplication.quit()
+            return
+        self._apply_resources()
+        self._start_core()
+
+    def _start_core(self) -> None:
+        if self._started_core:
+            return
+        self._started_core = True
+        self.controller.warm_up()
+        if self._restoring_username:
+            self.controller.restore(self._restoring_username)
+
+    def _visible_window(self) -> QWidget | None:
+        if self.dialog.isVisible():
+            return self.dialog
+        if self._main is not None and self._main.isVisible():
+            return self._main
+        return None
+
+    def _apply_resources(self) -> None:
+        icon = resource("jwt-desktop.svg")
+        if icon is not None:
+            QApplication.setWindowIcon(QIcon(str(icon)))
+
+    def shutdown(self) -> None:
+        """Save the geometry, wait for the request in flight, stop a demo server we started."""
+        if self._main is not None:
+            self._main.save_geometry()
+            self._main.stop()
+        if self._controller is not None:
+            self._controller.shutdown()
+        if self._demo is not None:
+            self._demo.stop()
+
+    def main_window(self) -> MainWindow:
+        if self._main is None:
+            from desktop.ui.main_window import MainWindow
+
+            if self._settings is None:
+                self._settings = QSettings(
+                    str(config_module.config_path().parent / "window.ini"),
+                    QSettings.Format.IniFormat,
+                )
+            main = MainWindow(self._status, self._settings)
+            main.reloadRequested.connect(self._on_reload)
+            main.signOutRequested.connect(self._on_sign_out_requested)
+            main.retryRequested.connect(self._on_retry)
+            main.quitRequested.connect(QApplication.quit)
+            self._main = main
+        return self._main
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def _show_dialog(self, notice: str | None) -> None:
+        if self._main is not None:
+            self._main.stop()
+            self._main.hide()
+        self._restoring_username = None
+        self.dialog.reset()
+        self.dialog.show_notice(notice)
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
+
+    def _show_main(self, profile: dict[str, Any]) -> None:
+        main = self.main_window()
+        main.show_profile(profile)
+        main.show()
+        self.dialog.hide()
+        self.dialog.reset()
+
+    def _forget_username(self) -> None:
+        if self._config.last_username is not None:
+            self._config = dataclasses.replace(self._config, last_username=None)
+            config_module.save_config(self._config)
+
+    # -- slots ----------------------------------------------------------------------------
+
+    def _on_storage_checked(self, storage: object) -> None:
+        self.dialog.set_storage(storage)  # type: ignore[arg-type]
+        status = self._status()
+        if status is not None:
+            self.dialog.set_server(status.server_url)
+
+    def _on_submitted(self, username: str, password: str, remember: bool) -> None:
+        self._pending = (username, remember)
+        self._start_core()
+        self.controller.sign_in(username, password, remember=remember)
+
+    def _on_signed_in(self, profile: dict[str, Any]) -> None:
+        username, remember = self._pending or (None, True)
+        self._pending = None
+        stored = self._status()
+        keep = remember and (stored is None or stored.remembered)
+        self._config = dataclasses.replace(
+            self._config, last_username=username if keep else None, remember=remember
+        )
+        config_module.save_config(self._config)
+        self._show_main(profile)
+
+    def _on_restored(self, profile: object) -> None:
+        if isinstance(profile, dict):
+            self._restoring_username = None
+            self._show_main(profile)
+        else:
+            self._forget_username()
+            self._show_dialog(None)
+
+    def _on_profile_loaded(self, profile: dict[str, Any]) -> None:
+        self._show_main(profile)
+        if self._main is not None:
+            self._main.show_reloaded()
+
+    def _on_request_failed(self, kind: str, message: str) -> None:
+        from desktop.ui.messages import ErrorKind
+
+        main = self._main
+        if main is None or not main.isVisible():
+            self.dialog.show_error(kind, message)
+            return
+        if kind in (ErrorKind.UNREACHABLE.value, ErrorKind.SERVER.value):
+            # The session is kept: say so without blocking, and try again later.
+            main.show_unreachable(message)
+        elif self._restoring_username:
+            self._show_dialog(message)
+        else:
+            main.show_error(message)
+
+    def _on_reload(self) -> None:
+        self.controller.reload_profile()
+
+    def _on_cancelled(self) -> None:
+        self._pending = None
+        if self._controller is not None:
+            self._controller.cancel_sign_in()
+
+    def _on_retry(self) -> None:
+        if self._restoring_username:
+            self.controller.restore(self._restoring_username)
+        else:
+            self.controller.reload_profile()
+
+    def _on_session_ended(self, reason: str) -> None:
+        self._forget_username()
+        self._show_dialog(reason)
+
+    def _on_sign_out_requested(self) -> None:
+        if self._main is not None:
+            self._main.statusBar().showMessage("Signing out…")
+        self.controller.sign_out()
+
+    def _on_signed_out(self, confirmed: bool) -> None:
+        self._forget_username()
+        if confirmed:
+            notice = "You signed out. The session was revoked at the server."
+        else:
+            notice = (
+                "You signed out on this computer, but the server could not be reached to "
+                "revoke the session."
+            )
+        self._show_dialog(notice)
+
+    def _on_refreshed(self) -> None:
+        if self._main is not None and self._main.isVisible():
+            self._main.show_refreshed()
+
+    def _on_busy_changed(self, busy: bool) -> None:
+        if self._main is not None:
+            self._main.set_busy(busy)
+
+    def _on_dialog_dismissed(self) -> None:
+        if self._controller is None or not self._controller.signed_in:
+            QApplication.quit()
+
+
+def load_stylesheet() -> str:
+    path = resource("style.qss")
+    if path is None:
+        return ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
+    """Start the GUI. ``argv`` are the arguments left for Qt (e.g. ``-platform``)."""
+    qt_app = QApplication([sys.argv[0], *argv])
+    qt_app.setApplicationName("jwt-desktop")
+    qt_app.setOrganizationName("jwt-desktop")
+    qt_app.setApplicationDisplayName("jwt-desktop")
+    qt_app.setDesktopFileName("jwt-desktop")
+    qt_app.setQuitOnLastWindowClosed(False)
+    qt_app.setStyleSheet(load_stylesheet())
+    demo_server: DemoServer | None = None
+    if demo:
+        from desktop.demo import DemoServer
+
+        demo_server = DemoServer(db=config_module.state_dir() / "demo.db")
+    application = Application(server_url=server_url, demo=demo_server)
+    try:
+        application.start()
+        return qt_app.exec()
+    finally:
+        application.shutdown()

@@ -1,0 +1,281 @@
+"""The controller: runs the client core off the GUI thread and reports back with signals.
+
+Every core call does network or keyring I/O, so each one runs as a :class:`QRunnable` on a
+private :class:`QThreadPool`; the result comes back through a queued signal and is handled on
+the GUI thread, which owns every widget. The core itself is built lazily in the first task, so
+the first frame never waits for ``requests``, ``keyring`` or ``jwt`` to import.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
+
+from desktop.ui.messages import ErrorKind, describe
+
+if TYPE_CHECKING:
+    from desktop.auth.errors import SessionEnded
+    from desktop.auth.session import SessionStatus
+    from desktop.auth.store import StorageStatus
+
+
+class AuthClientLike(Protocol):
+    """What the controller needs from :class:`desktop.auth.AuthClient` (a seam for tests)."""
+
+    on_refreshed: list[Callable[[], None]]
+    on_session_ended: list[Callable[[SessionEnded], None]]
+
+    def sign_in(self, username: str, password: str, *, remember: bool) -> dict[str, Any]: ...
+    def restore(self, username: str) -> dict[str, Any] | None: ...
+    def profile(self) -> dict[str, Any]: ...
+    def sign_out(self) -> bool: ...
+    def status(self) -> SessionStatus: ...
+    def storage_status(self) -> StorageStatus: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Operation:
+    name: str
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class _Task(QRunnable):
+    """Runs one call in a pool thread and hands the outcome to ``deliver`` (a signal emit)."""
+
+    def __init__(
+        self, call: Callable[[], object], deliver: Callable[[object, BaseException | None], None]
+    ) -> None:
+        super().__init__()
+        # The controller keeps the Python object alive until the result is handled.
+        self.setAutoDelete(False)
+        self._call = call
+        self._deliver = deliver
+
+    def run(self) -> None:
+        try:
+            result = self._call()
+        except Exception as error:  # every failure goes back to the GUI thread as a value
+            self._deliver(None, error)
+        else:
+            self._deliver(result, None)
+
+
+class SessionController(QObject):
+    """Runs the core's calls in a worker thread; every signal is emitted on the GUI thread.
+
+    Signals:
+        storageChecked(object): the :class:`StorageStatus` of the token store, after the probe.
+        signInSucceeded(dict): the profile, after a sign-in with a password.
+        signInFailed(str, str): an :class:`ErrorKind` value and a sentence.
+        restoreFinished(object): the profile after a silent sign-in, or None (nothing stored).
+        profileLoaded(dict): the profile, after :meth:`reload_profile`.
+        requestFailed(str, str): kind and sentence of a failure that keeps the session
+            (unreachable server, server error) during a restore or a reload.
+        sessionEnded(str): the session is over (refresh token reused, revoked, expired); the
+            stored token is gone; the argument is the reason, a sentence.
+        signedOut(bool): after :meth:`sign_out`; True when the server confirmed revocation.
+        refreshed(): the core renewed the access token.
+        busyChanged(bool): whether any request is in flight.
+    """
+
+    storageChecked = Signal(object)
+    signInSucceeded = Signal(dict)
+    signInFailed = Signal(str, str)
+    restoreFinished = Signal(object)
+    profileLoaded = Signal(dict)
+    requestFailed = Signal(str, str)
+    sessionEnded = Signal(str)
+    signedOut = Signal(bool)
+    refreshed = Signal()
+    busyChanged = Signal(bool)
+
+    # Private: outcomes and observer events cross from worker threads to the GUI thread.
+    _finished = Signal(int, object, object)
+    _observed = Signal(str, object)
+
+    def __init__(
+        self,
+        client_factory: Callable[[], AuthClientLike],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._client_factory = client_factory
+        self._client: AuthClientLike | None = None
+        self._client_lock = threading.Lock()
+        self._pool = QThreadPool(self)
+        # One worker: session operations run in the order they were asked for, so a sign-out
+        # can never overtake the sign-in before it, and a discarded sign-in is undone before
+        # the next one starts.
+        self._pool.setMaxThreadCount(1)
+        self._operations: dict[int, _Operation] = {}
+        self._tasks: dict[int, _Task] = {}
+        self._next_id = 0
+        self._sign_in_op: int | None = None
+        self._signed_in = False
+        self._closing = False
+        self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
+        self._observed.connect(self._on_observed, Qt.ConnectionType.QueuedConnection)
+
+    # -- state readable on the GUI thread -------------------------------------------------
+
+    @property
+    def signed_in(self) -> bool:
+        return self._signed_in
+
+    @property
+    def sign_in_pending(self) -> bool:
+        return self._sign_in_op is not None
+
+    def status(self) -> SessionStatus | None:
+        """The session's status (cheap, no I/O), or None before the core is built."""
+        client = self._client
+        return client.status() if client is not None else None
+
+    def busy(self) -> bool:
+        return any(op.name != "warm_up" for op in self._operations.values())
+
+    # -- requests --------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Build the core and probe the keyring in the background (emits storageChecked)."""
+        self._submit("warm_up", lambda client, op: client.storage_status())
+
+    def sign_in(self, username: str, password: str, *, remember: bool) -> None:
+        """Sign in with a password; emits signInSucceeded or signInFailed."""
+
+        def call(client: AuthClientLike, op: _Operation) -> object:
+            profile = client.sign_in(username, password, remember=remember)
+            if op.cancelled.is_set():
+                # The person cancelled while this was in flight: they did not want this
+                # session, so it is revoked rather than left behind (and in the keyring).
+                client.sign_out()
+            return profile
+
+        self.cancel_sign_in()
+        self._sign_in_op = self._submit("sign_in", call)
+
+    def cancel_sign_in(self) -> None:
+        """Forget the sign-in in flight: the worker cannot be stopped, its result is ignored."""
+        if self._sign_in_op is not None:
+            operation = self._operations.get(self._sign_in_op)
+            if operation is not None:
+                operation.cancelled.set()
+            self._sign_in_op = None
+
+    def restore(self, username: str) -> None:
+        """Silent sign-in from the stored refresh token; emits restoreFinished, or
+        sessionEnded / requestFailed."""
+        self._submit("restore", lambda client, op: client.restore(username))
+
+    def reload_profile(self) -> None:
+        """Fetch the profile again (refreshing the access token first if it is stale)."""
+        self._submit("profile", lambda client, op: client.profile())
+
+    def sign_out(self) -> None:
+        """Revoke at the server and forget the session locally; emits signedOut."""
+        self.cancel_sign_in()
+        self._signed_in = False
+        self._submit("sign_out", lambda client, op: client.sign_out())
+
+    def shutdown(self) -> None:
+        """Drop queued work, wait for the request in flight, close the core."""
+        self._closing = True
+        self._pool.clear()
+        self._pool.waitForDone()
+        client = self._client
+        if client is not None:
+            client.close()
+
+    # -- machinery -------------------------------------------------------------------------
+
+    def _client_in_worker(self) -> AuthClientLike:
+        with self._client_lock:
+            if self._client is None:
+                client = self._client_factory()
+                client.on_refreshed.append(lambda: self._observed.emit("refreshed", None))
+                client.on_session_ended.append(lambda error: self._observed.emit("ended", error))
+                self._client = client
+            return self._client
+
+    def _submit(self, name: str, call: Callable[[AuthClientLike, _Operation], object]) -> int:
+        was_busy = self.busy()
+        op_id = self._next_id
+        self._next_id += 1
+        operation = _Operation(name)
+        self._operations[op_id] = operation
+
+        def run() -> object:
+            return call(self._client_in_worker(), operation)
+
+        def deliver(result: object, error: BaseException | None) -> None:
+            self._finished.emit(op_id, result, error)
+
+        task = _Task(run, deliver)
+        self._tasks[op_id] = task
+        self._pool.start(task)
+        if not was_busy and self.busy():
+            self.busyChanged.emit(True)
+        return op_id
+
+    @Slot(int, object, object)
+    def _on_finished(self, op_id: int, result: object, error: object) -> None:
+        was_busy = self.busy()
+        operation = self._operations.pop(op_id)
+        self._tasks.pop(op_id, None)
+        if was_busy and not self.busy():
+            self.busyChanged.emit(False)
+        if self._closing:
+            return
+        if operation.name == "sign_in":
+            if operation.cancelled.is_set():
+                return
+            self._sign_in_op = None
+        if isinstance(error, BaseException):
+            self._failed(operation.name, error)
+            return
+        if operation.name == "warm_up":
+            self.storageChecked.emit(result)
+        elif operation.name == "sign_in":
+            self._signed_in = True
+            self.signInSucceeded.emit(result)
+        elif operation.name == "restore":
+            self._signed_in = result is not None
+            self.restoreFinished.emit(result)
+        elif operation.name == "profile":
+            self.profileLoaded.emit(result)
+        elif operation.name == "sign_out":
+            self.signedOut.emit(bool(result))
+
+    def _failed(self, name: str, error: BaseException) -> None:
+        failure = describe(error)
+        if name == "sign_in":
+            self.signInFailed.emit(failure.kind.value, failure.message)
+        elif name == "warm_up":
+            # The core could not even be built (bad configuration, demo server down): every
+            # request would fail the same way, so it is reported like a failed request.
+            self.requestFailed.emit(failure.kind.value, failure.message)
+        elif name == "sign_out":
+            # The core forgets the session locally whatever happened; only report it.
+            self.signedOut.emit(False)
+        elif failure.kind is ErrorKind.SESSION_ENDED:
+            # The core's observer may have reported this already (see _on_observed).
+            if self._signed_in or name == "restore":
+                self._signed_in = False
+                self.sessionEnded.emit(failure.message)
+        else:
+            self.requestFailed.emit(failure.kind.value, failure.message)
+
+    @Slot(str, object)
+    def _on_observed(self, event: str, payload: object) -> None:
+        if self._closing:
+            return
+        if event == "refreshed":
+            self.refreshed.emit()
+        elif event == "ended" and self._signed_in and isinstance(payload, BaseException):
+            self._signed_in = False
+            self.sessionEnded.emit(describe(payload).message)

@@ -1,0 +1,308 @@
+"""The sign-in dialog (window title "Sign in").
+
+It is the first frame of a cold start, so this module stays light: no ``Qt`` namespace import
+(building its enums costs tens of milliseconds), nothing from the core.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QCloseEvent, QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.ui.messages import ErrorKind
+
+if TYPE_CHECKING:
+    from desktop.auth.store import StorageStatus
+
+
+def _name(widget: QWidget, object_name: str, accessible: str) -> None:
+    widget.setObjectName(object_name)
+    widget.setAccessibleName(accessible)
+
+
+class SignInDialog(QDialog):
+    """Username, password, "Keep me signed in", the server, Sign in and Cancel.
+
+    The dialog does no I/O: it asks, and the application answers through :meth:`set_busy`,
+    :meth:`show_error` and friends.
+
+    Signals:
+        submitted(str, str, bool): username, password, keep me signed in.
+        cancelled(): Cancel (or Esc) while a sign-in was in flight; the dialog stays open.
+        (QDialog.rejected(): Cancel, Esc or the close button while nothing is in flight.)
+    """
+
+    submitted = Signal(str, str, bool)
+    cancelled = Signal()
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        demo_credentials: tuple[str, str] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("signInDialog")
+        self.setWindowTitle("Sign in")
+        self.setAccessibleName("Sign in")
+        self._busy = False
+        self._keyring_available = True
+
+        self._build_header(server_url, demo_credentials)
+        form = self._build_form()
+        busy_row = self._build_footer()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 20, 24, 16)
+        layout.setSpacing(10)
+        layout.addWidget(self.title_label)
+        layout.addWidget(self.server_label)
+        layout.addWidget(self.notice_label)
+        layout.addWidget(self.demo_label)
+        layout.addSpacing(4)
+        layout.addLayout(form)
+        layout.addWidget(self.error_label)
+        layout.addLayout(busy_row)
+        layout.addStretch(1)
+        layout.addWidget(self.buttons)
+
+        QWidget.setTabOrder(self.username_edit, self.password_edit)
+        QWidget.setTabOrder(self.password_edit, self.show_password_button)
+        QWidget.setTabOrder(self.show_password_button, self.remember_check)
+        QWidget.setTabOrder(self.remember_check, self.sign_in_button)
+        QWidget.setTabOrder(self.sign_in_button, self.cancel_button)
+        self.username_edit.setFocus()
+
+    def _build_header(self, server_url: str, demo_credentials: tuple[str, str] | None) -> None:
+        self.title_label = QLabel("Sign in to jwt-desktop")
+        self.title_label.setObjectName("dialogTitle")
+        font = QFont(self.title_label.font())
+        font.setPointSizeF(font.pointSizeF() * 1.35)
+        font.setBold(True)
+        self.title_label.setFont(font)
+        self.server_label = QLabel()
+        self.server_label.setObjectName("serverLabel")
+        self.set_server(server_url)
+
+        self.notice_label = QLabel()
+        _name(self.notice_label, "noticeLabel", "Notice")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.hide()
+
+        self.demo_label = QLabel()
+        _name(self.demo_label, "demoLabel", "Demo credentials")
+        self.demo_label.setWordWrap(True)
+        if demo_credentials is not None:
+            user, password = demo_credentials
+            self.demo_label.setText(
+                f"Demo server: sign in as <b>{user}</b> with password <b>{password}</b>."
+            )
+        else:
+            self.demo_label.hide()
+
+    def _build_form(self) -> QFormLayout:
+        self.username_edit = QLineEdit()
+        _name(self.username_edit, "usernameEdit", "Username")
+        self.username_edit.setPlaceholderText("Username")
+        self.username_edit.setMinimumWidth(240)
+        self.password_edit = QLineEdit()
+        _name(self.password_edit, "passwordEdit", "Password")
+        self.password_edit.setPlaceholderText("Password")
+        self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.show_password_button = QToolButton()
+        _name(self.show_password_button, "showPasswordButton", "Show password")
+        self.show_password_button.setText("Show")
+        self.show_password_button.setCheckable(True)
+        self.show_password_button.setToolTip("Show the password as you type it")
+        self.show_password_button.toggled.connect(self._on_show_password)
+        password_row = QHBoxLayout()
+        password_row.setSpacing(6)
+        password_row.addWidget(self.password_edit, 1)
+        password_row.addWidget(self.show_password_button)
+
+        self.remember_check = QCheckBox("Keep me signed in")
+        _name(self.remember_check, "rememberCheck", "Keep me signed in")
+        self.remember_check.setChecked(True)
+        self.remember_reason = QLabel()
+        _name(self.remember_reason, "rememberReason", "Why Keep me signed in is unavailable")
+        self.remember_reason.setObjectName("rememberReason")
+        self.remember_reason.setWordWrap(True)
+        self.remember_reason.hide()
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        username_label = QLabel("&Username")
+        username_label.setBuddy(self.username_edit)
+        password_label = QLabel("&Password")
+        password_label.setBuddy(self.password_edit)
+        form.addRow(username_label, self.username_edit)
+        form.addRow(password_label, password_row)
+        form.addRow("", self.remember_check)
+        form.addRow("", self.remember_reason)
+        return form
+
+    def _build_footer(self) -> QHBoxLayout:
+        self.error_label = QLabel()
+        _name(self.error_label, "errorLabel", "Error")
+        self.error_label.setWordWrap(True)
+        self.error_label.hide()
+
+        self.busy_bar = QProgressBar()
+        _name(self.busy_bar, "busyBar", "Signing in")
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.setMaximumHeight(6)
+        self.busy_label = QLabel("Signing in…")
+        self.busy_label.setObjectName("busyLabel")
+        busy_row = QHBoxLayout()
+        busy_row.addWidget(self.busy_label)
+        busy_row.addWidget(self.busy_bar, 1)
+        self.busy_bar.hide()
+        self.busy_label.hide()
+
+        self.buttons = QDialogButtonBox()
+        self.sign_in_button = QPushButton("Sign in")
+        _name(self.sign_in_button, "signInButton", "Sign in")
+        self.sign_in_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        _name(self.cancel_button, "cancelButton", "Cancel")
+        self.buttons.addButton(self.sign_in_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.RejectRole)
+        self.sign_in_button.clicked.connect(self._submit)
+        self.cancel_button.clicked.connect(self.reject)
+        return busy_row
+
+    # -- what the application tells the dialog -------------------------------------------
+
+    def set_server(self, url: str) -> None:
+        self.server_label.setText(f"Server: {url}")
+
+    def set_username(self, username: str) -> None:
+        self.username_edit.setText(username)
+        (self.password_edit if username else self.username_edit).setFocus()
+
+    def set_remember(self, remember: bool) -> None:
+        if self._keyring_available:
+            self.remember_check.setChecked(remember)
+
+    def set_storage(self, storage: StorageStatus) -> None:
+        """Enable "Keep me signed in" only when the OS keyring can hold the refresh token."""
+        self._keyring_available = storage.persistent
+        if storage.persistent:
+            tip = f"Your session is kept in the OS keyring ({storage.backend})."
+            self.remember_check.setEnabled(not self._busy)
+            self.remember_check.setToolTip(tip)
+            self.remember_reason.hide()
+        else:
+            reason = storage.reason or "No OS keyring is available."
+            text = f"Unavailable: {reason} You will stay signed in until you quit."
+            self.remember_check.setChecked(False)
+            self.remember_check.setEnabled(False)
+            self.remember_check.setToolTip(text)
+            self.remember_reason.setText(text)
+            self.remember_reason.show()
+
+    def set_busy(self, busy: bool) -> None:
+        """While a sign-in is in flight: inputs disabled, an indicator, Cancel still works."""
+        self._busy = busy
+        for widget in (
+            self.username_edit,
+            self.password_edit,
+            self.show_password_button,
+            self.sign_in_button,
+        ):
+            widget.setEnabled(not busy)
+        self.remember_check.setEnabled(not busy and self._keyring_available)
+        self.busy_bar.setVisible(busy)
+        self.busy_label.setVisible(busy)
+        if busy:
+            self.error_label.hide()
+            self.cancel_button.setFocus()
+
+    def show_error(self, kind: str, message: str) -> None:
+        """An inline sentence; a wrong password is cleared and gets the focus back."""
+        self.set_busy(False)
+        self.error_label.setText(message)
+        self.error_label.show()
+        if kind == ErrorKind.CREDENTIALS.value:
+            self.password_edit.clear()
+            self.password_edit.setFocus()
+        elif not self.username_edit.text():
+            self.username_edit.setFocus()
+        else:
+            self.password_edit.setFocus()
+
+    def show_notice(self, message: str | None) -> None:
+        """Why the dialog is shown again (signed out, session ended...); None hides it."""
+        self.notice_label.setText(message or "")
+        self.notice_label.setVisible(bool(message))
+
+    def reset(self) -> None:
+        """Ready for a new sign-in: password and messages cleared."""
+        self.set_busy(False)
+        self.password_edit.clear()
+        self.error_label.hide()
+        self.show_password_button.setChecked(False)
+        (self.password_edit if self.username_edit.text() else self.username_edit).setFocus()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    # -- behaviour ------------------------------------------------------------------------
+
+    def _on_show_password(self, shown: bool) -> None:
+        self.password_edit.setEchoMode(
+            QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password
+        )
+        self.show_password_button.setText("Hide" if shown else "Show")
+        self.show_password_button.setAccessibleName("Hide password" if shown else "Show password")
+
+    def _submit(self) -> None:
+        if self._busy:
+            return
+        username = self.username_edit.text().strip()
+        password = self.password_edit.text()
+        if not username:
+            self.show_error("input", "Enter your username.")
+            self.username_edit.setFocus()
+            return
+        if not password:
+            self.show_error("input", "Enter your password.")
+            self.password_edit.setFocus()
+            return
+        self.notice_label.hide()
+        self.set_busy(True)
+        self.submitted.emit(username, password, self.remember_check.isChecked())
+
+    def reject(self) -> None:
+        if self._busy:
+            # The request cannot be stopped; the application ignores its result.
+            self.set_busy(False)
+            self.show_notice("Sign-in cancelled.")
+            self.password_edit.setFocus()
+            self.cancelled.emit()
+            return
+        super().reject()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._busy:
+            self.reject()  # cancels the request in flight first
+        super().closeEvent(event)
