@@ -1,0 +1,408 @@
+"""Bad server answers and unreachable servers: each a clear error, the session kept or ended as
+it should be. Local fake servers (real HTTP on loopback) produce what the real one never does."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+
+from desktop.auth.errors import (
+    AccessDenied,
+    ConfigurationError,
+    InvalidCredentials,
+    NotSignedIn,
+    OAuthError,
+    ServerError,
+    ServerUnreachable,
+    SessionEnded,
+    TooManyAttempts,
+)
+from desktop.auth.session import AuthClient
+from desktop.auth.store import MemoryStore
+from tests.core.fakes import FakeClock, FakeOIDCServer, Reply, Seen, SilentServer, closed_port_url
+
+
+def _client(url: str, clock: FakeClock | None = None, **kwargs: object) -> AuthClient:
+    return AuthClient(
+        url,
+        store=kwargs.pop("store", MemoryStore()),  # type: ignore[arg-type]
+        clock=clock or FakeClock(),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_refuses_plain_http_to_a_remote_server() -> None:
+    with pytest.raises(ConfigurationError, match="only loopback"):
+        AuthClient("http://id.example.com", store=MemoryStore())
+
+
+def test_connection_refused_is_server_unreachable() -> None:
+    url = closed_port_url()
+    client = _client(url)
+    try:
+        with pytest.raises(ServerUnreachable, match="Could not connect") as caught:
+            client.sign_in("alice", "wonderland", remember=False)
+        assert caught.value.url == url
+        assert "wonderland" not in str(caught.value)
+    finally:
+        client.close()
+
+
+def test_a_server_that_never_answers_times_out(silent_server: SilentServer) -> None:
+    client = _client(silent_server.url, timeout=0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ServerUnreachable, match="did not answer in time"):
+            client.sign_in("alice", "wonderland", remember=False)
+        assert time.monotonic() - started < 5
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "reply", "error", "message"),
+    [
+        ("/token", Reply(500, b"boom"), ServerError, r"HTTP 500"),
+        (
+            "/token",
+            Reply.json(503, {"error": "temporarily_unavailable"}),
+            ServerError,
+            r"HTTP 503",
+        ),
+        (
+            "/token",
+            Reply(200, b"<html>hi</html>", {"Content-Type": "text/html"}),
+            ServerError,
+            r"not JSON",
+        ),
+        (
+            "/token",
+            Reply.json(200, {"token_type": "Bearer", "refresh_token": "r"}),
+            ServerError,
+            r"no access token",
+        ),
+        (
+            "/token",
+            Reply.json(200, {"access_token": "a", "token_type": "Bearer", "expires_in": 60}),
+            ServerError,
+            r"no refresh token",
+        ),
+        ("/token", Reply(404, b"<html>nope</html>"), ServerError, r"unexpected answer \(HTTP 404"),
+        (
+            "/.well-known/openid-configuration",
+            Reply(200, b"<!doctype html><p>a web page</p>", {"Content-Type": "text/html"}),
+            ConfigurationError,
+            r"not an OpenID Connect server",
+        ),
+        (
+            "/.well-known/openid-configuration",
+            Reply(404, b""),
+            ConfigurationError,
+            r"no OpenID Connect discovery document \(HTTP 404\)",
+        ),
+        ("/.well-known/openid-configuration", Reply(502, b""), ServerError, r"HTTP 502"),
+        ("/userinfo", Reply(200, b"<html/>"), ServerError, r"profile answer is not a JSON"),
+        ("/userinfo", Reply(500, b""), ServerError, r"HTTP 500"),
+    ],
+)
+def test_bad_answers_are_clear_errors(
+    fake_server: FakeOIDCServer, path: str, reply: Reply, error: type, message: str
+) -> None:
+    fake_server.routes[path] = lambda seen: reply
+    client = _client(fake_server.url)
+    try:
+        with pytest.raises(error, match=message):
+            client.sign_in("alice", "wonderland", remember=False)
+    finally:
+        client.close()
+
+
+def test_issuer_mismatch_is_refused(fake_server: FakeOIDCServer) -> None:
+    fake_server.routes["/.well-known/openid-configuration"] = lambda seen: Reply.json(
+        200, {"issuer": "http://127.0.0.1:1", "token_endpoint": f"{fake_server.url}/token"}
+    )
+    client = _client(fake_server.url)
+    try:
+        with pytest.raises(ConfigurationError, match="issuer"):
+            client.sign_in("alice", "wonderland", remember=False)
+        assert fake_server.requests_to("/token") == []  # no password sent anywhere
+    finally:
+        client.close()
+
+
+def test_oauth_error_read_from_a_401_body_means_wrong_password(
+    fake_server: FakeOIDCServer,
+) -> None:
+    # Some providers answer a bad password with 401 rather than 400: the body decides.
+    fake_server.routes["/token"] = lambda seen: Reply.json(
+        401, {"error": "invalid_grant", "error_description": "Invalid user credentials"}
+    )
+    client = _client(fake_server.url)
+    try:
+        with pytest.raises(InvalidCredentials, match="username or password is incorrect") as e:
+            client.sign_in("alice", "wrong-pass", remember=False)
+        assert e.value.status == 401
+        assert e.value.description == "Invalid user credentials"
+        assert not client.status().signed_in
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [("42", 42), (None, None), ("soon", None), ("http-date", 120)],
+)
+def test_throttling_gives_the_wait(
+    fake_server: FakeOIDCServer, retry_after: str | None, expected: int | None
+) -> None:
+    headers = {}
+    if retry_after == "http-date":
+        when = datetime.now(timezone.utc) + timedelta(seconds=120)
+        headers["Retry-After"] = format_datetime(when, usegmt=True)
+    elif retry_after is not None:
+        headers["Retry-After"] = retry_after
+    fake_server.routes["/token"] = lambda seen: Reply.json(
+        429, {"error": "too_many_attempts"}, **headers
+    )
+    client = _client(fake_server.url)
+    try:
+        with pytest.raises(TooManyAttempts) as caught:
+            client.sign_in("alice", "wonderland", remember=False)
+        if expected is None:
+            assert caught.value.retry_after is None
+            assert "Try again later" in str(caught.value)
+        else:
+            assert caught.value.retry_after is not None
+            assert abs(caught.value.retry_after - expected) <= 2
+            assert f"Try again in {caught.value.retry_after} seconds" in str(caught.value)
+    finally:
+        client.close()
+
+
+def test_other_oauth_errors(fake_server: FakeOIDCServer) -> None:
+    fake_server.routes["/token"] = lambda seen: Reply.json(
+        400, {"error": "unauthorized_client", "error_description": "Password grant disabled."}
+    )
+    client = _client(fake_server.url)
+    try:
+        with pytest.raises(ConfigurationError, match=r"does not accept this app.*grant disabled"):
+            client.sign_in("alice", "wonderland", remember=False)
+        fake_server.routes["/token"] = lambda seen: Reply.json(400, {"error": "invalid_request"})
+        with pytest.raises(OAuthError, match=r"refused the request \(invalid_request\)"):
+            client.sign_in("alice", "wonderland", remember=False)
+    finally:
+        client.close()
+
+
+def _signed_in(fake_server: FakeOIDCServer, clock: FakeClock, **kwargs: object) -> AuthClient:
+    client = _client(fake_server.url, clock, **kwargs)
+    client.sign_in("alice", "wonderland", remember=False)
+    return client
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(500, b"boom"),
+        Reply(200, b"<html/>", {"Content-Type": "text/html"}),
+        Reply.json(200, {"token_type": "Bearer"}),
+    ],
+)
+def test_refresh_failures_keep_the_session(
+    fake_server: FakeOIDCServer, clock: FakeClock, reply: Reply
+) -> None:
+    client = _signed_in(fake_server, clock)
+    try:
+        fake_server.routes["/token"] = lambda seen: reply
+        clock.advance(61)
+        with pytest.raises(ServerError):
+            client.profile()
+        assert client.status().signed_in
+        # The server recovers: the same session refreshes with the same refresh token.
+        del fake_server.routes["/token"]
+        assert client.profile()["preferred_username"] == "alice"
+        refreshes = [s.form["refresh_token"] for s in fake_server.requests_to("/token")[1:]]
+        assert refreshes == ["refresh-1", "refresh-1"]
+    finally:
+        client.close()
+
+
+def test_refresh_with_the_server_down_keeps_the_session(clock: FakeClock) -> None:
+    server = FakeOIDCServer()
+    url = server.url
+    client = _client(url, clock)
+    try:
+        client.sign_in("alice", "wonderland", remember=False)
+        server.close()
+        clock.advance(61)
+        with pytest.raises(ServerUnreachable):
+            client.profile()
+        assert client.status().signed_in
+    finally:
+        client.close()
+
+
+def test_invalid_grant_on_refresh_ends_the_session(
+    fake_server: FakeOIDCServer, clock: FakeClock
+) -> None:
+    store = MemoryStore()
+    client = _client(fake_server.url, clock, store=store)
+    ended: list[SessionEnded] = []
+    client.on_session_ended.append(ended.append)
+    try:
+        client.sign_in("alice", "wonderland", remember=True)
+        assert store.load(client.server_url, "alice") == "refresh-1"
+        fake_server.routes["/token"] = lambda seen: Reply.json(
+            400, {"error": "invalid_grant", "error_description": "Token expired."}
+        )
+        clock.advance(61)
+        with pytest.raises(SessionEnded) as caught:
+            client.profile()
+        assert str(caught.value) == "Your session has ended: Token expired. Please sign in again."
+        assert ended == [caught.value]
+        assert store.load(client.server_url, "alice") is None
+        assert not client.status().signed_in
+        with pytest.raises(NotSignedIn):
+            client.profile()
+    finally:
+        client.close()
+
+
+def test_401_invalid_token_refreshes_once_and_never_loops(
+    fake_server: FakeOIDCServer, clock: FakeClock
+) -> None:
+    def always_invalid(seen: Seen) -> Reply:
+        return Reply.json(
+            401,
+            {"error": "invalid_token"},
+            **{"WWW-Authenticate": 'Bearer realm="x", error="invalid_token"'},
+        )
+
+    client = _signed_in(fake_server, clock)
+    try:
+        fake_server.routes["/userinfo"] = always_invalid
+        with pytest.raises(ServerError, match="just issued"):
+            client.profile()
+        assert len(fake_server.requests_to("/userinfo")) == 3  # sign-in profile + 2 tries
+        assert len(fake_server.requests_to("/token")) == 2  # sign-in + exactly one refresh
+        assert client.status().signed_in
+    finally:
+        client.close()
+
+
+def test_401_without_invalid_token_is_not_a_refresh_trigger(
+    fake_server: FakeOIDCServer, clock: FakeClock
+) -> None:
+    client = _signed_in(fake_server, clock)
+    try:
+        fake_server.routes["/userinfo"] = lambda seen: Reply(
+            401, b"", {"WWW-Authenticate": "Basic"}
+        )
+        response = client.request("GET", "/userinfo")
+        with response:
+            assert response.status_code == 401
+        assert len(fake_server.requests_to("/token")) == 1
+    finally:
+        client.close()
+
+
+def test_403_is_access_denied_with_the_reason(
+    fake_server: FakeOIDCServer, clock: FakeClock
+) -> None:
+    client = _signed_in(fake_server, clock)
+    try:
+        fake_server.routes["/api/x"] = lambda seen: Reply.json(
+            403,
+            {"error": "insufficient_scope"},
+            **{
+                "WWW-Authenticate": 'Bearer error="insufficient_scope", '
+                'error_description="For admins only"'
+            },
+        )
+        with pytest.raises(AccessDenied, match="You do not have access to this resource: For") as e:
+            client.request("GET", "/api/x")
+        assert e.value.error == "insufficient_scope"
+    finally:
+        client.close()
+
+
+def test_requests_refuse_insecure_urls_and_disabled_tls(
+    fake_server: FakeOIDCServer, clock: FakeClock
+) -> None:
+    client = _signed_in(fake_server, clock)
+    try:
+        with pytest.raises(ConfigurationError, match="only loopback"):
+            client.request("GET", "http://example.com/api")
+        with pytest.raises(ConfigurationError, match="cannot be turned off"):
+            client.request("GET", "/userinfo", verify=False)
+    finally:
+        client.close()
+
+
+def test_not_signed_in(fake_server: FakeOIDCServer) -> None:
+    client = _client(fake_server.url)
+    try:
+        with pytest.raises(NotSignedIn):
+            client.profile()
+        assert client.sign_out() is True
+        assert fake_server.requests_to("/revoke") == []
+    finally:
+        client.close()
+
+
+def test_sign_out_with_the_server_down_still_forgets_locally(clock: FakeClock) -> None:
+    server = FakeOIDCServer()
+    store = MemoryStore()
+    client = _client(server.url, clock, store=store)
+    try:
+        client.sign_in("alice", "wonderland", remember=True)
+        server.close()
+        assert client.sign_out() is False
+        assert store.load(client.server_url, "alice") is None
+        assert not client.status().signed_in
+    finally:
+        client.close()
+
+
+def test_many_waiters_share_one_failed_refresh(silent_server: SilentServer) -> None:
+    """Against a hanging server, waiting callers get the first caller's failure, not one
+    timeout each in turn."""
+    import threading
+
+    fake = FakeOIDCServer()
+    clock = FakeClock()
+    client = _client(fake.url, clock, timeout=0.5)
+    try:
+        client.sign_in("alice", "wonderland", remember=False)
+        # Point the token endpoint at the silent server.
+        from desktop.auth.discovery import Endpoints
+
+        endpoints = client.endpoints()
+        client._endpoints = Endpoints(
+            issuer=endpoints.issuer,
+            token_endpoint=f"{silent_server.url}/token",
+            userinfo_endpoint=endpoints.userinfo_endpoint,
+        )
+        clock.advance(61)
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                client.profile()
+            except ServerUnreachable as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(errors) == 8
+        assert time.monotonic() - started < 3  # not 8 x 0.5 s one after another
+    finally:
+        client.close()
+        fake.close()

@@ -1,0 +1,207 @@
+"""Refresh-token storage: memory, a memory keyring, the real Secret Service, broken keyrings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import keyring
+import keyring.backend
+import pytest
+from keyring.backends import fail, null
+from keyring.errors import KeyringLocked
+
+from desktop.auth.errors import KeyringUnavailable
+from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus
+from tests.support.keyring import MemoryKeyring, SecretServiceKeyring
+
+ISSUER = "http://127.0.0.1:8765"
+
+
+@pytest.fixture
+def use_backend() -> Iterator[object]:
+    """Sets a given keyring backend for the test, restoring the previous one after."""
+    previous = keyring.get_keyring()
+
+    def _use(backend: keyring.backend.KeyringBackend) -> None:
+        keyring.set_keyring(backend)
+
+    try:
+        yield _use
+    finally:
+        keyring.set_keyring(previous)
+
+
+class LockedKeyring(keyring.backend.KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise KeyringLocked("the collection is locked")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise KeyringLocked("the collection is locked")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise KeyringLocked("the collection is locked")
+
+
+class HangingKeyring(keyring.backend.KeyringBackend):
+    """Every call blocks until released (a Secret Service waiting for an unseen prompt)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def _hang(self) -> None:
+        self.calls += 1
+        self.release.wait(30)
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self._hang()
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._hang()
+
+    def delete_password(self, service: str, username: str) -> None:
+        self._hang()
+
+
+class LeakyFailingKeyring(keyring.backend.KeyringBackend):
+    """Fails with an error message quoting the secret: the store must not pass that on."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise RuntimeError(f"cannot store {password}")
+
+    def delete_password(self, service: str, username: str) -> None:
+        pass
+
+
+def test_memory_store_round_trip_and_status() -> None:
+    store = MemoryStore()
+    assert store.load(ISSUER, "alice") is None
+    store.save(ISSUER, "alice", "rt-1")
+    assert store.load(ISSUER, "alice") == "rt-1"
+    assert store.load(ISSUER, "bob") is None
+    assert store.load("https://other.example", "alice") is None
+    store.delete(ISSUER, "alice")
+    store.delete(ISSUER, "alice")  # deleting twice is fine
+    assert store.load(ISSUER, "alice") is None
+    status = store.status()
+    assert status.persistent is False
+    assert status.backend == "memory"
+    assert "rt-1" not in repr(store)
+
+
+def test_keyring_store_with_memory_keyring(memory_keyring: MemoryKeyring) -> None:
+    store = KeyringStore(timeout=2)
+    store.save(ISSUER, "alice", "rt-alice")
+    store.save(ISSUER, "bob", "rt-bob")
+    # Keyed by issuer and username, under the service prefix.
+    assert memory_keyring.secrets[(f"jwt-desktop:{ISSUER}", "alice")] == "rt-alice"
+    assert store.load(ISSUER, "alice") == "rt-alice"
+    assert store.load("https://other.example", "alice") is None
+    store.delete(ISSUER, "alice")
+    store.delete(ISSUER, "alice")  # nothing stored: no error
+    assert store.load(ISSUER, "alice") is None
+    assert store.load(ISSUER, "bob") == "rt-bob"
+    assert store.status() == StorageStatus(persistent=True, backend=MemoryKeyring.name)
+    assert "rt-bob" not in repr(store)
+
+
+def test_keyring_store_with_the_real_secret_service(
+    secret_service_keyring: SecretServiceKeyring,
+) -> None:
+    store = KeyringStore(timeout=10)
+    status = store.status()
+    assert status.persistent is True
+    assert status.backend == "SecretService Keyring"
+    assert status.reason is None
+    store.save(ISSUER, "alice", "rt-real-1")
+    try:
+        assert secret_service_keyring.stored(f"jwt-desktop:{ISSUER}", "alice") == "rt-real-1"
+        # A second store object (as in a new process) reads it back.
+        assert KeyringStore(timeout=10).load(ISSUER, "alice") == "rt-real-1"
+        store.save(ISSUER, "alice", "rt-real-2")
+        assert store.load(ISSUER, "alice") == "rt-real-2"
+    finally:
+        store.delete(ISSUER, "alice")
+    assert store.load(ISSUER, "alice") is None
+    assert secret_service_keyring.stored(f"jwt-desktop:{ISSUER}", "alice") is None
+
+
+@pytest.mark.parametrize("backend_class", [fail.Keyring, null.Keyring])
+def test_no_keyring_backends_are_reported_not_used(use_backend, backend_class: type) -> None:
+    use_backend(backend_class())
+    store = KeyringStore(timeout=2)
+    status = store.status()
+    assert status.persistent is False
+    assert status.reason is not None
+    assert f"{backend_class.__module__}.Keyring" in status.reason
+    with pytest.raises(KeyringUnavailable, match="No OS keyring"):
+        store.save(ISSUER, "alice", "rt")
+    with pytest.raises(KeyringUnavailable):
+        store.load(ISSUER, "alice")
+
+
+def test_locked_keyring_is_unavailable_with_a_reason(use_backend) -> None:
+    use_backend(LockedKeyring())
+    store = KeyringStore(timeout=2)
+    with pytest.raises(KeyringUnavailable, match="locked"):
+        store.save(ISSUER, "alice", "rt")
+    status = store.status()
+    assert status.persistent is False
+    assert status.reason is not None and "locked" in status.reason
+
+
+def test_hanging_keyring_times_out_and_then_fails_fast(use_backend) -> None:
+    hanging = HangingKeyring()
+    use_backend(hanging)
+    store = KeyringStore(timeout=0.3)
+    try:
+        started = time.monotonic()
+        status = store.status()
+        assert time.monotonic() - started < 3
+        assert status.persistent is False
+        assert status.reason is not None and "did not answer within 0.3 seconds" in status.reason
+        # Later calls do not start more hung threads: they fail at once.
+        started = time.monotonic()
+        with pytest.raises(KeyringUnavailable):
+            store.save(ISSUER, "alice", "rt")
+        with pytest.raises(KeyringUnavailable):
+            store.load(ISSUER, "alice")
+        assert time.monotonic() - started < 0.2
+        assert hanging.calls == 1
+    finally:
+        hanging.release.set()
+
+
+def test_a_failing_backend_error_text_is_not_passed_on(use_backend) -> None:
+    use_backend(LeakyFailingKeyring())
+    store = KeyringStore(timeout=2)
+    with pytest.raises(KeyringUnavailable) as caught:
+        store.save(ISSUER, "alice", "rt-very-secret")
+    assert "rt-very-secret" not in str(caught.value)
+    assert "RuntimeError" in str(caught.value)
+    assert "rt-very-secret" not in (store.status().reason or "")
+
+
+def test_too_long_refresh_token_is_refused_not_split(memory_keyring: MemoryKeyring) -> None:
+    store = KeyringStore(timeout=2, max_secret_bytes=2560)
+    ok = "r" * 1280  # 2560 bytes in UTF-16
+    store.save(ISSUER, "alice", ok)
+    assert store.load(ISSUER, "alice") == ok
+    with pytest.raises(KeyringUnavailable, match=r"too long.*2562 bytes.*2560"):
+        store.save(ISSUER, "bob", "r" * 1281)
+    # Nothing written for bob, in one entry or several; the keyring itself stays usable.
+    assert [k for k in memory_keyring.secrets if k[1] != "alice"] == []
+    assert store.status().persistent is True
