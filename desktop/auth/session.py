@@ -785,7 +785,7 @@ def _origin(url: str) -> str:
 
 
 def _scope_for(endpoints: Endpoints) -> str | None:
-    wanted = ("openid", "profile")
+    wanted = ("openid", "profile", "email", "groups")
     if endpoints.scopes_supported is None:
         return " ".join(wanted)
     return " ".join(s for s in wanted if s in endpoints.scopes_supported) or None
