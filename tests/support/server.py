@@ -88,13 +88,13 @@ class RunningServer:
     def advance_clock(self, seconds: float) -> None:
         """Move the server's clock forward (needs ``testing_clock=True``, the default)."""
         body = urllib.parse.urlencode({"seconds": repr(float(seconds))}).encode("ascii")
-        request = urllib.request.Request(  # noqa: S310 (our own loopback URL)
+        request = urllib.request.Request(
             f"{self.url}/_testing/advance",
             data=body,
             headers={"Content-Type": "application/x-www-form-urlencoded"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:
             json.load(response)
 
     def stop(self, timeout: float = 30.0) -> None:

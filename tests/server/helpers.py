@@ -1,0 +1,100 @@
+"""Helpers for the server tests: a movable clock, an in-process app, token calls."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from mock_server import ScryptParams, Settings, create_app
+from mock_server.passwords import User
+
+CLIENT_ID = "jwt-desktop"
+OTHER_CLIENT_ID = "other-app"
+ISSUER = "http://testserver"
+FAST_HASH = ScryptParams(log2_n=10, r=8, p=1)
+
+
+class FakeClock:
+    """Wall-clock time that moves only when a test says so."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_settings(**overrides: Any) -> Settings:
+    base = Settings(
+        issuer=ISSUER,
+        clients=(CLIENT_ID, OTHER_CLIENT_ID),
+        password_cost=FAST_HASH,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@contextmanager
+def app_client(
+    clock: FakeClock,
+    *,
+    users: Mapping[str, User] | None = None,
+    client: tuple[str, int] = ("testclient", 50000),
+    **overrides: Any,
+) -> Iterator[TestClient]:
+    app = create_app(test_settings(**overrides), clock=clock, users=users)
+    with TestClient(app, base_url=ISSUER, client=client) as test_client:
+        yield test_client
+
+
+def password_grant(
+    client: Any,
+    username: str = "alice",
+    password: str = "wonderland",
+    *,
+    client_id: str = CLIENT_ID,
+    scope: str | None = None,
+) -> Any:
+    data = {
+        "grant_type": "password",
+        "username": username,
+        "password": password,
+        "client_id": client_id,
+    }
+    if scope is not None:
+        data["scope"] = scope
+    return client.post("/token", data=data)
+
+
+def refresh_grant(
+    client: Any,
+    refresh_token: str,
+    *,
+    client_id: str = CLIENT_ID,
+    scope: str | None = None,
+) -> Any:
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
+    if scope is not None:
+        data["scope"] = scope
+    return client.post("/token", data=data)
+
+
+def sign_in(client: Any, username: str = "alice") -> dict[str, Any]:
+    password = {"alice": "wonderland", "bob": "builder"}[username]
+    response = password_grant(client, username, password)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def challenge(description: str) -> str:
+    return f'Bearer error="invalid_token", error_description="{description}"'

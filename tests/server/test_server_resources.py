@@ -1,0 +1,172 @@
+"""Discovery, JWKS, /userinfo and the admin-only /api/sessions, with RFC 6750 challenges."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.server.helpers import (
+    CLIENT_ID,
+    ISSUER,
+    FakeClock,
+    bearer,
+    challenge,
+    refresh_grant,
+    sign_in,
+)
+
+
+def test_discovery_names_every_endpoint(client: TestClient) -> None:
+    doc = client.get("/.well-known/openid-configuration").json()
+    assert doc["issuer"] == ISSUER
+    assert doc["token_endpoint"] == f"{ISSUER}/token"
+    assert doc["userinfo_endpoint"] == f"{ISSUER}/userinfo"
+    assert doc["revocation_endpoint"] == f"{ISSUER}/revoke"
+    assert doc["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
+    assert doc["grant_types_supported"] == ["password", "refresh_token"]
+    assert doc["token_endpoint_auth_methods_supported"] == ["none"]
+    assert doc["revocation_endpoint_auth_methods_supported"] == ["none"]
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert doc["subject_types_supported"] == ["public"]
+    assert "response_types_supported" in doc
+    assert {"openid", "profile", "email", "groups"} <= set(doc["scopes_supported"])
+    assert {"sub", "preferred_username", "groups", "email"} <= set(doc["claims_supported"])
+
+
+def test_jwks_publishes_only_public_rs256_keys(client: TestClient) -> None:
+    keys = client.get("/.well-known/jwks.json").json()["keys"]
+    assert len(keys) == 1
+    key = keys[0]
+    assert key["kty"] == "RSA"
+    assert key["alg"] == "RS256"
+    assert key["use"] == "sig"
+    assert key["kid"]
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_openapi_documents_a_bearer_scheme(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert any(s == {"type": "http", "scheme": "bearer", **_desc(s)} for s in schemes.values())
+    assert spec["paths"]["/userinfo"]["get"]["security"]
+    token_body = spec["paths"]["/token"]["post"]["requestBody"]["content"]
+    assert "application/x-www-form-urlencoded" in token_body
+    assert "/_testing/advance" not in spec["paths"]
+
+
+def _desc(scheme: dict[str, str]) -> dict[str, str]:
+    return {"description": scheme["description"]} if "description" in scheme else {}
+
+
+def test_userinfo_returns_the_profile(client: TestClient) -> None:
+    tokens = sign_in(client)
+    response = client.get("/userinfo", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    profile = response.json()
+    assert profile["preferred_username"] == "alice"
+    assert profile["name"] == "Alice Liddell"
+    assert profile["email"] == "alice@example.org"
+    assert profile["groups"] == ["staff", "admin"]
+    assert profile["sub"]
+    assert {"given_name", "family_name", "email_verified", "locale", "zoneinfo"} <= set(profile)
+    # OIDC allows POST too.
+    posted = client.post("/userinfo", headers=bearer(tokens["access_token"]))
+    assert posted.json() == profile
+
+
+def test_userinfo_without_a_token_has_a_bare_challenge(client: TestClient) -> None:
+    response = client.get("/userinfo")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json()["error_description"]
+
+
+def test_userinfo_with_another_scheme_has_a_bare_challenge(client: TestClient) -> None:
+    response = client.get("/userinfo", headers={"Authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_userinfo_with_a_bad_token_says_invalid_token(client: TestClient) -> None:
+    response = client.get("/userinfo", headers=bearer("not-a-jwt"))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == challenge("The access token is malformed")
+    assert response.json() == {
+        "error": "invalid_token",
+        "error_description": "The access token is malformed",
+    }
+
+
+def test_userinfo_refuses_an_expired_token(client: TestClient, clock: FakeClock) -> None:
+    tokens = sign_in(client)
+    clock.advance(899)
+    assert client.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 200
+    clock.advance(1)
+    response = client.get("/userinfo", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == challenge("The access token expired")
+
+
+def test_revoked_session_refuses_its_access_tokens_at_once(client: TestClient) -> None:
+    tokens = sign_in(client)
+    client.post("/revoke", data={"token": tokens["refresh_token"], "client_id": CLIENT_ID})
+    response = client.get("/userinfo", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == challenge(
+        "The session of this token has been revoked"
+    )
+
+
+def test_sessions_lists_active_sessions_for_admins(client: TestClient, clock: FakeClock) -> None:
+    admin = sign_in(client, "alice")
+    bob = sign_in(client, "bob")
+    clock.advance(30)
+    bob = refresh_grant(client, bob["refresh_token"]).json()
+    ended = sign_in(client, "bob")
+    client.post("/revoke", data={"token": ended["refresh_token"], "client_id": CLIENT_ID})
+    response = client.get("/api/sessions", headers=bearer(admin["access_token"]))
+    assert response.status_code == 200
+    sessions = response.json()["sessions"]
+    assert [(s["username"], s["current"]) for s in sessions] == [("alice", True), ("bob", False)]
+    bobs = sessions[1]
+    assert bobs["client_id"] == CLIENT_ID
+    assert bobs["started_at"] == "2027-01-15T08:00:00Z"
+    assert bobs["last_refreshed_at"] == "2027-01-15T08:00:30Z"
+    assert bobs["expires_at"] == "2027-01-18T08:00:00Z"
+
+
+def test_sessions_refuse_non_admins_with_insufficient_scope(client: TestClient) -> None:
+    bob = sign_in(client, "bob")
+    response = client.get("/api/sessions", headers=bearer(bob["access_token"]))
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer error="insufficient_scope", '
+        'error_description="This resource is for members of admin"'
+    )
+    assert response.json()["error"] == "insufficient_scope"
+    delete = client.delete("/api/sessions/whatever", headers=bearer(bob["access_token"]))
+    assert delete.status_code == 403
+
+
+def test_sessions_need_a_token(client: TestClient) -> None:
+    response = client.get("/api/sessions")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_admin_revokes_a_session(client: TestClient) -> None:
+    admin = sign_in(client, "alice")
+    bob = sign_in(client, "bob")
+    sessions = client.get("/api/sessions", headers=bearer(admin["access_token"])).json()
+    bobs_id = next(s["id"] for s in sessions["sessions"] if s["username"] == "bob")
+    response = client.delete(f"/api/sessions/{bobs_id}", headers=bearer(admin["access_token"]))
+    assert response.status_code == 204
+    assert client.get("/userinfo", headers=bearer(bob["access_token"])).status_code == 401
+    assert refresh_grant(client, bob["refresh_token"]).json()["error"] == "invalid_grant"
+    again = client.delete(f"/api/sessions/{bobs_id}", headers=bearer(admin["access_token"]))
+    assert again.status_code == 404
+    assert again.json()["error"] == "not_found"
