@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QSettings, QTimer
+from PySide6.QtCore import QEvent, QObject, QSettings, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -41,19 +41,28 @@ def resource(name: str) -> Path | None:
 
 
 class _FirstFrame(QObject):
-    """Calls ``callback`` once, on the event loop turn after ``widget`` first paints."""
+    """Emits ``painted`` once, on the event loop turn after ``widget`` first paints.
 
-    def __init__(self, widget: QWidget, callback: Callable[[], None]) -> None:
-        super().__init__(widget)
-        self._widget = widget
-        self._callback: Callable[[], None] | None = callback
+    Signals:
+        painted(): the first frame of ``widget`` is on screen.
+    """
+
+    painted = Signal()
+
+    def __init__(self, widget: QWidget, parent: QObject) -> None:
+        super().__init__(parent)
+        self._widget: QWidget | None = widget
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self.painted)
         widget.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Paint and self._callback is not None:
-            callback, self._callback = self._callback, None
+        if event.type() == QEvent.Type.Paint and self._widget is not None:
             self._widget.removeEventFilter(self)
-            QTimer.singleShot(0, callback)
+            self._widget = None
+            self._timer.start()
         return False
 
 
@@ -87,10 +96,12 @@ class Application(QObject):
         demo: DemoServer | None = None,
         client_factory: Callable[[], AuthClientLike] | None = None,
         settings: QSettings | None = None,
+        quit_app: Callable[[], None] = QApplication.quit,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._demo = demo
+        self._quit = quit_app
         config = config_module.load_config()
         if server_url is not None and server_url != config.server_url and demo is None:
             config = dataclasses.replace(config, server_url=server_url)
@@ -163,7 +174,8 @@ class Application(QObject):
         else:
             self.dialog.show()
             first = self.dialog
-        _FirstFrame(first, self._after_first_frame)
+        self._first_frame = _FirstFrame(first, self)
+        self._first_frame.painted.connect(self._after_first_frame)
         return first
 
     def _after_first_frame(self) -> None:
@@ -219,7 +231,7 @@ class Application(QObject):
             main.reloadRequested.connect(self._on_reload)
             main.signOutRequested.connect(self._on_sign_out_requested)
             main.retryRequested.connect(self._on_retry)
-            main.quitRequested.connect(QApplication.quit)
+            main.quitRequested.connect(self._quit)
             self._main = main
         return self._main
 
@@ -344,7 +356,7 @@ class Application(QObject):
 
     def _on_dialog_dismissed(self) -> None:
         if self._controller is None or not self._controller.signed_in:
-            QApplication.quit()
+            self._quit()
 
 
 def load_stylesheet() -> str:

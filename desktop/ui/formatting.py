@@ -119,8 +119,8 @@ def storage_summary(status: SessionStatus) -> tuple[str, str]:
             f"OS keyring: {storage.backend}",
             "You stay signed in after a restart until you sign out.",
         )
+    if not storage.persistent and storage.reason:
+        return ("This session only", storage.reason)
     if not storage.persistent:
-        why = storage.reason or "No OS keyring is available."
-    else:
-        why = "You chose not to stay signed in."
-    return ("This session only", f"{why} Quitting signs you out.")
+        return ("This session only", "No OS keyring is available: quitting signs you out.")
+    return ("This session only", "You chose not to stay signed in: quitting signs you out.")

@@ -183,6 +183,9 @@ class SignInDialog(QDialog):
         self.sign_in_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
         _name(self.cancel_button, "cancelButton", "Cancel")
+        # Focus moves to Cancel while a request is in flight; without this it would become
+        # the default button, and the next Enter would cancel instead of signing in.
+        self.cancel_button.setAutoDefault(False)
         self.buttons.addButton(self.sign_in_button, QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.RejectRole)
         self.sign_in_button.clicked.connect(self._submit)

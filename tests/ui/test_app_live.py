@@ -1,0 +1,249 @@
+"""The whole application against the real core and the live bundled server on loopback.
+
+Each test drives the widgets as a person would (typing, Enter, buttons) and waits on
+conditions, never on fixed sleeps. Keyring: the in-memory backend from tests/conftest.py,
+except where the real Secret Service is the point.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pytestqt.qtbot import QtBot
+
+from desktop import config as config_module
+from tests.support.keyring import MemoryKeyring
+from tests.support.server import StartServer
+from tests.ui.conftest import MakeApp
+from tests.ui.helpers import (
+    TIMEOUT_MS,
+    ShowCounter,
+    fill_and_submit,
+    post_form,
+    sign_in,
+    stored_sessions,
+    wait_for_profile,
+)
+
+
+def test_sign_in_shows_the_profile_from_the_server(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server()
+    app = make_app(server_url=server.url)
+    assert app.dialog.windowTitle() == "Sign in"
+    main = sign_in(qtbot, app, "alice", "wonderland")
+
+    assert not app.dialog.isVisible()
+    assert "Alice Liddell" in main.windowTitle()
+    view = main.profile_view
+    assert view.name_label.text() == "Alice Liddell"
+    assert view.username_label.text() == "@alice"
+    assert view.email_label.text() == "alice@example.org"
+    assert view.group_names() == ["staff", "admin"]
+    assert view.avatar.text() == "AL"
+    # The rest of the profile, laid out as a form rather than raw JSON.
+    labels = [
+        view.details_form.itemAt(row, view.details_form.ItemRole.LabelRole).widget().text()
+        for row in range(view.details_form.rowCount())
+    ]
+    assert "Email verified:" in labels
+    assert "Given name:" in labels
+    # The session panel reads the live session.
+    qtbot.waitUntil(lambda: "left" in main.session_panel.countdown_bar.text(), timeout=TIMEOUT_MS)
+    assert main.session_panel.server_label.text() == server.url
+
+
+def test_wrong_password_shows_an_inline_error_and_clears_the_password(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server()
+    app = make_app(server_url=server.url)
+    dialog = app.dialog
+    fill_and_submit(qtbot, app, "alice", "not-the-password")
+    qtbot.waitUntil(dialog.error_label.isVisible, timeout=TIMEOUT_MS)
+
+    assert dialog.error_label.text() == "Wrong username or password."
+    assert dialog.password_edit.text() == ""
+    assert dialog.focusWidget() is dialog.password_edit
+    assert dialog.username_edit.text() == "alice"
+    assert dialog.sign_in_button.isEnabled()
+    assert dialog.isVisible()
+    assert app._main is None or not app._main.isVisible()
+
+
+def test_too_many_attempts_says_how_long_to_wait(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server()
+    app = make_app(server_url=server.url)
+    dialog = app.dialog
+    for _ in range(10):
+        dialog.error_label.hide()
+        fill_and_submit(qtbot, app, "bob", "wrong")
+        qtbot.waitUntil(dialog.error_label.isVisible, timeout=TIMEOUT_MS)
+        if "Too many" in dialog.error_label.text():
+            break
+    text = dialog.error_label.text()
+    assert text.startswith("Too many failed sign-in attempts.")
+    assert "Try again in 5 minutes." in text  # the server's window is five minutes
+
+
+def test_server_down_gives_a_clear_error_with_the_url(
+    qtbot: QtBot, make_app: MakeApp, memory_keyring: MemoryKeyring
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"  # nothing listens there any more
+    app = make_app(server_url=url)
+    fill_and_submit(qtbot, app, "alice", "wonderland")
+    qtbot.waitUntil(app.dialog.error_label.isVisible, timeout=TIMEOUT_MS)
+
+    assert app.dialog.error_label.text() == (
+        f"Cannot reach the server at {url}. Check that it is running."
+    )
+    assert app.dialog.password_edit.text() == "wonderland"  # not the person's fault: kept
+
+
+def test_keep_me_signed_in_restores_without_the_dialog(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server()
+    first = make_app(server_url=server.url)
+    sign_in(qtbot, first, "alice", "wonderland", remember=True)
+    assert list(stored_sessions(memory_keyring.secrets)) == [(f"jwt-desktop:{server.url}", "alice")]
+    first.shutdown()
+    first._main.hide()  # type: ignore[union-attr]
+
+    second = make_app(server_url=server.url)
+    dialog_shown = ShowCounter(second.dialog)
+    main = second.main_window()
+    assert main.isVisible()
+    assert "Signing in" in main.windowTitle()  # the first frame, before the refresh answers
+    main = wait_for_profile(qtbot, second)
+
+    assert "Alice Liddell" in main.windowTitle()
+    assert dialog_shown.count == 0
+    assert not second.dialog.isVisible()
+    status = second._status()
+    assert status is not None and status.remembered and status.refresh_count == 1
+
+
+def test_unchecked_keeps_nothing_in_the_keyring(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server()
+    first = make_app(server_url=server.url)
+    main = sign_in(qtbot, first, "alice", "wonderland", remember=False)
+
+    assert stored_sessions(memory_keyring.secrets) == {}
+    assert main.session_panel.storage_label.text() == "This session only"
+    assert "You chose not to stay signed in" in main.session_panel.storage_reason.text()
+    assert config_module.load_config().last_username is None
+    first.shutdown()
+    main.hide()
+
+    second = make_app(server_url=server.url)
+    assert second.dialog.isVisible()  # nothing to restore: the dialog, at once
+
+
+def test_transparent_refresh_after_expiry(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server(access_ttl="60s")
+    app = make_app(server_url=server.url)
+    main = sign_in(qtbot, app, "alice", "wonderland")
+    dialog_shown = ShowCounter(app.dialog)
+    assert main.session_panel.refresh_label.text() == "Not refreshed yet"
+
+    server.advance_clock(120)  # the access token is now expired at the server
+    with qtbot.waitSignal(app.controller.profileLoaded, timeout=TIMEOUT_MS):
+        main.reload_button.click()
+
+    status = app._status()
+    assert status is not None and status.refresh_count == 1
+    qtbot.waitUntil(
+        lambda: "(1 refresh so far)" in main.session_panel.refresh_label.text(), timeout=TIMEOUT_MS
+    )
+    assert dialog_shown.count == 0
+    assert main.isVisible() and "Alice Liddell" in main.windowTitle()
+
+
+def _sign_in_remembered(
+    qtbot: QtBot, make_app: MakeApp, url: str, secrets: dict[tuple[str, str], str]
+) -> tuple[object, str]:
+    app = make_app(server_url=url)
+    sign_in(qtbot, app, "alice", "wonderland", remember=True)
+    refresh_token = secrets[(f"jwt-desktop:{url}", "alice")]
+    return app, refresh_token
+
+
+def test_session_ended_by_reuse_returns_to_the_dialog(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server(access_ttl="60s")
+    app = make_app(server_url=server.url)
+    main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
+    stolen = memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")]
+    # Someone else spends the refresh token first: the app's next use of it is a reuse.
+    status, _ = post_form(
+        f"{server.url}/token",
+        {"grant_type": "refresh_token", "refresh_token": stolen, "client_id": "jwt-desktop"},
+    )
+    assert status == 200
+    server.advance_clock(120)
+    with qtbot.waitSignal(app.controller.sessionEnded, timeout=TIMEOUT_MS) as ended:
+        main.reload_button.click()
+
+    assert app.dialog.isVisible()
+    assert not main.isVisible()
+    assert app.dialog.notice_label.isVisible()
+    assert app.dialog.notice_label.text() == ended.args[0]
+    assert ended.args[0]  # a sentence from the core, e.g. about reuse
+    assert stored_sessions(memory_keyring.secrets) == {}
+    assert config_module.load_config().last_username is None
+
+
+def test_session_ended_by_revocation_returns_to_the_dialog(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server(access_ttl="60s")
+    app = make_app(server_url=server.url)
+    main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
+    token = memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")]
+    status, _ = post_form(
+        f"{server.url}/revoke",
+        {"token": token, "token_type_hint": "refresh_token", "client_id": "jwt-desktop"},
+    )
+    assert status == 200
+    server.advance_clock(120)
+    with qtbot.waitSignal(app.controller.sessionEnded, timeout=TIMEOUT_MS) as ended:
+        main.reload_button.click()
+
+    assert app.dialog.isVisible() and not main.isVisible()
+    assert app.dialog.notice_label.text() == ended.args[0]
+    assert stored_sessions(memory_keyring.secrets) == {}
+
+
+def test_sign_out_revokes_at_the_server_and_forgets_the_keyring_entry(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server()
+    app = make_app(server_url=server.url)
+    main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
+    token = memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")]
+    with qtbot.waitSignal(app.controller.signedOut, timeout=TIMEOUT_MS) as signed_out:
+        main.sign_out_action.trigger()
+
+    assert signed_out.args == [True]
+    assert app.dialog.isVisible() and not main.isVisible()
+    assert "You signed out" in app.dialog.notice_label.text()
+    assert stored_sessions(memory_keyring.secrets) == {}
+    assert config_module.load_config().last_username is None
+    # The server forgot the session: the refresh token it had issued is refused.
+    status, body = post_form(
+        f"{server.url}/token",
+        {"grant_type": "refresh_token", "refresh_token": token, "client_id": "jwt-desktop"},
+    )
+    assert status == 400 and body["error"] == "invalid_grant"
