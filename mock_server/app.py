@@ -123,9 +123,13 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await self._refuse(send)
-                return
+            if name == b"content-length":
+                if not value.isdigit():
+                    await self._refuse(send, 400, "The Content-Length header is malformed")
+                    return
+                if int(value) > self.max_bytes:
+                    await self._refuse(send)
+                    return
         received = 0
         started = False
 
@@ -150,8 +154,10 @@ class BodyLimitMiddleware:
             if not started:
                 await self._refuse(send)
 
-    async def _refuse(self, send: Send) -> None:
-        response = oauth_error(413, "invalid_request", "The request body is too large")
+    async def _refuse(
+        self, send: Send, status: int = 413, description: str = "The request body is too large"
+    ) -> None:
+        response = oauth_error(status, "invalid_request", description)
         await response({"type": "http"}, _empty_receive, send)
 
 
@@ -214,7 +220,7 @@ class TokenServer:
         self.clock = clock
         self.store = store
         self.users = dict(users)
-        self.keys = SigningKeys(store, clock, settings.access_ttl)
+        self.keys = SigningKeys(store, clock)
         self.keys.ensure_key()
         self._dummy_hash = dummy_hash(settings.password_cost)
         self.user_limiter = FailureLimiter(

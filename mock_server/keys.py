@@ -59,10 +59,9 @@ def _load(record: KeyRecord) -> _LoadedKey:
 
 
 class SigningKeys:
-    def __init__(self, store: Store, clock: Callable[[], float], access_ttl: float) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
         self._store = store
         self._clock = clock
-        self._access_ttl = access_ttl
         self._lock = threading.Lock()
         self._keys: dict[str, _LoadedKey] = {}
 
@@ -87,9 +86,11 @@ class SigningKeys:
             self._keys = keys
             return keys
 
-    def _published(self, key: _LoadedKey, now: float) -> bool:
-        retired = key.record.retired_at
-        return retired is None or now < retired + self._access_ttl
+    @staticmethod
+    def _published(key: _LoadedKey, now: float) -> bool:
+        # Judged by our own clock against the tokens' own `exp`, not by when (or on which
+        # machine's clock) the key was retired.
+        return key.record.retired_at is None or now < (key.record.last_exp or 0.0)
 
     def current(self) -> tuple[str, rsa.RSAPrivateKey]:
         """The key new tokens are signed with (read afresh: another process may have rotated)."""
@@ -99,12 +100,21 @@ class SigningKeys:
         newest = max(active, key=lambda k: k.record.created_at)
         return newest.record.kid, newest.private
 
+    def sign_for(self, exp: float) -> tuple[str, rsa.RSAPrivateKey]:
+        """The current key, recorded as needed until ``exp``, before any token is signed."""
+        kid, private = self.current()
+        self._store.note_key_use(kid, exp)
+        return kid, private
+
     def verification_key(self, kid: str) -> rsa.RSAPublicKey | None:
         """Our own public key for ``kid``, or None: a token never chooses its key."""
+        now = self._clock()
         key = self._keys.get(kid)
-        if key is None:
+        if key is None or not self._published(key, now):
+            # Unknown or past its time here: another process may know better (rotate-key,
+            # tokens it signed since); ask the store once.
             key = self._reload().get(kid)
-        if key is None or not self._published(key, self._clock()):
+        if key is None or not self._published(key, now):
             return None
         return key.public
 

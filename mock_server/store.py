@@ -24,7 +24,9 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     kid         TEXT PRIMARY KEY,
     private_pem TEXT NOT NULL,
     created_at  REAL NOT NULL,
-    retired_at  REAL
+    retired_at  REAL,
+    -- The latest `exp` of a token it signed: a retired key is published until then.
+    last_exp    REAL
 );
 CREATE TABLE IF NOT EXISTS families (
     id                TEXT PRIMARY KEY,
@@ -55,6 +57,7 @@ class KeyRecord:
     private_pem: str = field(repr=False)
     created_at: float
     retired_at: float | None
+    last_exp: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Store(Protocol):
     def close(self) -> None: ...
     def signing_keys(self) -> list[KeyRecord]: ...
     def add_signing_key(self, record: KeyRecord, *, retire_current: bool) -> bool: ...
+    def note_key_use(self, kid: str, exp: float) -> None: ...
     def create_family(self, family: Family, token_hash: str) -> None: ...
     def rotate(
         self, token_hash: str, client_id: str, new_hash: str, now: float
@@ -152,6 +156,9 @@ class SqliteStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(signing_keys)")}
+                if "last_exp" not in columns:  # a database from before the column existed
+                    conn.execute("ALTER TABLE signing_keys ADD COLUMN last_exp REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -178,7 +185,8 @@ class SqliteStore:
 
     def signing_keys(self) -> list[KeyRecord]:
         rows = self._read(
-            "SELECT kid, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at"
+            "SELECT kid, private_pem, created_at, retired_at, last_exp FROM signing_keys "
+            "ORDER BY created_at"
         )
         return [KeyRecord(*row) for row in rows]  # type: ignore[arg-type]
 
@@ -203,6 +211,13 @@ class SqliteStore:
                 (record.kid, record.private_pem, record.created_at),
             )
             return True
+
+    def note_key_use(self, kid: str, exp: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE signing_keys SET last_exp = max(coalesce(last_exp, 0), ?) WHERE kid = ?",
+                (exp, kid),
+            )
 
     # Families and refresh tokens
 

@@ -50,7 +50,7 @@ def issue_access_token(
     iat = int(now)
     # Never outlive the sign-in it belongs to.
     exp = max(iat, int(min(now + settings.access_ttl, family.expires_at)))
-    kid, private = keys.current()
+    kid, private = keys.sign_for(exp)
     claims = {
         "iss": settings.issuer,
         "sub": user.sub,

@@ -10,7 +10,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from mock_server import ScryptParams, Settings, create_app
+from mock_server.keys import new_key_record
 from mock_server.passwords import User
+from mock_server.settings import MEMORY_DB
+from mock_server.store import KeyRecord, SqliteStore
 
 CLIENT_ID = "jwt-desktop"
 OTHER_CLIENT_ID = "other-app"
@@ -40,6 +43,20 @@ def test_settings(**overrides: Any) -> Settings:
     return dataclasses.replace(base, **overrides)
 
 
+_shared_key: list[KeyRecord] = []
+
+
+def _memory_store() -> SqliteStore:
+    """A throwaway store holding one RSA key made once per test run: making a 2048-bit key for
+    every in-process app would dominate the run. Key making itself is tested with file stores
+    and the live server."""
+    if not _shared_key:
+        _shared_key.append(new_key_record(0.0))
+    store = SqliteStore(MEMORY_DB)
+    store.add_signing_key(_shared_key[0], retire_current=False)
+    return store
+
+
 @contextmanager
 def app_client(
     clock: FakeClock,
@@ -48,7 +65,9 @@ def app_client(
     client: tuple[str, int] = ("testclient", 50000),
     **overrides: Any,
 ) -> Iterator[TestClient]:
-    app = create_app(test_settings(**overrides), clock=clock, users=users)
+    settings = test_settings(**overrides)
+    store = _memory_store() if settings.db_path == MEMORY_DB else None
+    app = create_app(settings, clock=clock, users=users, store=store)
     with TestClient(app, base_url=ISSUER, client=client) as test_client:
         yield test_client
 

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -241,8 +242,12 @@ def test_forged_token_is_refused(forge_client: tuple[TestClient, Forge], case: s
     assert response.json() == {"error": "invalid_token", "error_description": REASONS[case]}
 
 
-def test_a_token_from_another_server_instance_is_refused() -> None:
-    with app_client(FakeClock()) as first, app_client(FakeClock()) as second:
+def test_a_token_from_another_server_instance_is_refused(tmp_path: Path) -> None:
+    # File stores: each makes its own key.
+    with (
+        app_client(FakeClock(), db_path=str(tmp_path / "one.sqlite3")) as first,
+        app_client(FakeClock(), db_path=str(tmp_path / "two.sqlite3")) as second,
+    ):
         token = sign_in(first)["access_token"]
         response = second.get("/userinfo", headers=bearer(token))
         assert response.status_code == 401
