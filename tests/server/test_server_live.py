@@ -1,0 +1,201 @@
+"""Live: real server processes on loopback. Races across threads and processes, restart, logs."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.helpers import CLIENT_ID, bearer
+from tests.support.server import RunningServer, StartServer
+
+THREADS = 12
+
+
+def sign_in(url: str, username: str = "alice", password: str = "wonderland") -> dict[str, str]:
+    response = httpx.post(
+        f"{url}/token",
+        data={
+            "grant_type": "password",
+            "username": username,
+            "password": password,
+            "client_id": CLIENT_ID,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def refresh(url: str, refresh_token: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": CLIENT_ID,
+        },
+    )
+
+
+def race(urls: list[str], refresh_token: str) -> list[httpx.Response]:
+    """THREADS requests with one refresh token, released together, spread over ``urls``."""
+    clients = [httpx.Client(base_url=urls[i % len(urls)], timeout=60) for i in range(THREADS)]
+    for c in clients:
+        c.get("/healthz")  # connect first, so the requests leave as close together as possible
+    barrier = threading.Barrier(THREADS)
+    results: list[httpx.Response | BaseException] = [RuntimeError("no answer")] * THREADS
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = clients[i].post(
+                "/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": refresh_token,
+                    "client_id": CLIENT_ID,
+                },
+            )
+        except BaseException as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for c in clients:
+        c.close()
+    responses = [r for r in results if isinstance(r, httpx.Response)]
+    assert len(responses) == THREADS, results
+    return responses
+
+
+def assert_exactly_one_winner(responses: list[httpx.Response]) -> dict[str, str]:
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [400] * (THREADS - 1)
+    losers = [r.json() for r in responses if r.status_code == 400]
+    assert {body["error"] for body in losers} == {"invalid_grant"}
+    return dict(next(r for r in responses if r.status_code == 200).json())
+
+
+def test_threads_racing_one_refresh_token_exactly_one_wins(live_server: RunningServer) -> None:
+    tokens = sign_in(live_server.url)
+    winner = assert_exactly_one_winner(race([live_server.url], tokens["refresh_token"]))
+    # The losers presented a spent token: reuse, so the family is gone, the winner's new
+    # token included (a well-behaved client refreshes once at a time).
+    assert refresh(live_server.url, winner["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_two_processes_on_one_database_exactly_one_wins(start_server: StartServer) -> None:
+    first = start_server()
+    # One service behind two processes: one database, one issuer.
+    second = start_server(db=first.db, extra_args=["--issuer", first.url])
+    assert first.url != second.url
+    tokens = sign_in(first.url)
+    # Both processes know the session and verify each other's tokens (one key, in the database).
+    assert httpx.get(f"{second.url}/userinfo", headers=bearer(tokens["access_token"])).is_success
+    winner = assert_exactly_one_winner(race([first.url, second.url], tokens["refresh_token"]))
+    assert refresh(second.url, winner["refresh_token"]).json()["error"] == "invalid_grant"
+
+    # Taking turns (no race), a family rotates across both processes without a hitch.
+    token = sign_in(second.url, "bob", "builder")["refresh_token"]
+    for i in range(6):
+        response = refresh((first, second)[i % 2].url, token)
+        assert response.status_code == 200, response.text
+        token = response.json()["refresh_token"]
+
+
+def test_restart_keeps_sessions_keys_and_spent_tokens(start_server: StartServer) -> None:
+    before = start_server()
+    spent_family = sign_in(before.url)
+    assert refresh(before.url, spent_family["refresh_token"]).status_code == 200
+    live_family = sign_in(before.url, "bob", "builder")
+    jwks = httpx.get(f"{before.url}/.well-known/jwks.json").json()
+    port = before.url.rsplit(":", 1)[1]
+    before.stop()
+    assert not before.running
+
+    # Same database, same port (so the same issuer), as a real restart would be.
+    after = start_server(db=before.db, extra_args=["--port", port])
+    assert after.url == before.url
+    assert httpx.get(f"{after.url}/.well-known/jwks.json").json() == jwks
+    old_access = httpx.get(f"{after.url}/userinfo", headers=bearer(live_family["access_token"]))
+    assert old_access.status_code == 200
+    assert old_access.json()["preferred_username"] == "bob"
+    assert refresh(after.url, live_family["refresh_token"]).status_code == 200
+    assert refresh(after.url, live_family["refresh_token"]).json()["error"] == "invalid_grant"
+    assert refresh(after.url, spent_family["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_memory_database_runs(start_server: StartServer) -> None:
+    server = start_server(db=Path(":memory:"))
+    tokens = sign_in(server.url)
+    assert httpx.get(f"{server.url}/userinfo", headers=bearer(tokens["access_token"])).is_success
+
+
+def test_live_refresh_token_expires_with_the_moved_clock(start_server: StartServer) -> None:
+    server = start_server(refresh_ttl="1h", access_ttl="15m")
+    tokens = sign_in(server.url)
+    server.advance_clock(3599)
+    tokens = refresh(server.url, tokens["refresh_token"]).json()
+    assert tokens["expires_in"] == 1
+    server.advance_clock(1)
+    expired = refresh(server.url, tokens["refresh_token"])
+    assert expired.status_code == 400
+    assert expired.json() == {
+        "error": "invalid_grant",
+        "error_description": "The refresh token has expired",
+    }
+
+
+def test_no_secret_ever_reaches_the_log(live_server: RunningServer) -> None:
+    url = live_server.url
+    secrets: list[str] = ["wonderland", "wrong-password-42"]
+    tokens = sign_in(url)
+    secrets += [tokens["access_token"], tokens["refresh_token"]]
+    httpx.post(
+        f"{url}/token",
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": "wrong-password-42",
+            "client_id": CLIENT_ID,
+        },
+    )
+    rotated = refresh(url, tokens["refresh_token"]).json()
+    secrets += [rotated["access_token"], rotated["refresh_token"]]
+    refresh(url, tokens["refresh_token"])  # reuse
+    httpx.get(f"{url}/userinfo", headers=bearer(rotated["access_token"]))
+    # Clients that wrongly put secrets in the URL: the access log drops query strings.
+    httpx.get(f"{url}/userinfo", params={"access_token": rotated["access_token"]})
+    httpx.post(
+        f"{url}/token", params={"password": "wonderland", "refresh_token": rotated["refresh_token"]}
+    )
+    httpx.post(f"{url}/revoke", data={"token": rotated["refresh_token"], "client_id": CLIENT_ID})
+    httpx.post(
+        f"{url}/token",
+        content=b"password=\xff" + b"x" * 20000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    live_server.stop()
+    log = live_server.output()
+    assert "POST /token" in log and "GET /userinfo" in log  # the log is there, and read
+    for secret in secrets:
+        for piece in _pieces(secret):
+            assert piece not in log
+
+
+def _pieces(secret: str) -> list[str]:
+    # A token's parts too (a JWT's signature alone is as good as the whole for a thief).
+    parts = [p for p in secret.split(".") if len(p) >= 8]
+    return [secret, *parts]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/.well-known/openid-configuration"])
+def test_live_answers_are_json(live_server: RunningServer, path: str) -> None:
+    response = httpx.get(f"{live_server.url}{path}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
