@@ -1,7 +1,7 @@
 """The controller: runs the client core off the GUI thread and reports back with signals.
 
-Every core call does network or keyring I/O, so each one runs as a :class:`QRunnable` on a
-private :class:`QThreadPool`; the result comes back through a queued signal and is handled on
+Every core call does network or keyring I/O, so each one runs on a private
+:class:`QThreadPool` (as a runnable Qt makes from a callable); the result comes back through a queued signal and is handled on
 the GUI thread, which owns every widget. The core itself is built lazily in the first task, so
 the first frame never waits for ``requests``, ``keyring`` or ``jwt`` to import.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 
 from desktop.ui.messages import ErrorKind, describe
 
@@ -42,27 +42,6 @@ class AuthClientLike(Protocol):
 class _Operation:
     name: str
     cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-class _Task(QRunnable):
-    """Runs one call in a pool thread and hands the outcome to ``deliver`` (a signal emit)."""
-
-    def __init__(
-        self, call: Callable[[], object], deliver: Callable[[object, BaseException | None], None]
-    ) -> None:
-        super().__init__()
-        # The controller keeps the Python object alive until the result is handled.
-        self.setAutoDelete(False)
-        self._call = call
-        self._deliver = deliver
-
-    def run(self) -> None:
-        try:
-            result = self._call()
-        except Exception as error:  # every failure goes back to the GUI thread as a value
-            self._deliver(None, error)
-        else:
-            self._deliver(result, None)
 
 
 class SessionController(QObject):
@@ -94,9 +73,12 @@ class SessionController(QObject):
     refreshed = Signal()
     busyChanged = Signal(bool)
 
-    # Private: outcomes and observer events cross from worker threads to the GUI thread.
-    _finished = Signal(int, object, object)
-    _observed = Signal(str, object)
+    # Private: outcomes and observer events cross from the worker thread to the GUI thread.
+    # Only plain C++ types cross: PySide copies the arguments of a queued signal outside the
+    # GIL, and a Python object passed that way can be freed under the other thread's feet (a
+    # segfault seen with PySide6 6.12). Outcomes wait in a dict, keyed by operation id.
+    _finished = Signal(int)
+    _observed = Signal(str, str)
 
     def __init__(
         self,
@@ -113,7 +95,8 @@ class SessionController(QObject):
         # the next one starts.
         self._pool.setMaxThreadCount(1)
         self._operations: dict[int, _Operation] = {}
-        self._tasks: dict[int, _Task] = {}
+        self._outcomes: dict[int, tuple[object, BaseException | None]] = {}
+        self._outcomes_lock = threading.Lock()
         self._next_id = 0
         self._sign_in_op: int | None = None
         self._signed_in = False
@@ -197,8 +180,10 @@ class SessionController(QObject):
         with self._client_lock:
             if self._client is None:
                 client = self._client_factory()
-                client.on_refreshed.append(lambda: self._observed.emit("refreshed", None))
-                client.on_session_ended.append(lambda error: self._observed.emit("ended", error))
+                client.on_refreshed.append(lambda: self._observed.emit("refreshed", ""))
+                client.on_session_ended.append(
+                    lambda error: self._observed.emit("ended", describe(error).message)
+                )
                 self._client = client
             return self._client
 
@@ -209,24 +194,30 @@ class SessionController(QObject):
         operation = _Operation(name)
         self._operations[op_id] = operation
 
-        def run() -> object:
-            return call(self._client_in_worker(), operation)
+        def run() -> None:
+            # Runs on the pool's thread; every failure goes back to the GUI thread as a value.
+            outcome: tuple[object, BaseException | None]
+            try:
+                outcome = (call(self._client_in_worker(), operation), None)
+            except Exception as error:
+                outcome = (None, error)
+            with self._outcomes_lock:
+                self._outcomes[op_id] = outcome
+            self._finished.emit(op_id)
 
-        def deliver(result: object, error: BaseException | None) -> None:
-            self._finished.emit(op_id, result, error)
-
-        task = _Task(run, deliver)
-        self._tasks[op_id] = task
-        self._pool.start(task)
+        # A plain callable, not a QRunnable subclass: Qt owns the runnable it wraps it in, so
+        # no Python wrapper can be freed on the GUI thread while the pool thread still uses it.
+        self._pool.start(run)
         if not was_busy and self.busy():
             self.busyChanged.emit(True)
         return op_id
 
-    @Slot(int, object, object)
-    def _on_finished(self, op_id: int, result: object, error: object) -> None:
+    @Slot(int)
+    def _on_finished(self, op_id: int) -> None:
+        with self._outcomes_lock:
+            result, error = self._outcomes.pop(op_id)
         was_busy = self.busy()
         operation = self._operations.pop(op_id)
-        self._tasks.pop(op_id, None)
         if was_busy and not self.busy():
             self.busyChanged.emit(False)
         if self._closing:
@@ -270,12 +261,12 @@ class SessionController(QObject):
         else:
             self.requestFailed.emit(failure.kind.value, failure.message)
 
-    @Slot(str, object)
-    def _on_observed(self, event: str, payload: object) -> None:
+    @Slot(str, str)
+    def _on_observed(self, event: str, message: str) -> None:
         if self._closing:
             return
         if event == "refreshed":
             self.refreshed.emit()
-        elif event == "ended" and self._signed_in and isinstance(payload, BaseException):
+        elif event == "ended" and self._signed_in:
             self._signed_in = False
-            self.sessionEnded.emit(describe(payload).message)
+            self.sessionEnded.emit(message)

@@ -3,12 +3,13 @@ and a factory for whole applications wired to the real core."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QCoreApplication, QEvent, QSettings
 from PySide6.QtWidgets import QApplication
 
 from desktop.app import Application
@@ -49,6 +50,13 @@ def make_app(qapp: QApplication, settings: QSettings) -> Iterator[MakeApp]:
     yield make
     for app in apps:
         app.shutdown()
-        app.dialog.hide()
-        if app._main is not None:
-            app._main.hide()
+        for widget in (app.dialog, app._main):
+            if widget is not None:
+                widget.hide()
+                widget.deleteLater()
+        app.deleteLater()
+    apps.clear()
+    # Delete now, on this (the GUI) thread: a Qt object left to Python's cyclic GC may be
+    # collected on a worker thread later, in another test.
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    gc.collect()
