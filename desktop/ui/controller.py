@@ -1,10 +1,10 @@
 """The controller: runs the client core off the GUI thread and reports back with signals.
 
 Every core call does network or keyring I/O, so each one runs on a private
-:class:`QThreadPool` (as a runnable Qt makes from a callable); the result comes back through a queued signal and is handled on
-the GUI thread, which owns every widget. The core itself is built lazily in the first task, so
-the first frame never waits for ``requests``, ``keyring`` or ``jwt`` to import.
-"""
+:class:`QThreadPool` (as a runnable Qt makes from a callable); the result comes back through a
+queued signal and is handled on the GUI thread, which owns every widget. The core itself is
+built lazily in the first task, so the first frame never waits for ``requests``, ``keyring`` or
+``jwt`` to import."""
 
 from __future__ import annotations
 
