@@ -45,9 +45,7 @@ def test_demo_starts_a_working_server_and_signs_in_as_alice(
     assert not server_answers(url)
 
 
-def test_demo_reuses_a_server_already_answering(
-    live_server: RunningServer, tmp_path: Path
-) -> None:
+def test_demo_reuses_a_server_already_answering(live_server: RunningServer, tmp_path: Path) -> None:
     port = urlsplit(live_server.url).port
     assert port is not None
     demo = DemoServer(db=tmp_path / "unused.db", port=port)
@@ -79,7 +77,7 @@ def test_demo_server_that_never_listens_times_out_and_is_stopped(tmp_path: Path)
         launcher=(sys.executable, "-c", "import time; time.sleep(60)"),
         startup_timeout=0.5,
     )
-    with pytest.raises(DemoServerError, match="did not report that it was listening within 0.5"):
+    with pytest.raises(DemoServerError, match=r"did not report that it was listening within 0\.5"):
         demo.ensure()
     assert not demo.started
 
