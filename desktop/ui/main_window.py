@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -366,6 +367,10 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.setObjectName("helpMenu")
         help_menu.addAction(self.about_action)
+        # Qt's own overflow button of the menu bar, shown when the window is narrow.
+        overflow = self.menuBar().findChild(QToolButton, "qt_menubar_ext_button")
+        if overflow is not None:
+            overflow.setAccessibleName("More menus")
 
     def _build_signing_in_page(self) -> QWidget:
         self.signing_in_label = QLabel("Signing in…")

@@ -47,18 +47,20 @@ def uses_xcb(environ: Mapping[str, str], platform: str = sys.platform) -> bool:
     return not environ.get("WAYLAND_DISPLAY")
 
 
-def missing_packages(present: Callable[[str, str], bool] = _present) -> list[str]:
+def missing_packages(present: Callable[[str, str], bool] | None = None) -> list[str]:
     """The Debian packages whose libraries the xcb plugin needs and cannot find."""
-    return [package for name, soname, package in XCB_LIBRARIES if not present(name, soname)]
+    found = present or _present
+    return [package for name, soname, package in XCB_LIBRARIES if not found(name, soname)]
 
 
 def check(
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] | None = None,
     *,
-    present: Callable[[str, str], bool] = _present,
+    present: Callable[[str, str], bool] | None = None,
     platform: str = sys.platform,
 ) -> str | None:
     """One line explaining what to install, or None when Qt can start."""
+    environ = os.environ if environ is None else environ
     if not uses_xcb(environ, platform):
         return None
     packages = missing_packages(present)
