@@ -8,7 +8,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
 
 
 @dataclass
@@ -179,3 +184,39 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self.now += seconds
+
+
+class CountingAdapter(HTTPAdapter):
+    """Records every request the client really sends (method, path, grant, status)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, str, str | None, int]] = []
+        self._log_lock = threading.Lock()
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        response = super().send(request, *args, **kwargs)
+        body = request.body
+        text = body.decode() if isinstance(body, bytes) else (body or "")
+        grant = dict(parse_qsl(text)).get("grant_type")
+        with self._log_lock:
+            self.log.append(
+                (
+                    request.method or "",
+                    urlsplit(request.url or "").path,
+                    grant,
+                    response.status_code,
+                )
+            )
+        return response
+
+    def grants(self, grant: str) -> int:
+        with self._log_lock:
+            return sum(1 for entry in self.log if entry[2] == grant)
+
+
+def counting_session() -> tuple[requests.Session, CountingAdapter]:
+    session = requests.Session()
+    adapter = CountingAdapter()
+    session.mount("http://", adapter)
+    return session, adapter
