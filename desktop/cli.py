@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=logging.DEBUG, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
         )
+    elif not logging.getLogger().handlers:
+        # Without this, logging's last-resort handler would print the core's warnings on
+        # stderr next to the command's own sentence, which already says the same thing.
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
         return _COMMANDS[args.command](args)
     except AuthError as exc:

@@ -225,6 +225,9 @@ class KeyringStore:
             )
         if errors:
             raise self._translate(what, errors[0])
+        with self._lock:
+            if self._status is None:  # a call that worked proves the keyring usable
+                self._status = StorageStatus(persistent=True, backend=self._backend_name)
         return results[0]
 
     def _run(self, fn: Callable[[_Keyring], T]) -> T:

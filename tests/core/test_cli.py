@@ -1,0 +1,255 @@
+"""The headless commands: in-process for the details, real processes for the real thing
+(``python -m desktop``, the real Secret Service keyring, several processes at once)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from desktop.cli import main
+from desktop.config import Config, config_path, load_config, save_config
+from tests.core.fakes import closed_port_url
+from tests.support.keyring import MemoryKeyring, SecretServiceKeyring
+from tests.support.server import RunningServer
+
+ALICE_PW = "wonderland"
+
+
+@pytest.fixture
+def server(start_server: Any) -> RunningServer:
+    return start_server(access_ttl="60s")
+
+
+def run(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Any, stdin: str = ""
+) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_login_status_profile_logout_in_process(
+    server: RunningServer,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    code, out, err = run(
+        ["--server", server.url, "login", "--username", "alice", "--password-stdin"],
+        monkeypatch,
+        capsys,
+        stdin=ALICE_PW + "\n",
+    )
+    assert (code, err) == (0, "")
+    assert f"Signed in to {server.url} as Alice" in out
+    assert "stored in the OS keyring" in out
+    config = load_config()
+    assert config.server_url == server.url  # --server given to login is remembered
+    assert config.last_username == "alice"
+    assert config.remember is True
+
+    code, out, err = run(["status"], monkeypatch, capsys)
+    assert code == 0, err
+    assert f"Signed in to {server.url} as alice." in out
+    assert MemoryKeyring.name in out
+    assert re.search(r"^Access token valid for (59 s|1 min 0 s)\.$", out, re.MULTILINE)
+
+    code, out, err = run(["profile", "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    profile = json.loads(out)
+    assert profile["preferred_username"] == "alice"
+
+    code, out, err = run(["profile"], monkeypatch, capsys)
+    assert code == 0, err
+    groups = next(line for line in out.splitlines() if line.startswith("groups "))
+    assert sorted(groups.split(None, 1)[1].split(", ")) == ["admin", "staff"]
+
+    code, out, err = run(["logout"], monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    assert "Signed out alice" in out
+    assert memory_keyring.secrets == {}
+    assert load_config().last_username is None
+
+    code, out, _ = run(["status"], monkeypatch, capsys)
+    assert code == 1
+    assert "Not signed in" in out
+    code, out, _ = run(["logout"], monkeypatch, capsys)
+    assert code == 0 and "nothing to do" in out
+
+
+def test_no_remember_is_not_stored(
+    server: RunningServer,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    code, out, _ = run(
+        ["login", "--server", server.url, "-u", "bob", "--password-stdin", "--no-remember"],
+        monkeypatch,
+        capsys,
+        stdin="builder",
+    )
+    assert code == 0
+    assert "not stored (--no-remember)" in out
+    assert memory_keyring.secrets == {}
+    assert load_config().remember is False
+    code, _, _ = run(["status"], monkeypatch, capsys)
+    assert code == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "code", "message"),
+    [
+        (["login", "-u", "alice", "--password-stdin"], "nope\n", 1, "username or password is"),
+        (["login", "-u", "alice"], "", 2, "with --password-stdin"),
+        (["login", "--password-stdin"], ALICE_PW, 2, "use --username NAME"),
+        (["login", "-u", "alice", "--password-stdin"], "\n", 2, "empty password"),
+        (["profile"], "", 1, "not signed in to"),
+        (["--server", "http://example.com", "status"], "", 1, "only loopback"),
+    ],
+)
+def test_errors_are_one_line_on_stderr(
+    server: RunningServer,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    argv: list[str],
+    stdin: str,
+    code: int,
+    message: str,
+) -> None:
+    save_config(Config(server_url=server.url))
+    got, out, err = run(argv, monkeypatch, capsys, stdin=stdin)
+    assert got == code
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("jwt-desktop: error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_unreachable_server_is_one_line(
+    memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    url = closed_port_url()
+    code, out, err = run(
+        ["--server", url, "login", "-u", "alice", "--password-stdin"],
+        monkeypatch,
+        capsys,
+        stdin=ALICE_PW,
+    )
+    assert (code, out) == (1, "")
+    assert err == f"jwt-desktop: error: Could not connect to the server at {url}.\n"
+    assert not config_path().exists()  # a failed login remembers nothing
+
+
+def test_bad_usage_is_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    code, _, err = run(["frobnicate"], monkeypatch, capsys)
+    assert code == 2
+    assert "invalid choice" in err
+
+
+def _cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "desktop", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _child_env(keyring_env: dict[str, str]) -> dict[str, str]:
+    # The config/state dirs are the test's (set by the autouse fixture in os.environ).
+    return {**os.environ, **keyring_env}
+
+
+def test_real_processes_share_one_stored_session(
+    server: RunningServer, secret_service_keyring: SecretServiceKeyring
+) -> None:
+    """login in one process; then 4 `profile` processes at once on the stored session, each
+    refreshing it (their clocks start fresh, so each must refresh): all succeed, the server
+    never sees a refresh token twice, and the session still works afterwards."""
+    env = _child_env(secret_service_keyring.env)
+    service = f"jwt-desktop:{server.url}"
+    done = _cli(
+        ["--server", server.url, "login", "-u", "alice", "--password-stdin", "--remember"],
+        env,
+        stdin=ALICE_PW + "\n",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SecretService Keyring" in done.stdout
+    try:
+        before = secret_service_keyring.stored(service, "alice")
+        assert before is not None
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "desktop", "profile", "--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outputs = [proc.communicate(timeout=120) for proc in procs]
+        for proc, (out, err) in zip(procs, outputs, strict=True):
+            assert proc.returncode == 0, err
+            assert json.loads(out)["preferred_username"] == "alice"
+        with sqlite3.connect(server.db) as db:
+            revoked = db.execute("SELECT revoked_at, revoked_reason FROM families").fetchall()
+            tokens = db.execute("SELECT count(*) FROM refresh_tokens").fetchone()[0]
+        assert revoked == [(None, None)]  # no reuse detected
+        assert tokens == 1 + 4  # each process rotated exactly once, one after the other
+        assert secret_service_keyring.stored(service, "alice") not in (None, before)
+
+        status = _cli(["status"], env)
+        assert status.returncode == 0, status.stderr
+        assert "Signed in" in status.stdout and "SecretService Keyring" in status.stdout
+
+        logout = _cli(["logout"], env)
+        assert logout.returncode == 0, logout.stderr
+        assert "Signed out alice" in logout.stdout
+        assert secret_service_keyring.stored(service, "alice") is None
+        assert _cli(["status"], env).returncode == 1
+    finally:
+        if secret_service_keyring.stored(service, "alice") is not None:
+            secret_service_keyring.backend.delete_password(service, "alice")
+
+
+def test_real_process_without_a_keyring_says_so(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    done = _cli(
+        ["--server", server.url, "login", "-u", "alice", "--password-stdin"],
+        env,
+        stdin=ALICE_PW,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "The session was not stored: No OS keyring is available" in done.stdout
+    status = _cli(["status"], env)
+    assert status.returncode == 1
+
+
+def test_cli_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    done = _cli(["--server", closed_port_url(), "status"], dict(os.environ))
+    # Nobody signed in: exit 1 without even contacting the server.
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    done = _cli(["--server", closed_port_url(), "login", "-u", "a", "--password-stdin"], env, "x")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Could not connect" in done.stderr
