@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -119,6 +120,7 @@ class Application(QObject):
         self._restoring_username: str | None = None
         self._pending: tuple[str, bool] | None = None  # username, remember
         self._started_core = False
+        self._renewed_since_reload = False
 
         demo_credentials = None
         if demo is not None:
@@ -128,8 +130,6 @@ class Application(QObject):
         self.dialog = SignInDialog(self.server_url, demo_credentials=demo_credentials)
         if config.last_username:
             self.dialog.set_username(config.last_username)
-        elif demo_credentials is not None:
-            self.dialog.set_username(demo_credentials[0])
         self.dialog.set_remember(config.remember)
         self.dialog.submitted.connect(self._on_submitted)
         self.dialog.cancelled.connect(self._on_cancelled)
@@ -204,9 +204,12 @@ class Application(QObject):
         return None
 
     def _apply_resources(self) -> None:
-        icon = resource("jwt-desktop.svg")
-        if icon is not None:
-            QApplication.setWindowIcon(QIcon(str(icon)))
+        # After the first frame: the SVG image plugin is not needed to paint it.
+        path = resource("jwt-desktop.svg")
+        if path is not None:
+            icon = QIcon(str(path))
+            QApplication.setWindowIcon(icon)
+            self.dialog.set_icon(icon)
 
     def shutdown(self) -> None:
         """Save the geometry, wait for the request in flight, stop a demo server we started."""
@@ -295,7 +298,8 @@ class Application(QObject):
     def _on_profile_loaded(self, profile: dict[str, Any]) -> None:
         self._show_main(profile)
         if self._main is not None:
-            self._main.show_reloaded()
+            self._main.show_reloaded(renewed=self._renewed_since_reload)
+        self._renewed_since_reload = False
 
     def _on_request_failed(self, kind: str, message: str) -> None:
         from desktop.ui.messages import ErrorKind
@@ -347,6 +351,7 @@ class Application(QObject):
         self._show_dialog(notice)
 
     def _on_refreshed(self) -> None:
+        self._renewed_since_reload = True
         if self._main is not None and self._main.isVisible():
             self._main.show_refreshed()
 
@@ -384,8 +389,16 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
 
         demo_server = DemoServer(db=config_module.state_dir() / "demo.db")
     application = Application(server_url=server_url, demo=demo_server)
+    # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
+    # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: QApplication.quit())
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: None)
+    ticker.start(250)
     try:
         application.start()
         return qt_app.exec()
     finally:
+        ticker.stop()
         application.shutdown()

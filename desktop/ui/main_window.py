@@ -171,11 +171,18 @@ class SessionPanel(QGroupBox):
         self.server_label = _selectable(QLabel("—"))
         _name(self.server_label, "sessionServerLabel", "Server")
         form = QFormLayout(self)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Access token", self.countdown_bar)
         form.addRow("Last refresh", self.refresh_label)
-        form.addRow("Refresh token", self.storage_label)
-        form.addRow("", self.storage_reason)
+        # The place and the why together in one cell: a wrapped label in a row of its own gets
+        # a row height the form cannot compute well.
+        storage = QWidget()
+        storage_layout = QVBoxLayout(storage)
+        storage_layout.setContentsMargins(0, 0, 0, 0)
+        storage_layout.setSpacing(2)
+        storage_layout.addWidget(self.storage_label)
+        storage_layout.addWidget(self.storage_reason)
+        form.addRow("Refresh token", storage)
         form.addRow("Server", self.server_label)
 
     def show_status(self, status: SessionStatus) -> None:
@@ -234,7 +241,7 @@ class ProfileView(QWidget):
         self.details_box = QGroupBox("Profile details")
         self.details_box.setObjectName("detailsBox")
         self.details_form = QFormLayout(self.details_box)
-        self.details_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        self.details_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -272,7 +279,8 @@ class ProfileView(QWidget):
         rows = formatting.other_claims(profile)
         for label, value in rows:
             field = _selectable(QLabel(value))
-            field.setWordWrap(True)
+            # Wrapping an identifier (a UUID, a URL) would break it at a hyphen: only prose wraps.
+            field.setWordWrap(" " in value.strip())
             field.setAccessibleName(label)
             self.details_form.addRow(f"{label}:", field)
         self.details_box.setVisible(bool(rows))
@@ -337,7 +345,7 @@ class MainWindow(QMainWindow):
         self._tick = QTimer(self)
         self._tick.setInterval(_TICK_MS)
         self._tick.timeout.connect(self._on_tick)
-        self.resize(560, 640)
+        self.resize(560, 600)
         geometry = settings.value("mainWindow/geometry")
         if isinstance(geometry, QByteArray | bytes):
             self.restoreGeometry(QByteArray(geometry))
@@ -447,8 +455,11 @@ class MainWindow(QMainWindow):
         self._on_tick()
         self._tick.start()
 
-    def show_reloaded(self) -> None:
-        self.statusBar().showMessage(f"Profile reloaded at {time.strftime('%H:%M:%S')}", 8000)
+    def show_reloaded(self, *, renewed: bool = False) -> None:
+        message = f"Profile reloaded at {time.strftime('%H:%M:%S')}"
+        if renewed:
+            message += ", with a new access token fetched without asking you"
+        self.statusBar().showMessage(message, 15000)
 
     def show_refreshed(self) -> None:
         self.statusBar().showMessage(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal
-from PySide6.QtGui import QCloseEvent, QFont
+from PySide6.QtGui import QCloseEvent, QFont, QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -62,6 +62,7 @@ class SignInDialog(QDialog):
         self.setObjectName("signInDialog")
         self.setWindowTitle("Sign in")
         self.setAccessibleName("Sign in")
+        self.setMinimumWidth(440)
         self._busy = False
         self._keyring_available = True
 
@@ -69,10 +70,18 @@ class SignInDialog(QDialog):
         form = self._build_form()
         busy_row = self._build_footer()
 
+        self.icon_label = QLabel()
+        self.icon_label.setObjectName("dialogIcon")
+        self.icon_label.hide()
+        header = QHBoxLayout()
+        header.setSpacing(12)
+        header.addWidget(self.icon_label)
+        header.addWidget(self.title_label, 1)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 16)
         layout.setSpacing(10)
-        layout.addWidget(self.title_label)
+        layout.addLayout(header)
         layout.addWidget(self.server_label)
         layout.addWidget(self.notice_label)
         layout.addWidget(self.demo_label)
@@ -147,7 +156,7 @@ class SignInDialog(QDialog):
         self.remember_reason.hide()
 
         form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         username_label = QLabel("&Username")
         username_label.setBuddy(self.username_edit)
         password_label = QLabel("&Password")
@@ -193,6 +202,12 @@ class SignInDialog(QDialog):
         return busy_row
 
     # -- what the application tells the dialog -------------------------------------------
+
+    def set_icon(self, icon: QIcon) -> None:
+        """The application icon beside the title (set after the first frame)."""
+        size = self.title_label.sizeHint().height() + 10
+        self.icon_label.setPixmap(icon.pixmap(size, size))
+        self.icon_label.setVisible(not icon.isNull())
 
     def set_server(self, url: str) -> None:
         self.server_label.setText(f"Server: {url}")
