@@ -246,7 +246,11 @@ def _client(server: str, client_id: str) -> Iterator[AuthClient]:
     from desktop.auth.store import KeyringStore
 
     client = AuthClient(
-        server, client_id=client_id, store=KeyringStore(), lock_dir=state_dir() / "locks"
+        # The same lock dir as the GUI (desktop/app.py), so that both share one refresh lock.
+        server,
+        client_id=client_id,
+        store=KeyringStore(),
+        lock_dir=state_dir(),
     )
     try:
         yield client

@@ -111,6 +111,10 @@ class AuthClient:
     Every public method is thread-safe. All but :meth:`status` do network or keyring I/O and
     must be called off a GUI thread.
 
+    ``lock_dir`` is where the cross-process refresh lock lives (``None``: the state directory,
+    :func:`desktop.config.state_dir`); every process sharing a stored session must use the same
+    one, which the GUI and the CLI do.
+
     Observers: ``on_refreshed: list[Callable[[], None]]`` (after every successful refresh) and
     ``on_session_ended: list[Callable[[SessionEnded], None]]`` (the refresh token was refused:
     expired, revoked or reused; also when a restore finds the stored token dead).
@@ -488,7 +492,7 @@ class AuthClient:
         if lock_dir is None:
             from desktop.config import state_dir
 
-            lock_dir = state_dir() / "locks"
+            lock_dir = state_dir()
         lock_dir.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha256(f"{self.server_url}\n{username}".encode()).hexdigest()[:32]
         # Long enough for another process's refresh (HTTP timeout plus keyring calls).

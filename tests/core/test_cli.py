@@ -253,3 +253,50 @@ def test_cli_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     done = _cli(["--server", closed_port_url(), "login", "-u", "a", "--password-stdin"], env, "x")
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "Could not connect" in done.stderr
+
+
+def test_cli_processes_and_an_in_process_client_share_the_session(
+    server: RunningServer, secret_service_keyring: SecretServiceKeyring
+) -> None:
+    """The GUI's situation: a long-lived client (default lock dir, as the app builds it)
+    refreshing while CLI processes refresh the same stored session."""
+    from desktop.auth.session import AuthClient
+    from desktop.auth.store import KeyringStore
+    from tests.core.fakes import FakeClock
+
+    env = _child_env(secret_service_keyring.env)
+    service = f"jwt-desktop:{server.url}"
+    save_config(Config(server_url=server.url, last_username="alice"))
+    clock = FakeClock()
+    client = AuthClient(server.url, store=KeyringStore(timeout=10), clock=clock)
+    try:
+        client.sign_in("alice", ALICE_PW, remember=True)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "desktop", "profile", "--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        for _ in range(5):
+            clock.advance(45)
+            assert client.profile()["preferred_username"] == "alice"
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            assert json.loads(out)["preferred_username"] == "alice"
+        with sqlite3.connect(server.db) as db:
+            revoked = db.execute("SELECT revoked_at FROM families").fetchall()
+            tokens = db.execute("SELECT count(*) FROM refresh_tokens").fetchone()[0]
+        assert revoked == [(None,)]
+        assert tokens == 1 + 3 + 5
+        clock.advance(45)
+        assert client.profile()["preferred_username"] == "alice"
+        assert client.sign_out() is True
+    finally:
+        client.close()
+        if secret_service_keyring.stored(service, "alice") is not None:
+            secret_service_keyring.backend.delete_password(service, "alice")
