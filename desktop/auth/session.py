@@ -153,7 +153,11 @@ class AuthClient:
 
     def sign_in(self, username: str, password: str, *, remember: bool) -> dict[str, Any]:
         """Password grant; keep the refresh token (keyring only if ``remember`` and possible);
-        return the userinfo profile."""
+        return the userinfo profile.
+
+        The session starts as soon as the tokens arrive: if only the profile fetch then fails,
+        the error is raised but the person stays signed in (a retry of :meth:`profile` works).
+        """
         if not username or not password:
             raise InvalidCredentials(
                 "Enter a username and a password.", error="invalid_request", status=None
