@@ -300,3 +300,54 @@ def test_cli_processes_and_an_in_process_client_share_the_session(
         client.close()
         if secret_service_keyring.stored(service, "alice") is not None:
             secret_service_keyring.backend.delete_password(service, "alice")
+
+
+def test_password_prompt_on_a_terminal_does_not_echo(
+    server: RunningServer, secret_service_keyring: SecretServiceKeyring
+) -> None:
+    """stdin a real terminal (a pty): the password is asked for, and not echoed back."""
+    import pty  # POSIX only, like the rest of this module's real-process tests
+    import select
+
+    service = f"jwt-desktop:{server.url}"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "desktop", "--server", server.url, "login", "-u", "alice"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=_child_env(secret_service_keyring.env),
+        start_new_session=True,  # no controlling terminal: getpass uses the pty on stdin
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 60) -> None:
+        nonlocal seen
+        import time
+
+        deadline = time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                seen += chunk
+
+    try:
+        read_until(b"Password for alice at ")
+        os.write(master, ALICE_PW.encode() + b"\n")
+        read_until(b"Signed in to")
+        read_until(b"\n", timeout=5)
+        assert proc.wait(timeout=60) == 0, seen
+        assert b"Signed in to" in seen
+        assert ALICE_PW.encode() not in seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        if secret_service_keyring.stored(service, "alice") is not None:
+            secret_service_keyring.backend.delete_password(service, "alice")
