@@ -159,9 +159,21 @@ class SqliteStore:
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(signing_keys)")}
                 if "last_exp" not in columns:  # a database from before the column existed
                     conn.execute("ALTER TABLE signing_keys ADD COLUMN last_exp REAL")
+        # Reads get a connection of their own: in WAL mode they never wait for a writer, so a
+        # read is always quick, even while a write waits for another process's lock. (One
+        # in-memory database cannot have two connections; there, nothing else can write.)
+        self._reader = self._conn
+        self._reader_lock = self._lock
+        if db_path != MEMORY_DB:
+            self._reader = sqlite3.connect(
+                db_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+            self._reader_lock = threading.RLock()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._reader_lock:
+            if self._reader is not self._conn:
+                self._reader.close()
             self._conn.close()
 
     @contextmanager
@@ -178,8 +190,8 @@ class SqliteStore:
             self._conn.execute("COMMIT")
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        with self._reader_lock:
+            return self._reader.execute(sql, params).fetchall()
 
     # Signing keys
 

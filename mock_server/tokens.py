@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -106,6 +109,13 @@ def verify_access_token(
     the key comes from our own set by `kid`, and `jwk` / `jku` / `x5u` are never looked at."""
     if len(token) > _MAX_TOKEN_LENGTH:
         raise InvalidToken("The access token is too long")
+    claims = _verify_signed_content(token, keys, settings)
+    _check_times(claims, now)
+    return claims
+
+
+def _verify_signed_content(token: str, keys: SigningKeys, settings: Settings) -> dict[str, Any]:
+    """Everything about a token that does not change with time."""
     header = _checked_header(token)
     kid = header.get("kid")
     key = keys.verification_key(kid) if isinstance(kid, str) else None
@@ -136,7 +146,6 @@ def verify_access_token(
         raise InvalidToken("The access token is from another issuer") from None
     except jwt.PyJWTError:
         raise InvalidToken("The access token is invalid") from None
-    _check_times(claims, now)
     text_claims = ("sub", "jti", "client_id", "scope", "sid")
     if not all(isinstance(claims[name], str) for name in text_claims):
         raise InvalidToken("The access token has malformed claims")
@@ -144,3 +153,41 @@ def verify_access_token(
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise InvalidToken("The access token has malformed claims")
     return claims
+
+
+class AccessTokenVerifier:
+    """``verify_access_token`` with a memory of tokens whose signature and claims were already
+    checked, so a client's many requests with one token pay for the RSA check and the parsing
+    once. Only tokens that passed are remembered (by SHA-256, not the token itself); time, the
+    key still being ours, and (by the caller) the session are checked on every request."""
+
+    def __init__(self, keys: SigningKeys, settings: Settings, max_entries: int = 4096) -> None:
+        self._keys = keys
+        self._settings = settings
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._verified: OrderedDict[bytes, tuple[str, Mapping[str, Any]]] = OrderedDict()
+
+    def verify(self, token: str, now: float) -> Mapping[str, Any]:
+        if len(token) > _MAX_TOKEN_LENGTH:
+            raise InvalidToken("The access token is too long")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        with self._lock:
+            known = self._verified.get(digest)
+            if known is not None:
+                self._verified.move_to_end(digest)
+        if known is None:
+            claims: Mapping[str, Any] = MappingProxyType(
+                _verify_signed_content(token, self._keys, self._settings)
+            )
+            kid = str(jwt.get_unverified_header(token)["kid"])
+            with self._lock:
+                self._verified[digest] = (kid, claims)
+                while len(self._verified) > self._max_entries:
+                    self._verified.popitem(last=False)
+        else:
+            kid, claims = known
+            if self._keys.verification_key(kid) is None:
+                raise InvalidToken("The access token was not signed by a key of this server")
+        _check_times(claims, now)
+        return claims

@@ -170,3 +170,17 @@ def test_admin_revokes_a_session(client: TestClient) -> None:
     again = client.delete(f"/api/sessions/{bobs_id}", headers=bearer(admin["access_token"]))
     assert again.status_code == 404
     assert again.json()["error"] == "not_found"
+
+
+def test_a_token_already_verified_is_refused_once_its_session_is_revoked(
+    client: TestClient,
+) -> None:
+    tokens = sign_in(client)
+    for _ in range(2):  # verified, then served from the verifier's memory
+        assert client.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 200
+    client.post("/revoke", data={"token": tokens["refresh_token"], "client_id": CLIENT_ID})
+    response = client.get("/userinfo", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == challenge(
+        "The session of this token has been revoked"
+    )
