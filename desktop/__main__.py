@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         sys.stderr.write(problem + "\n")
         return 1
+    # Imported before Qt: once PySide6 is loaded, its import hook reads the source of every
+    # module imported after it, which costs start-up time for nothing.
+    import desktop.config  # noqa: F401
     from desktop.app import run
 
     return run(qt_args, server_url=options.server, demo=options.demo)

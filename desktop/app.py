@@ -20,13 +20,14 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QWidget
 
 from desktop import config as config_module
-from desktop.ui.sign_in_dialog import SignInDialog
 
 if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus
+    from desktop.auth.store import StorageStatus
     from desktop.demo import DemoServer
     from desktop.ui.controller import AuthClientLike, SessionController
     from desktop.ui.main_window import MainWindow
+    from desktop.ui.sign_in_dialog import SignInDialog
 
 # Set to 1, the app prints "jwt-desktop: shown <title>" once its first window is painted, and
 # quits: the start-up benchmark measures up to that line.
@@ -122,18 +123,37 @@ class Application(QObject):
         self._started_core = False
         self._renewed_since_reload = False
 
-        demo_credentials = None
-        if demo is not None:
-            from desktop.demo import DEMO_PASSWORD, DEMO_USERNAME
+        self._dialog: SignInDialog | None = None
+        self._storage: StorageStatus | None = None
+        self._icon: QIcon | None = None
 
-            demo_credentials = (DEMO_USERNAME, DEMO_PASSWORD)
-        self.dialog = SignInDialog(self.server_url, demo_credentials=demo_credentials)
-        if config.last_username:
-            self.dialog.set_username(config.last_username)
-        self.dialog.set_remember(config.remember)
-        self.dialog.submitted.connect(self._on_submitted)
-        self.dialog.cancelled.connect(self._on_cancelled)
-        self.dialog.rejected.connect(self._on_dialog_dismissed)
+    @property
+    def dialog(self) -> SignInDialog:
+        """Built on first use: a silent sign-in may never need it."""
+        if self._dialog is None:
+            from desktop.ui.sign_in_dialog import SignInDialog
+
+            demo_credentials = None
+            if self._demo is not None:
+                from desktop.demo import DEMO_PASSWORD, DEMO_USERNAME
+
+                demo_credentials = (DEMO_USERNAME, DEMO_PASSWORD)
+            dialog = SignInDialog(self.server_url, demo_credentials=demo_credentials)
+            if self._config.last_username:
+                dialog.set_username(self._config.last_username)
+            dialog.set_remember(self._config.remember)
+            if self._storage is not None:
+                dialog.set_storage(self._storage)
+            if self._icon is not None:
+                dialog.set_icon(self._icon)
+            status = self._status()
+            if status is not None:
+                dialog.set_server(status.server_url)
+            dialog.submitted.connect(self._on_submitted)
+            dialog.cancelled.connect(self._on_cancelled)
+            dialog.rejected.connect(self._on_dialog_dismissed)
+            self._dialog = dialog
+        return self._dialog
 
     @property
     def controller(self) -> SessionController:
@@ -144,7 +164,7 @@ class Application(QObject):
             c = SessionController(self._client_factory, self)
             c.storageChecked.connect(self._on_storage_checked)
             c.signInSucceeded.connect(self._on_signed_in)
-            c.signInFailed.connect(self.dialog.show_error)
+            c.signInFailed.connect(self._on_sign_in_failed)
             c.restoreFinished.connect(self._on_restored)
             c.profileLoaded.connect(self._on_profile_loaded)
             c.requestFailed.connect(self._on_request_failed)
@@ -186,6 +206,8 @@ class Application(QObject):
             QApplication.quit()
             return
         self._apply_resources()
+        if self._main is not None:
+            self._main.install_shortcuts()
         self._start_core()
 
     def _start_core(self) -> None:
@@ -197,8 +219,8 @@ class Application(QObject):
             self.controller.restore(self._restoring_username)
 
     def _visible_window(self) -> QWidget | None:
-        if self.dialog.isVisible():
-            return self.dialog
+        if self._dialog is not None and self._dialog.isVisible():
+            return self._dialog
         if self._main is not None and self._main.isVisible():
             return self._main
         return None
@@ -207,9 +229,10 @@ class Application(QObject):
         # After the first frame: the SVG image plugin is not needed to paint it.
         path = resource("jwt-desktop.svg")
         if path is not None:
-            icon = QIcon(str(path))
-            QApplication.setWindowIcon(icon)
-            self.dialog.set_icon(icon)
+            self._icon = QIcon(str(path))
+            QApplication.setWindowIcon(self._icon)
+            if self._dialog is not None:
+                self._dialog.set_icon(self._icon)
 
     def shutdown(self) -> None:
         """Save the geometry, wait for the request in flight, stop a demo server we started."""
@@ -255,8 +278,9 @@ class Application(QObject):
         main = self.main_window()
         main.show_profile(profile)
         main.show()
-        self.dialog.hide()
-        self.dialog.reset()
+        if self._dialog is not None:
+            self._dialog.hide()
+            self._dialog.reset()
 
     def _forget_username(self) -> None:
         if self._config.last_username is not None:
@@ -266,10 +290,15 @@ class Application(QObject):
     # -- slots ----------------------------------------------------------------------------
 
     def _on_storage_checked(self, storage: object) -> None:
-        self.dialog.set_storage(storage)  # type: ignore[arg-type]
-        status = self._status()
-        if status is not None:
-            self.dialog.set_server(status.server_url)
+        self._storage = storage  # type: ignore[assignment]
+        if self._dialog is not None:
+            self._dialog.set_storage(self._storage)  # type: ignore[arg-type]
+            status = self._status()
+            if status is not None:
+                self._dialog.set_server(status.server_url)
+
+    def _on_sign_in_failed(self, kind: str, message: str) -> None:
+        self.dialog.show_error(kind, message)
 
     def _on_submitted(self, username: str, password: str, remember: bool) -> None:
         self._pending = (username, remember)

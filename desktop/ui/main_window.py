@@ -1,22 +1,22 @@
-"""The main window: the person's profile, the live session panel, and the actions."""
+"""The main window: the person's profile, the live session panel, and the actions.
+
+With a stored session its "Signing in…" state is the first frame, so it is built light: the
+profile widgets (:mod:`desktop.ui.profile_view`) are made when a profile is first shown.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QFont, QKeySequence, QPainter, QPaintEvent
+from PySide6.QtCore import QByteArray, QSettings, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QFont
 from PySide6.QtWidgets import (
-    QFormLayout,
     QFrame,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -31,6 +31,7 @@ from desktop.ui.backoff import Backoff
 
 if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus
+    from desktop.ui.profile_view import ProfileView, SessionPanel
 
 _TICK_MS = 250
 
@@ -38,50 +39,6 @@ _TICK_MS = 250
 def _name(widget: QWidget, object_name: str, accessible: str) -> None:
     widget.setObjectName(object_name)
     widget.setAccessibleName(accessible)
-
-
-def _selectable(label: QLabel) -> QLabel:
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return label
-
-
-class Avatar(QWidget):
-    """A round badge with the person's initials, in a colour derived from their name."""
-
-    def __init__(self, size: int = 72, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("avatar")
-        self.setFixedSize(size, size)
-        self._text = "?"
-        self._colour = QColor("#5b6b7f")
-
-    def set_person(self, name: str, key: str) -> None:
-        self._text = formatting.initials(name)
-        # A stable colour per person, not security: md5 only spreads the hue.
-        hue = int(hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()[:4], 16) % 360
-        self._colour = QColor.fromHsl(hue, 110, 110)
-        self.setAccessibleName(f"Avatar: {name}")
-        self.update()
-
-    def text(self) -> str:
-        return self._text
-
-    def sizeHint(self) -> QSize:
-        return self.size()
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(self._colour)
-        painter.drawEllipse(self.rect().adjusted(1, 1, -1, -1))
-        font = QFont(self.font())
-        font.setBold(True)
-        font.setPixelSize(int(self.height() * 0.38))
-        painter.setFont(font)
-        painter.setPen(QColor("white"))
-        painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._text)
-        painter.end()
 
 
 class Banner(QFrame):
@@ -151,150 +108,6 @@ class Banner(QFrame):
         self.retryRequested.emit()
 
 
-class SessionPanel(QGroupBox):
-    """Time left on the access token, refreshes so far, where the refresh token is kept."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Session", parent)
-        self.setObjectName("sessionPanel")
-        self.countdown_bar = QProgressBar()
-        _name(self.countdown_bar, "accessCountdown", "Time left on the access token")
-        self.countdown_bar.setRange(0, 1000)
-        self.countdown_bar.setFormat("No access token")
-        self.refresh_label = _selectable(QLabel("Not refreshed yet"))
-        _name(self.refresh_label, "refreshLabel", "Last refresh")
-        self.storage_label = _selectable(QLabel("—"))
-        _name(self.storage_label, "storageLabel", "Refresh token storage")
-        self.storage_reason = QLabel()
-        self.storage_reason.setObjectName("storageReason")
-        self.storage_reason.setWordWrap(True)
-        self.server_label = _selectable(QLabel("—"))
-        _name(self.server_label, "sessionServerLabel", "Server")
-        form = QFormLayout(self)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Access token", self.countdown_bar)
-        form.addRow("Last refresh", self.refresh_label)
-        # The place and the why together in one cell: a wrapped label in a row of its own gets
-        # a row height the form cannot compute well.
-        storage = QWidget()
-        storage_layout = QVBoxLayout(storage)
-        storage_layout.setContentsMargins(0, 0, 0, 0)
-        storage_layout.setSpacing(2)
-        storage_layout.addWidget(self.storage_label)
-        storage_layout.addWidget(self.storage_reason)
-        form.addRow("Refresh token", storage)
-        form.addRow("Server", self.server_label)
-
-    def show_status(self, status: SessionStatus) -> None:
-        left = status.access_expires_in
-        lifetime = status.access_lifetime
-        if left is None or not lifetime:
-            self.countdown_bar.setValue(0)
-        else:
-            fraction = max(0.0, min(1.0, left / lifetime))
-            self.countdown_bar.setValue(round(fraction * 1000))
-        self.countdown_bar.setFormat(formatting.countdown(left))
-        self.countdown_bar.setProperty("expired", left is not None and left <= 0)
-        self.refresh_label.setText(formatting.refresh_summary(status))
-        where, why = formatting.storage_summary(status)
-        self.storage_label.setText(where)
-        self.storage_reason.setText(why)
-        self.server_label.setText(status.server_url)
-
-
-class ProfileView(QWidget):
-    """The profile laid out for reading: avatar, name, username, email, groups, details."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("profileView")
-        self.avatar = Avatar()
-        self.name_label = _selectable(QLabel())
-        _name(self.name_label, "nameLabel", "Name")
-        font = QFont(self.name_label.font())
-        font.setPointSizeF(font.pointSizeF() * 1.6)
-        font.setBold(True)
-        self.name_label.setFont(font)
-        self.username_label = _selectable(QLabel())
-        _name(self.username_label, "usernameLabel", "Username")
-        self.email_label = _selectable(QLabel())
-        _name(self.email_label, "emailLabel", "Email")
-        self.groups_row = QHBoxLayout()
-        self.groups_row.setSpacing(6)
-        self.groups_box = QWidget()
-        self.groups_box.setObjectName("groupsBox")
-        self.groups_box.setAccessibleName("Groups")
-        self.groups_box.setLayout(self.groups_row)
-        self.groups_row.setContentsMargins(0, 4, 0, 0)
-
-        identity = QVBoxLayout()
-        identity.setSpacing(2)
-        identity.addWidget(self.name_label)
-        identity.addWidget(self.username_label)
-        identity.addWidget(self.email_label)
-        identity.addWidget(self.groups_box)
-        header = QHBoxLayout()
-        header.setSpacing(16)
-        header.addWidget(self.avatar, 0, Qt.AlignmentFlag.AlignTop)
-        header.addLayout(identity, 1)
-
-        self.details_box = QGroupBox("Profile details")
-        self.details_box.setObjectName("detailsBox")
-        self.details_form = QFormLayout(self.details_box)
-        self.details_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(14)
-        layout.addLayout(header)
-        layout.addWidget(self.details_box)
-
-    def show_profile(self, profile: dict[str, Any]) -> None:
-        name = formatting.display_name(profile)
-        username = profile.get("preferred_username")
-        self.avatar.set_person(name, str(profile.get("sub") or name))
-        self.name_label.setText(name)
-        self.username_label.setText(f"@{username}" if username else "")
-        self.username_label.setVisible(bool(username))
-        email = profile.get("email")
-        self.email_label.setText(str(email) if email else "No email address")
-        while self.groups_row.count():
-            item = self.groups_row.takeAt(0)
-            widget = item.widget() if item is not None else None
-            if widget is not None:
-                widget.deleteLater()
-        group_names = formatting.groups(profile)
-        for group in group_names:
-            chip = QLabel(group)
-            chip.setObjectName("groupChip")
-            chip.setAccessibleName(f"Group {group}")
-            self.groups_row.addWidget(chip)
-        if not group_names:
-            none = QLabel("No groups")
-            none.setObjectName("noGroups")
-            self.groups_row.addWidget(none)
-        self.groups_row.addStretch(1)
-        while self.details_form.rowCount():
-            self.details_form.removeRow(0)
-        rows = formatting.other_claims(profile)
-        for label, value in rows:
-            field = _selectable(QLabel(value))
-            # Wrapping an identifier (a UUID, a URL) would break it at a hyphen: only prose wraps.
-            field.setWordWrap(" " in value.strip())
-            field.setAccessibleName(label)
-            self.details_form.addRow(f"{label}:", field)
-        self.details_box.setVisible(bool(rows))
-
-    def group_names(self) -> list[str]:
-        names = []
-        for index in range(self.groups_row.count()):
-            item = self.groups_row.itemAt(index)
-            widget = item.widget() if item is not None else None
-            if isinstance(widget, QLabel) and widget.objectName() == "groupChip":
-                names.append(widget.text())
-        return names
-
-
 class MainWindow(QMainWindow):
     """The signed-in window. It does no I/O: it asks through signals.
 
@@ -322,6 +135,8 @@ class MainWindow(QMainWindow):
         self._status_source = status_source
         self._settings = settings
         self._profile: dict[str, Any] | None = None
+        self._profile_widgets: tuple[ProfileView, SessionPanel] | None = None
+        self._shortcuts_installed = False
         self.setWindowTitle("jwt-desktop")
 
         self._build_actions()
@@ -353,15 +168,12 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         self.reload_action = QAction("&Reload profile", self)
         self.reload_action.setObjectName("reloadAction")
-        self.reload_action.setShortcuts([QKeySequence("Ctrl+R"), QKeySequence("F5")])
         self.reload_action.triggered.connect(self.reloadRequested)
         self.sign_out_action = QAction("&Sign out", self)
         self.sign_out_action.setObjectName("signOutAction")
-        self.sign_out_action.setShortcut(QKeySequence("Ctrl+Shift+Q"))
         self.sign_out_action.triggered.connect(self.signOutRequested)
         self.quit_action = QAction("&Quit", self)
         self.quit_action.setObjectName("quitAction")
-        self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         self.quit_action.triggered.connect(self.quitRequested)
         self.about_action = QAction("&About jwt-desktop", self)
         self.about_action.setObjectName("aboutAction")
@@ -386,7 +198,6 @@ class MainWindow(QMainWindow):
         font = QFont(self.signing_in_label.font())
         font.setPointSizeF(font.pointSizeF() * 1.3)
         self.signing_in_label.setFont(font)
-        self.signing_in_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         signing_in_bar = QProgressBar()
         _name(signing_in_bar, "signingInBar", "Signing in")
         signing_in_bar.setRange(0, 0)
@@ -396,14 +207,19 @@ class MainWindow(QMainWindow):
         signing_in_page = QWidget()
         signing_in_layout = QVBoxLayout(signing_in_page)
         signing_in_layout.addStretch(1)
-        signing_in_layout.addWidget(self.signing_in_label)
-        signing_in_layout.addWidget(signing_in_bar, 0, Qt.AlignmentFlag.AlignHCenter)
+        # Centred with stretches rather than alignment flags: this page is the first frame of
+        # a silent sign-in, and the Qt namespace's enums cost tens of milliseconds to load.
+        for widget in (self.signing_in_label, signing_in_bar):
+            row = QHBoxLayout()
+            row.addStretch(1)
+            row.addWidget(widget)
+            row.addStretch(1)
+            signing_in_layout.addLayout(row)
         signing_in_layout.addStretch(1)
         return signing_in_page
 
     def _build_profile_page(self) -> QWidget:
-        self.profile_view = ProfileView()
-        self.session_panel = SessionPanel()
+        # The profile view and the session panel come later (_ensure_profile_widgets).
         self.reload_button = QPushButton("Reload profile")
         _name(self.reload_button, "reloadButton", "Reload profile")
         self.reload_button.clicked.connect(self.reloadRequested)
@@ -419,9 +235,8 @@ class MainWindow(QMainWindow):
         profile_layout = QVBoxLayout(profile_page)
         profile_layout.setContentsMargins(20, 16, 20, 16)
         profile_layout.setSpacing(14)
-        profile_layout.addWidget(self.profile_view)
-        profile_layout.addWidget(self.session_panel)
         profile_layout.addStretch(1)
+        self._profile_layout = profile_layout
         profile_layout.addLayout(buttons)
         scroll = QScrollArea()
         scroll.setObjectName("profileScroll")
@@ -429,6 +244,40 @@ class MainWindow(QMainWindow):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(profile_page)
         return scroll
+
+    def install_shortcuts(self) -> None:
+        """Keyboard shortcuts, set after the first frame: the first setShortcut builds the Qt
+        namespace's enums (about 50 ms), which the "Signing in…" frame does not need."""
+        if self._shortcuts_installed:
+            return
+        self._shortcuts_installed = True
+        from PySide6.QtGui import QKeySequence
+
+        self.reload_action.setShortcuts([QKeySequence("Ctrl+R"), QKeySequence("F5")])
+        self.sign_out_action.setShortcut(QKeySequence("Ctrl+Shift+Q"))
+        self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+
+    def _ensure_profile_widgets(self) -> None:
+        self.install_shortcuts()
+        if self._profile_widgets is not None:
+            return
+        from desktop.ui.profile_view import ProfileView, SessionPanel
+
+        self._profile_widgets = (ProfileView(), SessionPanel())
+        for index, widget in enumerate(self._profile_widgets):
+            self._profile_layout.insertWidget(index, widget)
+
+    @property
+    def profile_view(self) -> ProfileView:
+        self._ensure_profile_widgets()
+        assert self._profile_widgets is not None
+        return self._profile_widgets[0]
+
+    @property
+    def session_panel(self) -> SessionPanel:
+        self._ensure_profile_widgets()
+        assert self._profile_widgets is not None
+        return self._profile_widgets[1]
 
     # -- states ---------------------------------------------------------------------------
 
@@ -507,10 +356,12 @@ class MainWindow(QMainWindow):
         if self.banner.isVisible():
             self.banner.update_text()
         status = self._status_source()
-        if status is not None and status.signed_in:
+        if status is not None and status.signed_in and self._profile_widgets is not None:
             self.session_panel.show_status(status)
 
     def _about(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
         QMessageBox.about(
             self,
             "About jwt-desktop",
