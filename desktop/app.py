@@ -310,8 +310,12 @@ class Application(QObject):
         self._pending = None
         stored = self._status()
         keep = remember and (stored is None or stored.remembered)
+        # Without a keyring the box was disabled, not unchecked by the person: keep their choice.
+        keyring_usable = self._storage is None or self._storage.persistent
         self._config = dataclasses.replace(
-            self._config, last_username=username if keep else None, remember=remember
+            self._config,
+            last_username=username if keep else None,
+            remember=remember if keyring_usable else self._config.remember,
         )
         config_module.save_config(self._config)
         self._show_main(profile)

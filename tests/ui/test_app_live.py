@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import socket
 
+import keyring
+from keyring.backends import fail
 from pytestqt.qtbot import QtBot
 
 from desktop import config as config_module
-from tests.support.keyring import MemoryKeyring
+from tests.support.keyring import MemoryKeyring, SecretServiceKeyring
 from tests.support.server import StartServer
 from tests.ui.conftest import MakeApp
 from tests.ui.helpers import (
@@ -247,3 +249,51 @@ def test_sign_out_revokes_at_the_server_and_forgets_the_keyring_entry(
         {"grant_type": "refresh_token", "refresh_token": token, "client_id": "jwt-desktop"},
     )
     assert status == 400 and body["error"] == "invalid_grant"
+
+
+def test_real_secret_service_keeps_the_session_across_app_instances(
+    qtbot: QtBot,
+    make_app: MakeApp,
+    start_server: StartServer,
+    secret_service_keyring: SecretServiceKeyring,
+) -> None:
+    server = start_server()
+    service = f"jwt-desktop:{server.url}"
+    first = make_app(server_url=server.url)
+    qtbot.waitUntil(first.dialog.remember_check.isEnabled, timeout=TIMEOUT_MS)
+    main = sign_in(qtbot, first, "alice", "wonderland", remember=True)
+    assert main.session_panel.storage_label.text().startswith("OS keyring: ")
+    assert secret_service_keyring.stored(service, "alice")
+    first.shutdown()
+    main.hide()
+
+    second = make_app(server_url=server.url)
+    dialog_shown = ShowCounter(second.dialog)
+    main = wait_for_profile(qtbot, second)
+    assert dialog_shown.count == 0
+    with qtbot.waitSignal(second.controller.signedOut, timeout=TIMEOUT_MS):
+        main.sign_out_button.click()
+    assert secret_service_keyring.stored(service, "alice") is None
+
+
+def test_without_a_keyring_keep_me_signed_in_is_disabled_and_the_session_is_in_memory(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer
+) -> None:
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        server = start_server()
+        app = make_app(server_url=server.url)
+        dialog = app.dialog
+        with qtbot.waitSignal(app.controller.storageChecked, timeout=TIMEOUT_MS):
+            pass
+        assert not dialog.remember_check.isEnabled()
+        assert not dialog.remember_check.isChecked()
+        assert dialog.remember_reason.isVisible() and dialog.remember_reason.text()
+        main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
+        assert main.session_panel.storage_label.text() == "This session only"
+        assert main.session_panel.storage_reason.text()
+        assert config_module.load_config().last_username is None
+        assert config_module.load_config().remember  # the person's choice is not overwritten
+    finally:
+        keyring.set_keyring(previous)
