@@ -72,20 +72,63 @@ class SecretServiceKeyring:
                     stream.close()
 
 
+# A session bus with no service directories: nothing can be D-Bus-activated, so the only
+# Secret Service on it is the daemon we start (the system's activation file would race it with a
+# second gnome-keyring, which is slow and flaky).
+_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={socket_dir}</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+def _has_owner(address: str, name: str) -> bool:
+    # dbus-send in a child process: polling through Python D-Bus clients leaks sockets on failure.
+    result = subprocess.run(
+        [
+            "dbus-send",
+            f"--bus={address}",
+            "--print-reply=literal",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            f"string:{name}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return result.stdout.split()[-1:] == ["true"]
+
+
 def _start_secret_service(root: Path) -> SecretServiceKeyring:
-    missing = [tool for tool in ("dbus-daemon", "gnome-keyring-daemon") if not shutil.which(tool)]
+    missing = [
+        tool
+        for tool in ("dbus-daemon", "dbus-send", "gnome-keyring-daemon")
+        if not shutil.which(tool)
+    ]
     if missing:
         require_or_skip(
-            f"the real keyring tests need {' and '.join(missing)} "
+            f"the real keyring tests need {', '.join(missing)} "
             "(Debian packages: dbus gnome-keyring)"
         )
     runtime, data = root / "runtime", root / "data"
     runtime.mkdir(mode=0o700)
     data.mkdir()
+    config = root / "bus.conf"
+    config.write_text(_BUS_CONFIG.format(socket_dir=runtime))
     base_env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "XDG_DATA_HOME": str(data)}
     processes: list[subprocess.Popen[bytes]] = []
     bus = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1"],
+        ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
         stdout=subprocess.PIPE,
         env=base_env,
     )
@@ -93,6 +136,7 @@ def _start_secret_service(root: Path) -> SecretServiceKeyring:
     assert bus.stdout is not None
     address = bus.stdout.readline().decode().strip()
     if not address:
+        SecretServiceKeyring(backend=MemoryKeyring(), env={}, _processes=processes).stop()
         raise RuntimeError("dbus-daemon printed no address")
     env = {"DBUS_SESSION_BUS_ADDRESS": address}
     daemon = subprocess.Popen(
@@ -107,32 +151,17 @@ def _start_secret_service(root: Path) -> SecretServiceKeyring:
     # The password of the fresh "login" keyring, which --unlock creates and unlocks.
     daemon.stdin.write(b"test-keyring-password")
     daemon.stdin.close()
-    backend = SecretService.Keyring()
     service = SecretServiceKeyring(
-        backend=backend,
+        backend=SecretService.Keyring(),
         env={**env, "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring"},
         _processes=processes,
     )
-    saved = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
-    os.environ["DBUS_SESSION_BUS_ADDRESS"] = address
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            # The daemon takes a moment to claim its bus name: poll the real API until it answers.
-            try:
-                backend.set_password("jwt-desktop-test-probe", "probe", "ready")
-                backend.delete_password("jwt-desktop-test-probe", "probe")
-                break
-            except Exception:
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    service.stop()
-                    raise
-                time.sleep(0.05)
-    finally:
-        if saved is None:
-            del os.environ["DBUS_SESSION_BUS_ADDRESS"]
-        else:
-            os.environ["DBUS_SESSION_BUS_ADDRESS"] = saved
+    deadline = time.monotonic() + 30
+    while not _has_owner(address, "org.freedesktop.secrets"):
+        if time.monotonic() > deadline or daemon.poll() is not None:
+            service.stop()
+            raise RuntimeError("gnome-keyring-daemon did not claim org.freedesktop.secrets")
+        time.sleep(0.05)
     return service
 
 
