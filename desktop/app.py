@@ -325,8 +325,14 @@ class Application(QObject):
             self._restoring_username = None
             self._show_main(profile)
         else:
-            self._forget_username()
-            self._show_dialog(None)
+            notice = None
+            if self._storage is not None and not self._storage.persistent:
+                # Nothing could be read because the keyring is missing or locked: say so,
+                # rather than silently asking for the password again.
+                notice = f"Your saved session could not be read. {self._storage.reason or ''}"
+            else:
+                self._forget_username()
+            self._show_dialog(notice.strip() if notice else None)
 
     def _on_profile_loaded(self, profile: dict[str, Any]) -> None:
         self._show_main(profile)

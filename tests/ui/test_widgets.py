@@ -262,3 +262,24 @@ def test_banner_backs_off_and_retries(qtbot: QtBot) -> None:
     banner.clear()
     banner.report("Cannot reach the server at http://x.")
     assert "Retrying in 2 s." in banner.label.text()  # back-off starts afresh
+
+
+def test_server_given_on_the_command_line_is_remembered(qtbot: QtBot, make_app: MakeApp) -> None:
+    first = make_app(server_url="https://id.example.org", client_factory=FakeClient)
+    assert first.server_url == "https://id.example.org"
+    assert first.dialog.server_label.text() == "Server: https://id.example.org"
+    second = make_app(client_factory=FakeClient)
+    assert second.server_url == "https://id.example.org"
+
+
+def test_a_locked_keyring_at_start_up_is_explained(qtbot: QtBot, make_app: MakeApp) -> None:
+    config_module.save_config(config_module.Config(last_username="alice"))
+    client = FakeClient(storage=NO_KEYRING)
+    client.restore_answers = [None]  # the core could not read the keyring
+    app = make_app(client_factory=lambda: client)
+    qtbot.waitUntil(lambda: app._dialog is not None and app._dialog.isVisible(), timeout=TIMEOUT_MS)
+    assert app.dialog.notice_label.text().startswith("Your saved session could not be read.")
+    assert "No OS keyring is available" in app.dialog.notice_label.text()
+    assert app.dialog.username_edit.text() == "alice"
+    # Kept: once the keyring is back, the next start restores the session.
+    assert config_module.load_config().last_username == "alice"
