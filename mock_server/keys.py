@@ -39,6 +39,9 @@ def new_key_record(now: float) -> KeyRecord:
     return KeyRecord(kid=_thumbprint(jwk), private_pem=pem, created_at=now, retired_at=None)
 
 
+_NOTE_AHEAD = 300.0
+
+
 @dataclass(frozen=True)
 class _LoadedKey:
     record: KeyRecord
@@ -64,6 +67,7 @@ class SigningKeys:
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, _LoadedKey] = {}
+        self._noted_until: dict[str, float] = {}
 
     def ensure_key(self) -> None:
         """Make a key if the store has no active one (a fresh database)."""
@@ -103,7 +107,15 @@ class SigningKeys:
     def sign_for(self, exp: float) -> tuple[str, rsa.RSAPrivateKey]:
         """The current key, recorded as needed until ``exp``, before any token is signed."""
         kid, private = self.current()
-        self._store.note_key_use(kid, exp)
+        with self._lock:
+            noted = self._noted_until.get(kid, 0.0)
+        if exp > noted:
+            # Noted a little beyond this token's end, so a burst of tokens costs one write,
+            # not one each; the key then stays published at most _NOTE_AHEAD longer.
+            until = exp + _NOTE_AHEAD
+            self._store.note_key_use(kid, until)
+            with self._lock:
+                self._noted_until[kid] = max(until, self._noted_until.get(kid, 0.0))
         return kid, private
 
     def verification_key(self, kid: str) -> rsa.RSAPublicKey | None:

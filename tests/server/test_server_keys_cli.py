@@ -59,6 +59,9 @@ def test_rotated_key_stays_published_until_its_tokens_expire(
         refreshed = refresh_grant(client, old["refresh_token"]).json()
         assert kid_of(refreshed["access_token"]) == kid_of(new["access_token"])
         clock.advance(900)
+        assert client.get("/userinfo", headers=bearer(old["access_token"])).status_code == 401
+        # Published a little past its last token's end (it notes its use 5 minutes ahead).
+        clock.advance(300)
         kids = [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]]
         assert kids == [kid_of(new["access_token"])]
 

@@ -1,0 +1,204 @@
+"""Benchmark: the live server under concurrent loopback load.
+
+Throughput of GET /userinfo (bearer verification + the session-revoked check) and of the
+refresh grant (one rotation, i.e. one write transaction, per request), as ratios to GET /healthz
+(the framework's floor) measured in the same run on the same server process. Also the server's
+own CPU time per request (from /proc, Linux), which the load generator's cost does not blur.
+Run on demand:
+
+    python -m pytest tests/bench -s -p no:cacheprovider
+
+Target: /userinfo >= 0.7x /healthz.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from tests.support.server import RunningServer, StartServer
+
+pytestmark = pytest.mark.bench
+
+CLIENTS = 8  # concurrent keep-alive connections
+PER_CLIENT = 120  # requests per connection per round
+ROUNDS = 5  # rounds, interleaved across scenarios so drift on a shared machine hits all alike
+CLIENT_ID = "jwt-desktop"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+# One request on a connection; the number says which request of the connection it is.
+Work = Callable[[http.client.HTTPConnection, int], None]
+
+
+@dataclass(frozen=True)
+class Sample:
+    rate: float  # requests per second
+    server_cpu: float | None  # server CPU seconds per request
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return None
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def load(server: RunningServer, works: list[Work]) -> Sample:
+    """len(works) threads, each on its own connection doing PER_CLIENT requests, released
+    together. Bounded: exactly len(works) * PER_CLIENT requests."""
+    address = urlsplit(server.url)
+    assert address.hostname is not None and address.port is not None
+    conns = [http.client.HTTPConnection(address.hostname, address.port, timeout=60) for _ in works]
+    for conn in conns:
+        request(conn, "GET", "/healthz")  # connected before the clock starts
+    barrier = threading.Barrier(len(works) + 1)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            for n in range(PER_CLIENT):
+                works[i](conns[i], n)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(works))]
+    for t in threads:
+        t.start()
+    cpu_before = server_cpu_seconds(server.pid)
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    cpu_after = server_cpu_seconds(server.pid)
+    for conn in conns:
+        conn.close()
+    assert not errors, errors[0]
+    total = len(works) * PER_CLIENT
+    cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / total
+    return Sample(total / elapsed, cpu)
+
+
+def sign_in(conn: http.client.HTTPConnection) -> dict[str, str]:
+    form = {
+        "grant_type": "password",
+        "username": "alice",
+        "password": "wonderland",
+        "client_id": CLIENT_ID,
+    }
+    status, body = request(conn, "POST", "/token", urlencode(form), FORM)
+    assert status == 200, body
+    return dict(json.loads(body))
+
+
+def healthz_works() -> list[Work]:
+    def work(conn: http.client.HTTPConnection, _: int) -> None:
+        assert request(conn, "GET", "/healthz")[0] == 200
+
+    return [work] * CLIENTS
+
+
+def userinfo_works(access_token: str) -> list[Work]:
+    headers = {"Authorization": f"Bearer {access_token}"}
+
+    def work(conn: http.client.HTTPConnection, _: int) -> None:
+        assert request(conn, "GET", "/userinfo", headers=headers)[0] == 200
+
+    return [work] * CLIENTS
+
+
+def refresh_works(server: RunningServer) -> list[Work]:
+    """Each connection rotates its own sign-in: every request spends one fresh token."""
+    address = urlsplit(server.url)
+    assert address.hostname is not None and address.port is not None
+    setup = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    try:
+        tokens = [sign_in(setup)["refresh_token"] for _ in range(CLIENTS)]
+    finally:
+        setup.close()
+
+    def make(i: int) -> Work:
+        def work(conn: http.client.HTTPConnection, _: int) -> None:
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": tokens[i],
+                "client_id": CLIENT_ID,
+            }
+            status, body = request(conn, "POST", "/token", urlencode(form), FORM)
+            assert status == 200, body
+            tokens[i] = json.loads(body)["refresh_token"]
+
+        return work
+
+    return [make(i) for i in range(CLIENTS)]
+
+
+def test_throughput_ratios(start_server: StartServer) -> None:
+    server = start_server(extra_args=["--log-level", "warning"])
+    address = urlsplit(server.url)
+    assert address.hostname is not None and address.port is not None
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    try:
+        access_token = sign_in(conn)["access_token"]
+    finally:
+        conn.close()
+    scenarios: dict[str, Callable[[], list[Work]]] = {
+        "GET /healthz": healthz_works,
+        "GET /userinfo": lambda: userinfo_works(access_token),
+        "POST /token (refresh)": lambda: refresh_works(server),
+    }
+    load(server, healthz_works())  # warm-up
+    samples: dict[str, list[Sample]] = {name: [] for name in scenarios}
+    for _ in range(ROUNDS):
+        for name, works in scenarios.items():
+            samples[name].append(load(server, works()))
+
+    rates = {name: statistics.median(s.rate for s in runs) for name, runs in samples.items()}
+    cpus = {
+        name: statistics.median(s.server_cpu for s in runs if s.server_cpu is not None)
+        if all(s.server_cpu is not None for s in runs)
+        else None
+        for name, runs in samples.items()
+    }
+    base_rate, base_cpu = rates["GET /healthz"], cpus["GET /healthz"]
+    print()
+    print(
+        f"{CLIENTS} concurrent keep-alive clients on loopback, {CLIENTS * PER_CLIENT} requests"
+        f" per round, median of {ROUNDS} interleaved rounds, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'endpoint':<24}{'req/s':>8}{'vs /healthz':>13}{'server CPU/req':>16}{'vs /healthz':>13}"
+    )
+    for name, rate in rates.items():
+        cpu = cpus[name]
+        cpu_cols = (
+            f"{cpu * 1e6:>13.0f} µs{base_cpu / cpu:>12.2f}x"
+            if cpu and base_cpu
+            else f"{'n/a':>16}{'':>13}"
+        )
+        print(f"{name:<24}{rate:>8.0f}{rate / base_rate:>12.2f}x{cpu_cols}")
+    assert rates["GET /userinfo"] / base_rate >= 0.7
