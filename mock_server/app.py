@@ -508,6 +508,21 @@ class BearerCaller(SecurityBase):
 CallerDep = Annotated[Caller, Depends(BearerCaller())]
 
 
+def _client_credentials_refused(request: Request) -> Response | None:
+    """Our clients are public (auth method "none"): HTTP Basic client credentials are an error,
+    answered as RFC 6749 §5.2 says for a client that tried the Authorization header."""
+    scheme = request.headers.get("authorization", "").strip().partition(" ")[0]
+    if scheme.lower() != "basic":
+        return None
+    response = oauth_error(
+        401,
+        "invalid_client",
+        "Clients of this server are public: send client_id in the body, without credentials",
+    )
+    response.headers["WWW-Authenticate"] = 'Basic realm="jwt-mock-server"'
+    return response
+
+
 def _client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
@@ -616,6 +631,9 @@ def create_app(
         ),
     )
     async def token(request: Request) -> Response:
+        refused = _client_credentials_refused(request)
+        if refused is not None:
+            return refused
         form = await read_form(request)
         return await run_in_threadpool(server.token, form, _client_address(request))
 
@@ -629,6 +647,9 @@ def create_app(
         ),
     )
     async def revoke(request: Request) -> Response:
+        refused = _client_credentials_refused(request)
+        if refused is not None:
+            return refused
         form = await read_form(request)
         return await run_in_threadpool(server.revoke, form)
 

@@ -264,3 +264,20 @@ def test_revoke_refuses_another_clients_token(client: TestClient) -> None:
     )
     assert error_of(response) == (400, "unauthorized_client")
     assert refresh_grant(client, tokens["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/token", "/revoke"])
+def test_client_credentials_in_basic_auth_are_refused(client: TestClient, path: str) -> None:
+    response = client.post(
+        path,
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": "wonderland",
+            "client_id": CLIENT_ID,
+            "token": "x",
+        },
+        auth=(CLIENT_ID, "a-secret"),
+    )
+    assert error_of(response) == (401, "invalid_client")
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="jwt-mock-server"'
