@@ -102,20 +102,10 @@ def _check_times(claims: Mapping[str, Any], now: float) -> None:
         raise InvalidToken("The access token is not valid yet")
 
 
-def verify_access_token(
-    token: str, keys: SigningKeys, settings: Settings, now: float
-) -> Mapping[str, Any]:
-    """The token's claims, or InvalidToken. The header chooses nothing: the algorithm is pinned,
-    the key comes from our own set by `kid`, and `jwk` / `jku` / `x5u` are never looked at."""
-    if len(token) > _MAX_TOKEN_LENGTH:
-        raise InvalidToken("The access token is too long")
-    claims = _verify_signed_content(token, keys, settings)
-    _check_times(claims, now)
-    return claims
-
-
 def _verify_signed_content(token: str, keys: SigningKeys, settings: Settings) -> dict[str, Any]:
-    """Everything about a token that does not change with time."""
+    """Everything about a token that does not change with time. The header chooses nothing:
+    the algorithm is pinned, the key comes from our own set by `kid`, and `jwk` / `jku` / `x5u`
+    are never looked at."""
     header = _checked_header(token)
     kid = header.get("kid")
     key = keys.verification_key(kid) if isinstance(kid, str) else None
@@ -156,10 +146,11 @@ def _verify_signed_content(token: str, keys: SigningKeys, settings: Settings) ->
 
 
 class AccessTokenVerifier:
-    """``verify_access_token`` with a memory of tokens whose signature and claims were already
-    checked, so a client's many requests with one token pay for the RSA check and the parsing
-    once. Only tokens that passed are remembered (by SHA-256, not the token itself); time, the
-    key still being ours, and (by the caller) the session are checked on every request."""
+    """Verifies access tokens (RFC 9068, RS256, every claim required), with a memory of tokens
+    whose signature and claims were already checked, so a client's many requests with one token
+    pay for the RSA check and the parsing once. Only tokens that passed are remembered (by
+    SHA-256, not the token itself); time, the key still being ours, and (by the caller) the
+    session are checked on every request."""
 
     def __init__(self, keys: SigningKeys, settings: Settings, max_entries: int = 4096) -> None:
         self._keys = keys
