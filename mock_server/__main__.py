@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
@@ -80,6 +81,23 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r} (0-65535; 0 picks one)")
+    return port
+
+
+def _issuer(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL without query: {text!r}")
+    return text.rstrip("/")
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -91,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port (%(default)s); 0 picks a free one"
+        "--port", type=_port, default=DEFAULT_PORT, help="port (%(default)s); 0 picks a free one"
     )
     parser.add_argument(
         "--db",
@@ -107,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refresh-ttl", type=_duration, default="3d", help="sign-in (refresh) lifetime (3d)"
     )
-    parser.add_argument("--issuer", help="issuer URL (default: http://HOST:PORT as bound)")
+    parser.add_argument(
+        "--issuer", type=_issuer, help="issuer URL (default: http://HOST:PORT as bound)"
+    )
     parser.add_argument(
         "--client-id",
         action="append",
@@ -115,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help=f"a public client id to accept; repeatable (default: {DEFAULT_CLIENT_ID})",
     )
-    parser.add_argument("--log-level", default="info", help="uvicorn log level (info)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="log level (info); access lines never show query strings",
+    )
     # For tests only, hidden: a movable clock and a cheap password hash.
     parser.add_argument("--testing-clock", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--testing-password-cost", type=int, help=argparse.SUPPRESS)

@@ -254,3 +254,22 @@ def sign_in_status(client: object, username: str, password: str) -> int:
         },
     )
     return int(response.status_code)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "70000"], "not a port number"),
+        (["--port", "http"], "not a port number"),
+        (["--issuer", "ftp://example.org"], "not an http(s) URL"),
+        (["--issuer", "http://example.org/?x=1"], "not an http(s) URL"),
+        (["--log-level", "chatty"], "invalid choice"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
