@@ -3,6 +3,11 @@ and a factory for whole applications wired to the real core."""
 
 from __future__ import annotations
 
+import os
+
+# No display in CI (and none needed): before anything creates the QApplication.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
