@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import getpass
+import json
 import logging
 import socket
 import sqlite3
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import create_app
 from .keys import new_key_record
@@ -60,6 +63,28 @@ def _logging_config() -> dict[str, Any]:
     config["filters"] = {"strip_query": {"()": StripQueryString}}
     config["loggers"]["uvicorn.access"]["filters"] = ["strip_query"]
     return config
+
+
+class JsonErrorsH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering requests it cannot even parse with the same
+    JSON error shape as the application, instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(
+            {"error": "invalid_request", "error_description": "The HTTP request is malformed"}
+        ).encode("ascii")
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -259,6 +284,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=True,
         server_header=False,
+        http=JsonErrorsH11Protocol,
     )
     try:
         _Server(config, url).run(sockets=[sock])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -212,3 +214,26 @@ def test_keep_alive_answers_do_not_wait_for_delayed_acks(live_server: RunningSer
             assert client.get("/healthz").status_code == 200
         elapsed = time.perf_counter() - start
     assert elapsed < 0.6
+
+
+UNPARSEABLE = [
+    b"GARBAGE\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nBad Header Line\r\n\r\n",
+    b"POST /token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+]
+
+
+def test_unparseable_http_gets_a_json_400(live_server: RunningServer) -> None:
+    host, port = live_server.url.removeprefix("http://").rsplit(":", 1)
+    for raw in UNPARSEABLE:
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(raw)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), raw
+        assert b"content-type: application/json" in head.lower()
+        assert json.loads(body)["error"] == "invalid_request"
+    assert httpx.get(f"{live_server.url}/healthz").status_code == 200  # still serving
