@@ -121,6 +121,7 @@ class Application(QObject):
         self._restoring_username: str | None = None
         self._pending: tuple[str, bool] | None = None  # username, remember
         self._started_core = False
+        self._first_frame_done = False
         self._renewed_since_reload = False
 
         self._dialog: SignInDialog | None = None
@@ -196,9 +197,19 @@ class Application(QObject):
             first = self.dialog
         self._first_frame = _FirstFrame(first, self)
         self._first_frame.painted.connect(self._after_first_frame)
+        # In case no paint ever comes (a window manager that starts it minimized...), the
+        # core must start anyway, or a silent sign-in would wait for ever.
+        self._fallback = QTimer(self)
+        self._fallback.setSingleShot(True)
+        self._fallback.timeout.connect(self._after_first_frame)
+        self._fallback.start(2000)
         return first
 
     def _after_first_frame(self) -> None:
+        if self._first_frame_done:
+            return
+        self._first_frame_done = True
+        self._fallback.stop()
         if os.environ.get(EXIT_WHEN_SHOWN_ENV) == "1":
             window = QApplication.activeWindow() or self._visible_window()
             title = window.windowTitle() if window is not None else ""
