@@ -74,9 +74,9 @@ class SessionController(QObject):
     busyChanged = Signal(bool)
 
     # Private: outcomes and observer events cross from the worker thread to the GUI thread.
-    # Only plain C++ types cross: PySide copies the arguments of a queued signal outside the
-    # GIL, and a Python object passed that way can be freed under the other thread's feet (a
-    # segfault seen with PySide6 6.12). Outcomes wait in a dict, keyed by operation id.
+    # Only plain values travel in the queued signal (an id, strings); the outcome objects wait
+    # in a dict under a lock, so no Python object's lifetime depends on how PySide copies
+    # queued arguments between threads.
     _finished = Signal(int)
     _observed = Signal(str, str)
 
