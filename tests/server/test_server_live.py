@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.server.helpers import CLIENT_ID, bearer
 from tests.support.server import RunningServer, StartServer
@@ -197,11 +196,11 @@ def _pieces(secret: str) -> list[str]:
     return [secret, *parts]
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/.well-known/openid-configuration"])
-def test_live_answers_are_json(live_server: RunningServer, path: str) -> None:
-    response = httpx.get(f"{live_server.url}{path}")
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
+def test_live_answers_are_json(live_server: RunningServer) -> None:
+    for path in ("/healthz", "/.well-known/openid-configuration", "/.well-known/jwks.json"):
+        response = httpx.get(f"{live_server.url}{path}")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
 
 
 def test_keep_alive_answers_do_not_wait_for_delayed_acks(live_server: RunningServer) -> None:

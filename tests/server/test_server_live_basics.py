@@ -32,26 +32,6 @@ def test_listening_line_names_the_bound_port_and_issuer(live_server: RunningServ
     assert httpx.get(f"{live_server.url}/healthz").json() == {"status": "ok"}
 
 
-def test_sign_in_refresh_userinfo_round_trip(live_server: RunningServer) -> None:
-    tokens = sign_in(live_server.url)
-    profile = httpx.get(
-        f"{live_server.url}/userinfo",
-        headers={"Authorization": f"Bearer {tokens['access_token']}"},
-    )
-    assert profile.status_code == 200
-    assert profile.json()["preferred_username"] == "alice"
-    refreshed = httpx.post(
-        f"{live_server.url}/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": CLIENT,
-        },
-    )
-    assert refreshed.status_code == 200
-    assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
-
-
 def test_testing_clock_expires_access_tokens(start_server: StartServer) -> None:
     server = start_server(access_ttl="45s")
     tokens = sign_in(server.url)
