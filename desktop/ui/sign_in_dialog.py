@@ -151,7 +151,6 @@ class SignInDialog(QDialog):
         self.remember_check.setChecked(True)
         self.remember_reason = QLabel()
         _name(self.remember_reason, "rememberReason", "Why Keep me signed in is unavailable")
-        self.remember_reason.setObjectName("rememberReason")
         self.remember_reason.setWordWrap(True)
         self.remember_reason.hide()
 
@@ -163,8 +162,15 @@ class SignInDialog(QDialog):
         password_label.setBuddy(self.password_edit)
         form.addRow(username_label, self.username_edit)
         form.addRow(password_label, password_row)
-        form.addRow("", self.remember_check)
-        form.addRow("", self.remember_reason)
+        # The box and its reason share one cell: a wrapped label alone in a form row gets a
+        # height the form computes too small, and is clipped.
+        remember = QWidget()
+        remember_layout = QVBoxLayout(remember)
+        remember_layout.setContentsMargins(0, 0, 0, 0)
+        remember_layout.setSpacing(2)
+        remember_layout.addWidget(self.remember_check)
+        remember_layout.addWidget(self.remember_reason)
+        form.addRow("", remember)
         return form
 
     def _build_footer(self) -> QHBoxLayout:
@@ -230,12 +236,22 @@ class SignInDialog(QDialog):
             self.remember_reason.hide()
         else:
             reason = storage.reason or "No OS keyring is available."
-            text = f"Unavailable: {reason} You will stay signed in until you quit."
+            text = f"Not available: {reason}"
             self.remember_check.setChecked(False)
             self.remember_check.setEnabled(False)
             self.remember_check.setToolTip(text)
             self.remember_reason.setText(text)
             self.remember_reason.show()
+        self._fit()
+
+    def _fit(self) -> None:
+        """Grow to fit wrapped sentences shown after the dialog was laid out."""
+        layout = self.layout()
+        if layout is not None and self.isVisible():
+            layout.activate()
+            width = self.width()
+            height = max(self.height(), layout.totalHeightForWidth(width))
+            self.resize(width, height)
 
     def set_busy(self, busy: bool) -> None:
         """While a sign-in is in flight: inputs disabled, an indicator, Cancel still works."""
@@ -259,6 +275,7 @@ class SignInDialog(QDialog):
         self.set_busy(False)
         self.error_label.setText(message)
         self.error_label.show()
+        self._fit()
         if kind == ErrorKind.CREDENTIALS.value:
             self.password_edit.clear()
             self.password_edit.setFocus()
@@ -271,6 +288,7 @@ class SignInDialog(QDialog):
         """Why the dialog is shown again (signed out, session ended...); None hides it."""
         self.notice_label.setText(message or "")
         self.notice_label.setVisible(bool(message))
+        self._fit()
 
     def reset(self) -> None:
         """Ready for a new sign-in: password and messages cleared."""
