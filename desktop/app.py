@@ -173,6 +173,7 @@ class Application(QObject):
             c.signedOut.connect(self._on_signed_out)
             c.refreshed.connect(self._on_refreshed)
             c.busyChanged.connect(self._on_busy_changed)
+            c.pictureLoaded.connect(self._on_picture_loaded)
             self._controller = c
         return self._controller
 
@@ -288,6 +289,9 @@ class Application(QObject):
     def _show_main(self, profile: dict[str, Any]) -> None:
         main = self.main_window()
         main.show_profile(profile)
+        picture = profile.get("picture")
+        if isinstance(picture, str) and picture and not main.profile_view.avatar.has_picture():
+            self.controller.load_picture(picture)
         main.show()
         if self._dialog is not None:
             self._dialog.hide()
@@ -404,6 +408,11 @@ class Application(QObject):
         self._renewed_since_reload = True
         if self._main is not None and self._main.isVisible():
             self._main.show_refreshed()
+
+    def _on_picture_loaded(self, url: str, data: bytes) -> None:
+        main = self._main
+        if main is not None and main.profile is not None and main.profile.get("picture") == url:
+            main.profile_view.avatar.set_picture(data)
 
     def _on_busy_changed(self, busy: bool) -> None:
         if self._main is not None:

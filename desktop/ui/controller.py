@@ -8,6 +8,7 @@ built lazily in the first task, so the first frame never waits for ``requests``,
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 
 from desktop.ui.messages import ErrorKind, describe
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from desktop.auth.errors import SessionEnded
@@ -60,6 +63,7 @@ class SessionController(QObject):
         signedOut(bool): after :meth:`sign_out`; True when the server confirmed revocation.
         refreshed(): the core renewed the access token.
         busyChanged(bool): whether any request is in flight.
+        pictureLoaded(str, bytes): the URL and the image bytes of a profile picture.
     """
 
     storageChecked = Signal(object)
@@ -72,6 +76,7 @@ class SessionController(QObject):
     signedOut = Signal(bool)
     refreshed = Signal()
     busyChanged = Signal(bool)
+    pictureLoaded = Signal(str, bytes)
 
     # Private: outcomes and observer events cross from the worker thread to the GUI thread.
     # Only plain values travel in the queued signal (an id, strings); the outcome objects wait
@@ -94,7 +99,12 @@ class SessionController(QObject):
         # can never overtake the sign-in before it, and a discarded sign-in is undone before
         # the next one starts.
         self._pool.setMaxThreadCount(1)
+        # Pictures come from anywhere on the web: their own thread, so a slow image host never
+        # holds up a session operation (nor waits behind one).
+        self._picture_pool = QThreadPool(self)
+        self._picture_pool.setMaxThreadCount(1)
         self._operations: dict[int, _Operation] = {}
+        self._picture_urls: dict[int, str] = {}
         self._outcomes: dict[int, tuple[object, BaseException | None]] = {}
         self._outcomes_lock = threading.Lock()
         self._next_id = 0
@@ -120,7 +130,7 @@ class SessionController(QObject):
         return client.status() if client is not None else None
 
     def busy(self) -> bool:
-        return any(op.name != "warm_up" for op in self._operations.values())
+        return any(op.name not in ("warm_up", "picture") for op in self._operations.values())
 
     # -- requests --------------------------------------------------------------------------
 
@@ -159,6 +169,13 @@ class SessionController(QObject):
         """Fetch the profile again (refreshing the access token first if it is stale)."""
         self._submit("profile", lambda client, op: client.profile())
 
+    def load_picture(self, url: str) -> None:
+        """Fetch a profile picture (no token is sent); emits pictureLoaded, or nothing."""
+        from desktop.ui.picture import fetch_picture
+
+        op_id = self._run("picture", lambda op: fetch_picture(url), self._picture_pool)
+        self._picture_urls[op_id] = url
+
     def sign_out(self) -> None:
         """Revoke at the server and forget the session locally; emits signedOut."""
         self.cancel_sign_in()
@@ -168,8 +185,10 @@ class SessionController(QObject):
     def shutdown(self) -> None:
         """Drop queued work, wait for the request in flight, close the core."""
         self._closing = True
-        self._pool.clear()
-        self._pool.waitForDone()
+        for pool in (self._pool, self._picture_pool):
+            pool.clear()
+        for pool in (self._pool, self._picture_pool):
+            pool.waitForDone()
         client = self._client
         if client is not None:
             client.close()
@@ -188,6 +207,10 @@ class SessionController(QObject):
             return self._client
 
     def _submit(self, name: str, call: Callable[[AuthClientLike, _Operation], object]) -> int:
+        """Queue a call on the core, in order with the other session operations."""
+        return self._run(name, lambda op: call(self._client_in_worker(), op), self._pool)
+
+    def _run(self, name: str, call: Callable[[_Operation], object], pool: QThreadPool) -> int:
         was_busy = self.busy()
         op_id = self._next_id
         self._next_id += 1
@@ -198,7 +221,7 @@ class SessionController(QObject):
             # Runs on the pool's thread; every failure goes back to the GUI thread as a value.
             outcome: tuple[object, BaseException | None]
             try:
-                outcome = (call(self._client_in_worker(), operation), None)
+                outcome = (call(operation), None)
             except Exception as error:
                 outcome = (None, error)
             with self._outcomes_lock:
@@ -207,7 +230,7 @@ class SessionController(QObject):
 
         # A plain callable, not a QRunnable subclass: Qt owns the runnable it wraps it in, so
         # no Python wrapper can be freed on the GUI thread while the pool thread still uses it.
-        self._pool.start(run)
+        pool.start(run)
         if not was_busy and self.busy():
             self.busyChanged.emit(True)
         return op_id
@@ -226,21 +249,33 @@ class SessionController(QObject):
             if operation.cancelled.is_set():
                 return
             self._sign_in_op = None
-        if isinstance(error, BaseException):
+        if operation.name == "picture":
+            self._picture_done(self._picture_urls.pop(op_id), result, error)
+        elif isinstance(error, BaseException):
             self._failed(operation.name, error)
-            return
-        if operation.name == "warm_up":
+        else:
+            self._succeeded(operation.name, result)
+
+    def _succeeded(self, name: str, result: object) -> None:
+        if name == "warm_up":
             self.storageChecked.emit(result)
-        elif operation.name == "sign_in":
+        elif name == "sign_in":
             self._signed_in = True
             self.signInSucceeded.emit(result)
-        elif operation.name == "restore":
+        elif name == "restore":
             self._signed_in = result is not None
             self.restoreFinished.emit(result)
-        elif operation.name == "profile":
+        elif name == "profile":
             self.profileLoaded.emit(result)
-        elif operation.name == "sign_out":
+        elif name == "sign_out":
             self.signedOut.emit(bool(result))
+
+    def _picture_done(self, url: str, result: object, error: BaseException | None) -> None:
+        if isinstance(result, bytes):
+            self.pictureLoaded.emit(url, result)
+        else:
+            # Not worth a word to the person: the initials stay.
+            _log.info("No profile picture: %s", error)
 
     def _failed(self, name: str, error: BaseException) -> None:
         failure = describe(error)

@@ -10,7 +10,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPaintEvent, QPixmap
 from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
@@ -46,6 +46,7 @@ class Avatar(QWidget):
         self.setFixedSize(size, size)
         self._text = "?"
         self._colour = QColor("#5b6b7f")
+        self._picture: QPixmap | None = None
 
     def set_person(self, name: str, key: str) -> None:
         self._text = formatting.initials(name)
@@ -54,6 +55,27 @@ class Avatar(QWidget):
         self._colour = QColor.fromHsl(hue, 110, 110)
         self.setAccessibleName(f"Avatar: {name}")
         self.update()
+
+    def set_picture(self, data: bytes | None) -> bool:
+        """Show the person's picture (image file bytes); None, or bytes that are not an
+        image, bring back the initials. True when a picture is shown."""
+        image = QImage.fromData(data) if data else QImage()
+        if image.isNull():
+            self._picture = None
+        else:
+            side = self.width() * self.devicePixelRatioF()
+            self._picture = QPixmap.fromImage(image).scaled(
+                round(side),
+                round(side),
+                Qt.AspectRatioMode.KeepAspectRatioByExpanding,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+            self._picture.setDevicePixelRatio(self.devicePixelRatioF())
+        self.update()
+        return self._picture is not None
+
+    def has_picture(self) -> bool:
+        return self._picture is not None
 
     def text(self) -> str:
         return self._text
@@ -65,8 +87,19 @@ class Avatar(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(Qt.PenStyle.NoPen)
+        circle = self.rect().adjusted(1, 1, -1, -1)
+        if self._picture is not None:
+            clip = QPainterPath()
+            clip.addEllipse(circle)
+            painter.setClipPath(clip)
+            size = self._picture.deviceIndependentSize()
+            x = (self.width() - size.width()) / 2
+            y = (self.height() - size.height()) / 2
+            painter.drawPixmap(round(x), round(y), self._picture)
+            painter.end()
+            return
         painter.setBrush(self._colour)
-        painter.drawEllipse(self.rect().adjusted(1, 1, -1, -1))
+        painter.drawEllipse(circle)
         font = QFont(self.font())
         font.setBold(True)
         font.setPixelSize(int(self.height() * 0.38))
@@ -133,6 +166,7 @@ class ProfileView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("profileView")
+        self.picture_url: str | None = None
         self.avatar = Avatar()
         self.name_label = _selectable(QLabel())
         _name(self.name_label, "nameLabel", "Name")
@@ -178,6 +212,11 @@ class ProfileView(QWidget):
         name = formatting.display_name(profile)
         username = profile.get("preferred_username")
         self.avatar.set_person(name, str(profile.get("sub") or name))
+        picture = profile.get("picture")
+        if picture != self.picture_url:
+            # Another person, or another picture: initials until the new one arrives.
+            self.avatar.set_picture(None)
+        self.picture_url = picture if isinstance(picture, str) else None
         self.name_label.setText(name)
         self.username_label.setText(f"@{username}" if username else "")
         self.username_label.setVisible(bool(username))
