@@ -116,4 +116,4 @@ def test_unknown_user_and_wrong_password_take_similar_time(clock: FakeClock) -> 
                 samples.append(time.perf_counter() - start)
     known, unknown = (statistics.median(t) for t in timings.values())
     assert known > 0.02 and unknown > 0.02  # a slow hash ran for both
-    assert 0.5 < known / unknown < 2.0
+    assert 1 / 3 < known / unknown < 3  # without the dummy hash: ~0.5 s against ~0 s
