@@ -187,7 +187,7 @@ async def read_form(request: Request) -> dict[str, str]:
     for name, value in pairs:
         if name in form:
             # RFC 6749 §3.2: parameters must not be included more than once.
-            raise FormError(f"The parameter {name!r} is repeated")
+            raise FormError(f"The parameter {name[:40]!r} is repeated")
         form[name] = value
     return form
 
