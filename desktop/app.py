@@ -276,10 +276,16 @@ class Application(QObject):
     # -- transitions ----------------------------------------------------------------------
 
     def _show_dialog(self, notice: str | None) -> None:
+        username = self._restoring_username
         if self._main is not None:
+            if self._main.profile is not None:
+                username = self._main.profile.get("preferred_username") or username
             self._main.stop()
             self._main.hide()
         self._restoring_username = None
+        # Signing in again is usually the same person: only the password is left to type.
+        if isinstance(username, str) and username and not self.dialog.username_edit.text():
+            self.dialog.set_username(username)
         self.dialog.reset()
         self.dialog.show_notice(notice)
         self.dialog.show()

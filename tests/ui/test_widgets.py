@@ -191,6 +191,8 @@ def test_session_ended_in_the_background_returns_to_the_dialog(
         observer(ended)
     qtbot.waitUntil(app.dialog.isVisible, timeout=TIMEOUT_MS)
     assert app.dialog.notice_label.text() == "Your session was revoked. Sign in again."
+    assert app.dialog.username_edit.text() == "alice"
+    assert app.dialog.password_edit.text() == ""
     assert app._main is not None and not app._main.isVisible()
 
 
@@ -283,3 +285,19 @@ def test_a_locked_keyring_at_start_up_is_explained(qtbot: QtBot, make_app: MakeA
     assert app.dialog.username_edit.text() == "alice"
     # Kept: once the keyring is back, the next start restores the session.
     assert config_module.load_config().last_username == "alice"
+
+
+def test_a_dead_stored_session_at_start_up_asks_the_same_person_again(
+    qtbot: QtBot, make_app: MakeApp
+) -> None:
+    config_module.save_config(config_module.Config(last_username="alice"))
+    client = FakeClient()
+    client.restore_answers = [
+        SessionEnded("Your session expired. Sign in again.", error="invalid_grant")
+    ]
+    app = make_app(client_factory=lambda: client)
+    qtbot.waitUntil(lambda: app._dialog is not None and app._dialog.isVisible(), timeout=TIMEOUT_MS)
+    assert app.dialog.notice_label.text() == "Your session expired. Sign in again."
+    assert app.dialog.username_edit.text() == "alice"
+    assert app.dialog.focusWidget() is app.dialog.password_edit
+    assert config_module.load_config().last_username is None
