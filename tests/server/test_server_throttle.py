@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -103,17 +100,3 @@ def test_an_unknown_user_costs_one_full_hash_check(
         password_grant(client, "nobody", "wrong")
     settings_cost = client.app.state.server.settings.password_cost  # type: ignore[attr-defined]
     assert checked == [settings_cost, settings_cost]
-
-
-def test_unknown_user_and_wrong_password_take_similar_time(clock: FakeClock) -> None:
-    # At the real (slow) default cost, where timing could leak.
-    with app_client(clock, password_cost=ScryptParams(), max_failures_per_user=100) as client:
-        timings: dict[str, list[float]] = {"alice": [], "nobody": []}
-        for _ in range(3):
-            for username, samples in timings.items():
-                start = time.perf_counter()
-                assert password_grant(client, username, "wrong").status_code == 400
-                samples.append(time.perf_counter() - start)
-    known, unknown = (statistics.median(t) for t in timings.values())
-    assert known > 0.02 and unknown > 0.02  # a slow hash ran for both
-    assert 1 / 3 < known / unknown < 3  # without the dummy hash: ~0.5 s against ~0 s
