@@ -444,7 +444,8 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
     qt_app = QApplication([sys.argv[0], *argv])
     qt_app.setApplicationName("jwt-desktop")
     qt_app.setOrganizationName("jwt-desktop")
-    qt_app.setApplicationDisplayName("jwt-desktop")
+    # No applicationDisplayName: Qt would append it to every window title on X11, and the
+    # dialog's title is exactly "Sign in" (the main window's titles name the app themselves).
     qt_app.setDesktopFileName("jwt-desktop")
     qt_app.setQuitOnLastWindowClosed(False)
     qt_app.setStyleSheet(load_stylesheet())
