@@ -28,17 +28,13 @@ from PySide6.QtWidgets import (
 
 from desktop.ui import formatting
 from desktop.ui.backoff import Backoff
+from desktop.ui.naming import name_widget
 
 if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus
     from desktop.ui.profile_view import ProfileView, SessionPanel
 
 _TICK_MS = 250
-
-
-def _name(widget: QWidget, object_name: str, accessible: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible)
 
 
 class Banner(QFrame):
@@ -54,7 +50,7 @@ class Banner(QFrame):
         self, parent: QWidget | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__(parent)
-        _name(self, "unreachableBanner", "Server unreachable")
+        name_widget(self, "unreachableBanner", "Server unreachable")
         self._clock = clock
         self._backoff = Backoff()
         self._message = ""
@@ -63,7 +59,7 @@ class Banner(QFrame):
         self.label.setObjectName("bannerLabel")
         self.label.setWordWrap(True)
         self.retry_button = QPushButton("Retry now")
-        _name(self.retry_button, "retryButton", "Retry now")
+        name_widget(self.retry_button, "retryButton", "Retry now")
         self.retry_button.clicked.connect(self._retry)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
@@ -194,12 +190,12 @@ class MainWindow(QMainWindow):
 
     def _build_signing_in_page(self) -> QWidget:
         self.signing_in_label = QLabel("Signing in…")
-        _name(self.signing_in_label, "signingInLabel", "Signing in")
+        name_widget(self.signing_in_label, "signingInLabel", "Signing in")
         font = QFont(self.signing_in_label.font())
         font.setPointSizeF(font.pointSizeF() * 1.3)
         self.signing_in_label.setFont(font)
         signing_in_bar = QProgressBar()
-        _name(signing_in_bar, "signingInBar", "Signing in")
+        name_widget(signing_in_bar, "signingInBar", "Signing in")
         signing_in_bar.setRange(0, 0)
         signing_in_bar.setTextVisible(False)
         signing_in_bar.setMaximumWidth(260)
@@ -221,10 +217,10 @@ class MainWindow(QMainWindow):
     def _build_profile_page(self) -> QWidget:
         # The profile view and the session panel come later (_ensure_profile_widgets).
         self.reload_button = QPushButton("Reload profile")
-        _name(self.reload_button, "reloadButton", "Reload profile")
+        name_widget(self.reload_button, "reloadButton", "Reload profile")
         self.reload_button.clicked.connect(self.reloadRequested)
         self.sign_out_button = QPushButton("Sign out")
-        _name(self.sign_out_button, "signOutButton", "Sign out")
+        name_widget(self.sign_out_button, "signOutButton", "Sign out")
         self.sign_out_button.setToolTip("Sign out (Ctrl+Shift+Q)")
         self.sign_out_button.clicked.connect(self.signOutRequested)
         buttons = QHBoxLayout()

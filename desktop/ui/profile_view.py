@@ -22,14 +22,10 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.ui import formatting
+from desktop.ui.naming import name_widget
 
 if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus
-
-
-def _name(widget: QWidget, object_name: str, accessible: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible)
 
 
 def _selectable(label: QLabel) -> QLabel:
@@ -116,18 +112,18 @@ class SessionPanel(QGroupBox):
         super().__init__("Session", parent)
         self.setObjectName("sessionPanel")
         self.countdown_bar = QProgressBar()
-        _name(self.countdown_bar, "accessCountdown", "Time left on the access token")
+        name_widget(self.countdown_bar, "accessCountdown", "Time left on the access token")
         self.countdown_bar.setRange(0, 1000)
         self.countdown_bar.setFormat("No access token")
         self.refresh_label = _selectable(QLabel("Not refreshed yet"))
-        _name(self.refresh_label, "refreshLabel", "Last refresh")
+        name_widget(self.refresh_label, "refreshLabel", "Last refresh")
         self.storage_label = _selectable(QLabel("—"))
-        _name(self.storage_label, "storageLabel", "Refresh token storage")
+        name_widget(self.storage_label, "storageLabel", "Refresh token storage")
         self.storage_reason = QLabel()
         self.storage_reason.setObjectName("storageReason")
         self.storage_reason.setWordWrap(True)
         self.server_label = _selectable(QLabel("—"))
-        _name(self.server_label, "sessionServerLabel", "Server")
+        name_widget(self.server_label, "sessionServerLabel", "Server")
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Access token", self.countdown_bar)
@@ -169,15 +165,15 @@ class ProfileView(QWidget):
         self.picture_url: str | None = None
         self.avatar = Avatar()
         self.name_label = _selectable(QLabel())
-        _name(self.name_label, "nameLabel", "Name")
+        name_widget(self.name_label, "nameLabel", "Name")
         font = QFont(self.name_label.font())
         font.setPointSizeF(font.pointSizeF() * 1.6)
         font.setBold(True)
         self.name_label.setFont(font)
         self.username_label = _selectable(QLabel())
-        _name(self.username_label, "usernameLabel", "Username")
+        name_widget(self.username_label, "usernameLabel", "Username")
         self.email_label = _selectable(QLabel())
-        _name(self.email_label, "emailLabel", "Email")
+        name_widget(self.email_label, "emailLabel", "Email")
         self.groups_row = QHBoxLayout()
         self.groups_row.setSpacing(6)
         self.groups_box = QWidget()

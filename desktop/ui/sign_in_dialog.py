@@ -26,14 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.ui.messages import ErrorKind
+from desktop.ui.naming import name_widget
 
 if TYPE_CHECKING:
     from desktop.auth.store import StorageStatus
-
-
-def _name(widget: QWidget, object_name: str, accessible: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible)
 
 
 class SignInDialog(QDialog):
@@ -111,12 +107,12 @@ class SignInDialog(QDialog):
         self.set_server(server_url)
 
         self.notice_label = QLabel()
-        _name(self.notice_label, "noticeLabel", "Notice")
+        name_widget(self.notice_label, "noticeLabel", "Notice")
         self.notice_label.setWordWrap(True)
         self.notice_label.hide()
 
         self.demo_label = QLabel()
-        _name(self.demo_label, "demoLabel", "Demo credentials")
+        name_widget(self.demo_label, "demoLabel", "Demo credentials")
         self.demo_label.setWordWrap(True)
         if demo_credentials is not None:
             user, password = demo_credentials
@@ -128,15 +124,15 @@ class SignInDialog(QDialog):
 
     def _build_form(self) -> QFormLayout:
         self.username_edit = QLineEdit()
-        _name(self.username_edit, "usernameEdit", "Username")
+        name_widget(self.username_edit, "usernameEdit", "Username")
         self.username_edit.setPlaceholderText("Username")
         self.username_edit.setMinimumWidth(240)
         self.password_edit = QLineEdit()
-        _name(self.password_edit, "passwordEdit", "Password")
+        name_widget(self.password_edit, "passwordEdit", "Password")
         self.password_edit.setPlaceholderText("Password")
         self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.show_password_button = QToolButton()
-        _name(self.show_password_button, "showPasswordButton", "Show password")
+        name_widget(self.show_password_button, "showPasswordButton", "Show password")
         self.show_password_button.setText("Show")
         self.show_password_button.setCheckable(True)
         self.show_password_button.setToolTip("Show the password as you type it")
@@ -147,10 +143,10 @@ class SignInDialog(QDialog):
         password_row.addWidget(self.show_password_button)
 
         self.remember_check = QCheckBox("Keep me signed in")
-        _name(self.remember_check, "rememberCheck", "Keep me signed in")
+        name_widget(self.remember_check, "rememberCheck", "Keep me signed in")
         self.remember_check.setChecked(True)
         self.remember_reason = QLabel()
-        _name(self.remember_reason, "rememberReason", "Why Keep me signed in is unavailable")
+        name_widget(self.remember_reason, "rememberReason", "Why Keep me signed in is unavailable")
         self.remember_reason.setWordWrap(True)
         self.remember_reason.hide()
 
@@ -175,12 +171,12 @@ class SignInDialog(QDialog):
 
     def _build_footer(self) -> QHBoxLayout:
         self.error_label = QLabel()
-        _name(self.error_label, "errorLabel", "Error")
+        name_widget(self.error_label, "errorLabel", "Error")
         self.error_label.setWordWrap(True)
         self.error_label.hide()
 
         self.busy_bar = QProgressBar()
-        _name(self.busy_bar, "busyBar", "Signing in")
+        name_widget(self.busy_bar, "busyBar", "Signing in")
         self.busy_bar.setRange(0, 0)
         self.busy_bar.setTextVisible(False)
         self.busy_bar.setMaximumHeight(6)
@@ -194,10 +190,10 @@ class SignInDialog(QDialog):
 
         self.buttons = QDialogButtonBox()
         self.sign_in_button = QPushButton("Sign in")
-        _name(self.sign_in_button, "signInButton", "Sign in")
+        name_widget(self.sign_in_button, "signInButton", "Sign in")
         self.sign_in_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
-        _name(self.cancel_button, "cancelButton", "Cancel")
+        name_widget(self.cancel_button, "cancelButton", "Cancel")
         # Focus moves to Cancel while a request is in flight; without this it would become
         # the default button, and the next Enter would cancel instead of signing in.
         self.cancel_button.setAutoDefault(False)

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from mock_server import ScryptParams, Settings, create_app
@@ -117,3 +118,18 @@ def bearer(token: str) -> dict[str, str]:
 
 def challenge(description: str) -> str:
     return f'Bearer error="invalid_token", error_description="{description}"'
+
+
+def live_sign_in(url: str, username: str = "alice", password: str = "wonderland") -> dict[str, str]:
+    """Password grant against a live server process (real HTTP)."""
+    response = httpx.post(
+        f"{url}/token",
+        data={
+            "grant_type": "password",
+            "username": username,
+            "password": password,
+            "client_id": CLIENT_ID,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())

@@ -9,24 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.server.helpers import CLIENT_ID, bearer
+from tests.server.helpers import CLIENT_ID, bearer, live_sign_in
 from tests.support.server import RunningServer, StartServer
 
 THREADS = 12
-
-
-def sign_in(url: str, username: str = "alice", password: str = "wonderland") -> dict[str, str]:
-    response = httpx.post(
-        f"{url}/token",
-        data={
-            "grant_type": "password",
-            "username": username,
-            "password": password,
-            "client_id": CLIENT_ID,
-        },
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 def refresh(url: str, refresh_token: str) -> httpx.Response:
@@ -83,7 +69,7 @@ def assert_exactly_one_winner(responses: list[httpx.Response]) -> dict[str, str]
 
 
 def test_threads_racing_one_refresh_token_exactly_one_wins(live_server: RunningServer) -> None:
-    tokens = sign_in(live_server.url)
+    tokens = live_sign_in(live_server.url)
     winner = assert_exactly_one_winner(race([live_server.url], tokens["refresh_token"]))
     # The losers presented a spent token: reuse, so the family is gone, the winner's new
     # token included (a well-behaved client refreshes once at a time).
@@ -95,14 +81,14 @@ def test_two_processes_on_one_database_exactly_one_wins(start_server: StartServe
     # One service behind two processes: one database, one issuer.
     second = start_server(db=first.db, extra_args=["--issuer", first.url])
     assert first.url != second.url
-    tokens = sign_in(first.url)
+    tokens = live_sign_in(first.url)
     # Both processes know the session and verify each other's tokens (one key, in the database).
     assert httpx.get(f"{second.url}/userinfo", headers=bearer(tokens["access_token"])).is_success
     winner = assert_exactly_one_winner(race([first.url, second.url], tokens["refresh_token"]))
     assert refresh(second.url, winner["refresh_token"]).json()["error"] == "invalid_grant"
 
     # Taking turns (no race), a family rotates across both processes without a hitch.
-    token = sign_in(second.url, "bob", "builder")["refresh_token"]
+    token = live_sign_in(second.url, "bob", "builder")["refresh_token"]
     for i in range(6):
         response = refresh((first, second)[i % 2].url, token)
         assert response.status_code == 200, response.text
@@ -111,9 +97,9 @@ def test_two_processes_on_one_database_exactly_one_wins(start_server: StartServe
 
 def test_restart_keeps_sessions_keys_and_spent_tokens(start_server: StartServer) -> None:
     before = start_server()
-    spent_family = sign_in(before.url)
+    spent_family = live_sign_in(before.url)
     assert refresh(before.url, spent_family["refresh_token"]).status_code == 200
-    live_family = sign_in(before.url, "bob", "builder")
+    live_family = live_sign_in(before.url, "bob", "builder")
     jwks = httpx.get(f"{before.url}/.well-known/jwks.json").json()
     port = before.url.rsplit(":", 1)[1]
     before.stop()
@@ -133,13 +119,13 @@ def test_restart_keeps_sessions_keys_and_spent_tokens(start_server: StartServer)
 
 def test_memory_database_runs(start_server: StartServer) -> None:
     server = start_server(db=Path(":memory:"))
-    tokens = sign_in(server.url)
+    tokens = live_sign_in(server.url)
     assert httpx.get(f"{server.url}/userinfo", headers=bearer(tokens["access_token"])).is_success
 
 
 def test_live_refresh_token_expires_with_the_moved_clock(start_server: StartServer) -> None:
     server = start_server(refresh_ttl="1h", access_ttl="15m")
-    tokens = sign_in(server.url)
+    tokens = live_sign_in(server.url)
     # The live clock also runs on its own, so the steps leave it room.
     server.advance_clock(3590)
     tokens = refresh(server.url, tokens["refresh_token"]).json()
@@ -156,7 +142,7 @@ def test_live_refresh_token_expires_with_the_moved_clock(start_server: StartServ
 def test_no_secret_ever_reaches_the_log(live_server: RunningServer) -> None:
     url = live_server.url
     secrets: list[str] = ["wonderland", "wrong-password-42"]
-    tokens = sign_in(url)
+    tokens = live_sign_in(url)
     secrets += [tokens["access_token"], tokens["refresh_token"]]
     httpx.post(
         f"{url}/token",

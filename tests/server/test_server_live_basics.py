@@ -4,23 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from tests.server.helpers import live_sign_in
 from tests.support.server import RunningServer, StartServer
-
-CLIENT = "jwt-desktop"
-
-
-def sign_in(url: str, username: str = "alice", password: str = "wonderland") -> dict[str, str]:
-    response = httpx.post(
-        f"{url}/token",
-        data={
-            "grant_type": "password",
-            "username": username,
-            "password": password,
-            "client_id": CLIENT,
-        },
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 def test_listening_line_names_the_bound_port_and_issuer(live_server: RunningServer) -> None:
@@ -34,7 +19,7 @@ def test_listening_line_names_the_bound_port_and_issuer(live_server: RunningServ
 
 def test_testing_clock_expires_access_tokens(start_server: StartServer) -> None:
     server = start_server(access_ttl="45s")
-    tokens = sign_in(server.url)
+    tokens = live_sign_in(server.url)
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert httpx.get(f"{server.url}/userinfo", headers=headers).status_code == 200
     # The live clock also runs on its own, so the steps leave it room.
