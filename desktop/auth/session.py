@@ -562,9 +562,12 @@ class AuthClient:
         state = self._state
         if state.username is None or state.in_store:
             return store_status
-        return StorageStatus(
-            persistent=False, backend="memory", reason=state.storage_reason or _NOT_REMEMBERED
+        # "You chose not to" is only true when there was a keyring to choose; otherwise the
+        # keyring's own reason is the one the person needs.
+        reason = state.storage_reason or (
+            store_status.reason if not store_status.persistent else None
         )
+        return StorageStatus(persistent=False, backend="memory", reason=reason or _NOT_REMEMBERED)
 
     # -- HTTP ------------------------------------------------------------------------------------
 

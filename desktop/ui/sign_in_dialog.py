@@ -265,6 +265,10 @@ class SignInDialog(QDialog):
         if busy:
             self.error_label.hide()
             self.cancel_button.setFocus()
+        else:
+            # Disabling the default button in flight makes Qt (on X11, with real focus) drop its
+            # default status; without this, Enter after an error would do nothing.
+            self.sign_in_button.setDefault(True)
 
     def show_error(self, kind: str, message: str) -> None:
         """An inline sentence; a wrong password is cleared and gets the focus back."""

@@ -11,6 +11,7 @@ import socket
 
 import keyring
 from keyring.backends import fail
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from desktop import config as config_module
@@ -62,6 +63,9 @@ def test_wrong_password_shows_an_inline_error_and_clears_the_password(
     server = start_server()
     app = make_app(server_url=server.url)
     dialog = app.dialog
+    # Active, as on a desktop: keyboard focus moves between its widgets as it would there.
+    dialog.activateWindow()
+    qtbot.waitUntil(dialog.isActiveWindow, timeout=TIMEOUT_MS)
     fill_and_submit(qtbot, app, "alice", "not-the-password")
     qtbot.waitUntil(dialog.error_label.isVisible, timeout=TIMEOUT_MS)
 
@@ -72,6 +76,12 @@ def test_wrong_password_shows_an_inline_error_and_clears_the_password(
     assert dialog.sign_in_button.isEnabled()
     assert dialog.isVisible()
     assert app._main is None or not app._main.isVisible()
+
+    # The person retypes the password and presses Enter: Sign in is still the default button.
+    assert dialog.sign_in_button.isDefault()
+    qtbot.keyClicks(dialog.password_edit, "wonderland")
+    qtbot.keyClick(dialog.password_edit, Qt.Key.Key_Return)
+    wait_for_profile(qtbot, app)
 
 
 def test_too_many_attempts_says_how_long_to_wait(
@@ -292,7 +302,9 @@ def test_without_a_keyring_keep_me_signed_in_is_disabled_and_the_session_is_in_m
         assert dialog.remember_reason.isVisible() and dialog.remember_reason.text()
         main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
         assert main.session_panel.storage_label.text() == "This session only"
-        assert main.session_panel.storage_reason.text()
+        # Why: the keyring, not a choice the person could not make.
+        assert "No OS keyring is available" in main.session_panel.storage_reason.text()
+        assert "chose" not in main.session_panel.storage_reason.text()
         assert config_module.load_config().last_username is None
         assert config_module.load_config().remember  # the person's choice is not overwritten
     finally:
