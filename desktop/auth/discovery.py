@@ -27,10 +27,13 @@ WELL_KNOWN_PATH = "/.well-known/openid-configuration"
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and any loopback IP address (127.0.0.0/8, ``::1``)."""
+    """True for ``localhost`` and any loopback IP address (127.0.0.0/8, ``::1``).
+
+    Not ``*.localhost``: RFC 6761 asks resolvers to map those to loopback, but many systems
+    send them to DNS (or to a proxy), so nothing guarantees they stay on this machine.
+    """
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        # RFC 6761 §6.3: localhost names resolve to loopback.
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -253,7 +253,8 @@ class AuthClient:
         """An authorized request (``url`` absolute, or a path on the server).
 
         Refresh early if stale; send; on 401 ``invalid_token`` refresh once and resend once.
-        Returns the response for any status but 403 and 5xx; the caller closes it (or reads it).
+        Returns the response for any status but redirects (never followed), 403 and 5xx; the
+        caller closes it (or reads it).
         A request body is sent twice when a retry happens, so it must not be a one-shot stream.
         """
         if url.startswith("/"):
@@ -452,9 +453,10 @@ class AuthClient:
                 stored = self._load_stored_or(username, refresh_token)
                 if stored is None:
                     raise SessionEnded(
-                        "Your session has ended: you signed out elsewhere. Please sign in again.",
+                        "Your session has ended: another jwt-desktop window or command signed "
+                        "out or signed in again. Please sign in again.",
                         error="invalid_grant",
-                        description="signed out elsewhere",
+                        description="the stored session was removed by another process",
                     )
                 if stored != refresh_token:
                     # Another process rotated it: ours is spent, the stored one is not.
@@ -520,9 +522,16 @@ class AuthClient:
         self, username: str, refresh_token: str, remember: bool
     ) -> tuple[bool, str | None]:
         if not remember:
-            # The person chose not to stay signed in: a token stored by an earlier session
-            # would otherwise restore them silently next time.
-            self._delete_stored(username)
+            # The person chose not to stay signed in: a session stored earlier would otherwise
+            # restore them silently next time. Revoke it rather than only forget it, so it does
+            # not live on at the server (a window still using it then ends its session too).
+            if not self._store.status().persistent:
+                return False, None  # nothing can be stored there
+            with self._process_lock(username):
+                stored = self._load_stored_or(username, None)
+                if stored is not None:
+                    self._revoke(stored)
+                    self._delete_stored(username)
             return False, None
         try:
             self._store.save(self.server_url, username, refresh_token)
@@ -597,8 +606,6 @@ class AuthClient:
             endpoint,
             data={**form, "client_id": self.client_id},
             headers={"Accept": "application/json"},
-            # A redirect would turn the POST into a GET, or carry credentials elsewhere.
-            allow_redirects=False,
         )
         with response:
             data = _json_object(response)
@@ -671,7 +678,6 @@ class AuthClient:
                     "token_type_hint": "refresh_token",
                     "client_id": self.client_id,
                 },
-                allow_redirects=False,
             )
         except AuthError as exc:
             logger.warning("Could not revoke the session at the server: %s", exc)
@@ -691,16 +697,25 @@ class AuthClient:
         return self._send(method, url, headers=headers, **options)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """Every HTTP request goes through here: a timeout always, TLS always verified, and
-        ``requests`` errors translated into the core's."""
+        """Every HTTP request goes through here: a timeout always, TLS always verified, no
+        redirect followed, no proxy for plain http, and ``requests`` errors translated into
+        the core's."""
         if kwargs.get("verify", True) is False:
             raise ConfigurationError("TLS certificate verification cannot be turned off.")
         kwargs.setdefault("verify", True)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
+        # A redirect could lead a password, a token or a trusted answer (discovery, the
+        # profile) to a URL the transport policy never saw, such as plain http elsewhere.
+        kwargs["allow_redirects"] = False
+        if urlsplit(url).scheme == "http":
+            # Plain http is allowed only because loopback never crosses a network; an
+            # http_proxy/ALL_PROXY from the environment would carry it (password included)
+            # to the proxy in clear text.
+            kwargs["proxies"] = {"http": None, "https": None, "all": None}
         origin = _origin(url)
         try:
-            return self._http.request(method, url, **kwargs)
+            response = self._http.request(method, url, **kwargs)
         except requests.Timeout as exc:
             raise ServerUnreachable(
                 f"The server at {origin} did not answer in time.", url=origin
@@ -717,6 +732,14 @@ class AuthClient:
             ) from exc
         except requests.RequestException as exc:
             raise ServerError(f"The request to {origin} failed ({type(exc).__name__}).") from exc
+        if response.is_redirect:
+            response.close()
+            raise ServerError(
+                f"The server at {origin} answered with a redirect (HTTP {response.status_code}), "
+                "which jwt-desktop does not follow: check the server URL.",
+                status=response.status_code,
+            )
+        return response
 
     @staticmethod
     def _notify(observers: list[Callable[..., None]], *args: Any) -> None:

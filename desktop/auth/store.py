@@ -148,7 +148,9 @@ class KeyringStore:
         self._call("write", lambda kr: kr.set_password(service, username, refresh_token))
 
     def delete(self, issuer: str, username: str) -> None:
-        self._require_usable()
+        # Tried even after a failure made the store "unavailable" (unless the keyring hung): a
+        # failed write of a rotated token leaves the spent one behind, and removing it is what
+        # keeps the next start from presenting it (which the server would treat as theft).
         service = self._service(issuer)
 
         def _delete(kr: _Keyring) -> None:

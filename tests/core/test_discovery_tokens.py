@@ -30,13 +30,15 @@ def _doc(**overrides: object) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST", "a.localhost"]
+    "host", ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"]
 )
 def test_loopback_hosts(host: str) -> None:
     assert is_loopback_host(host)
 
 
-@pytest.mark.parametrize("host", ["example.com", "10.0.0.1", "128.0.0.1", "localhost.evil.com"])
+@pytest.mark.parametrize(
+    "host", ["example.com", "10.0.0.1", "128.0.0.1", "localhost.evil.com", "evil.localhost"]
+)
 def test_non_loopback_hosts(host: str) -> None:
     assert not is_loopback_host(host)
 

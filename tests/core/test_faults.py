@@ -4,9 +4,13 @@ it should be. Local fake servers (real HTTP on loopback) produce what the real o
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
+import keyring
+import keyring.backend
+import keyring.errors
 import pytest
 
 from desktop.auth.errors import (
@@ -21,7 +25,7 @@ from desktop.auth.errors import (
     TooManyAttempts,
 )
 from desktop.auth.session import AuthClient
-from desktop.auth.store import MemoryStore
+from desktop.auth.store import KeyringStore, MemoryStore
 from tests.core.fakes import FakeClock, FakeOIDCServer, Reply, Seen, SilentServer, closed_port_url
 
 
@@ -406,3 +410,102 @@ def test_many_waiters_share_one_failed_refresh(silent_server: SilentServer) -> N
     finally:
         client.close()
         fake.close()
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[FakeOIDCServer]:
+    """Another server: where a redirect would lead."""
+    server = FakeOIDCServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_redirected_discovery_is_refused_and_the_password_goes_nowhere(
+    fake_server: FakeOIDCServer, elsewhere: FakeOIDCServer, clock: FakeClock
+) -> None:
+    # What answers at the redirect target could name any token endpoint, and repeat the issuer.
+    target = f"{elsewhere.url}/.well-known/openid-configuration"
+    fake_server.routes["/.well-known/openid-configuration"] = lambda seen: Reply(
+        302, headers={"Location": target}
+    )
+    client = _client(fake_server.url, clock)
+    with pytest.raises(ServerError, match="redirect"):
+        client.sign_in("alice", "wonderland", remember=False)
+    assert elsewhere.seen == []
+    assert fake_server.requests_to("/token") == []
+
+
+def test_a_redirected_profile_is_refused(
+    fake_server: FakeOIDCServer, elsewhere: FakeOIDCServer, clock: FakeClock
+) -> None:
+    client = _signed_in(fake_server, clock)
+    fake_server.routes["/userinfo"] = lambda seen: Reply(
+        307, headers={"Location": f"{elsewhere.url}/userinfo"}
+    )
+    with pytest.raises(ServerError, match="redirect"):
+        client.profile()
+    assert elsewhere.seen == []
+    assert client.status().signed_in  # the session is kept
+
+
+def test_plain_http_to_loopback_never_goes_through_a_proxy(
+    fake_server: FakeOIDCServer,
+    elsewhere: FakeOIDCServer,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Plain http is allowed only because loopback crosses no network; a proxy would carry the
+    # password in clear text to wherever it runs.
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, elsewhere.url)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    client = _signed_in(fake_server, clock)
+    client.profile()
+    assert elsewhere.seen == []
+    assert len(fake_server.requests_to("/token")) == 1
+
+
+class _WriteOnceKeyring(keyring.backend.KeyringBackend):
+    """Stores the first secret, then fails every later write (a keyring that breaks mid-run)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        if self.secrets:
+            raise keyring.errors.PasswordSetError("write failed")
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.secrets.pop((service, username), None)
+
+
+def test_a_failed_write_of_the_rotated_token_removes_the_spent_one(
+    fake_server: FakeOIDCServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Left in the keyring, the spent token would be presented at the next start, and the server
+    # would revoke the whole session as stolen.
+    backend = _WriteOnceKeyring()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    try:
+        client = _client(fake_server.url, clock, store=KeyringStore(timeout=5))
+        client.sign_in("alice", "wonderland", remember=True)
+        assert list(backend.secrets.values()) == ["refresh-1"]
+        clock.advance(3600)
+        client.profile()  # refreshes; saving refresh-2 fails
+        assert backend.secrets == {}
+        status = client.status()
+        assert status.signed_in and not status.remembered
+        assert status.storage.reason is not None and "PasswordSetError" in status.storage.reason
+    finally:
+        keyring.set_keyring(previous)

@@ -422,13 +422,24 @@ def test_unusable_keyring_keeps_the_session_in_memory(
         hanging.release.set()
 
 
-def test_remember_false_deletes_an_earlier_stored_session(
+def test_remember_false_revokes_and_deletes_an_earlier_stored_session(
     server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
 ) -> None:
-    make_client(server, KeyringStore(timeout=5)).auth.sign_in(ALICE, ALICE_PW, remember=True)
+    earlier = make_client(server, KeyringStore(timeout=5))
+    earlier.auth.sign_in(ALICE, ALICE_PW, remember=True)
+    earlier_family = _family(server)
     assert memory_keyring.secrets
     make_client(server, KeyringStore(timeout=5)).auth.sign_in(ALICE, ALICE_PW, remember=False)
     assert memory_keyring.secrets == {}
+    # Not left alive at the server, and its holder is told why it ended.
+    with sqlite3.connect(server.db) as db:
+        (revoked_at,) = db.execute(
+            "SELECT revoked_at FROM families WHERE id = ?", (earlier_family["id"],)
+        ).fetchone()
+    assert revoked_at is not None
+    earlier.clock.advance(3600)
+    with pytest.raises(SessionEnded, match="another jwt-desktop window or command"):
+        earlier.auth.profile()
 
 
 def test_another_process_rotated_the_token_is_adopted(
