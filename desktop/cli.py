@@ -18,7 +18,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from desktop.auth.errors import AuthError, SessionEnded
-from desktop.config import DEFAULT_CLIENT_ID, Config, load_config, save_config, state_dir
+from desktop.config import (
+    DEFAULT_CLIENT_ID,
+    Config,
+    config_path,
+    load_config,
+    save_config,
+    state_dir,
+)
 
 if TYPE_CHECKING:
     from desktop.auth.session import AuthClient
@@ -142,7 +149,7 @@ def _login(args: argparse.Namespace) -> int:
     with _client(server, client_id) as client:
         profile = client.sign_in(username, password, remember=remember)
         status = client.status()
-    save_config(
+    _save(
         replace(
             config,
             server_url=server,
@@ -214,7 +221,7 @@ def _logout(args: argparse.Namespace) -> int:
     with _client(server, client_id) as client:
         found = client.load_stored(username)
         confirmed = client.sign_out() if found else True
-    save_config(replace(config, last_username=None))
+    _save(replace(config, last_username=None))
     if not found:
         _out(f"No stored session for {username} at {server}; nothing to revoke.")
     elif confirmed:
@@ -309,6 +316,16 @@ def _duration(seconds: float) -> str:
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"
+
+
+def _save(config: Config) -> None:
+    # The command itself succeeded (the session is in the keyring, or revoked): an unwritable
+    # settings file only costs typing next time, so it is a warning, not a failure.
+    if not save_config(config):
+        sys.stderr.write(
+            f"{PROG}: warning: could not save the settings to {config_path()}; "
+            "the next command will not remember them\n"
+        )
 
 
 def _out(text: str, stream: TextIO | None = None) -> None:

@@ -77,7 +77,9 @@ def load_config(path: Path | None = None) -> Config:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return Config()
-    except (OSError, ValueError) as exc:
+    # OSError: a directory, no permission. ValueError: not JSON, not UTF-8. RecursionError: JSON
+    # nested deeper than the parser's recursion limit ("[" * 100000).
+    except (OSError, ValueError, RecursionError) as exc:
         logger.warning("Ignoring unreadable settings file %s (%s)", path, type(exc).__name__)
         return Config()
     if not isinstance(raw, dict):
@@ -102,19 +104,40 @@ def _type_ok(name: str, value: object) -> bool:
     return isinstance(value, str) and value != ""
 
 
-def save_config(config: Config, path: Path | None = None) -> None:
+def save_config(config: Config, path: Path | None = None) -> bool:
     """Write the settings atomically (a temporary file, then a rename), so a crash never leaves
-    half a file and two processes writing at once leave one complete version."""
+    half a file and two processes writing at once leave one complete version.
+
+    Best-effort: the settings only spare the person some typing, so a file that cannot be
+    written (a read-only directory, a full disk, a directory in its place) logs one warning and
+    returns False instead of raising; the caller carries on. True when the file was written.
+    """
     path = path or config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(asdict(config), indent=2, sort_keys=True) + "\n"
-    fd, tmp_name = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _warn_not_saved(path, exc)
+        return False
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+    except OSError as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        _warn_not_saved(path, exc)
+        return False
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    return True
+
+
+def _warn_not_saved(path: Path, exc: OSError) -> None:
+    # The settings hold nothing secret, but only the path and the OS's reason are logged.
+    logger.warning(
+        "Could not save the settings to %s (%s)", path, exc.strerror or type(exc).__name__
+    )

@@ -351,3 +351,34 @@ def test_password_prompt_on_a_terminal_does_not_echo(
         os.close(master)
         if secret_service_keyring.stored(service, "alice") is not None:
             secret_service_keyring.backend.delete_password(service, "alice")
+
+
+def test_login_and_logout_succeed_when_the_settings_cannot_be_written(
+    server: RunningServer,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    config_path().mkdir(parents=True)  # a directory where the settings file should be
+    code, out, err = run(
+        ["--server", server.url, "login", "--username", "alice", "--password-stdin"],
+        monkeypatch,
+        capsys,
+        stdin=ALICE_PW + "\n",
+    )
+    assert code == 0
+    assert f"Signed in to {server.url} as Alice" in out
+    assert err.count("\n") == 1
+    assert err.startswith("jwt-desktop: warning: could not save the settings")
+    assert ALICE_PW not in err
+    # The session really is stored, though the settings do not name its user.
+    assert any(
+        service.startswith("jwt-desktop:") and "probe" not in service
+        for service, _ in memory_keyring.secrets
+    )
+
+    # The CLI carries on with defaults: logout finds no remembered user, says so, exits 0.
+    code, out, err = run(["--server", server.url, "logout"], monkeypatch, capsys)
+    assert code == 0
+    assert "nothing to do" in out
+    assert err == ""

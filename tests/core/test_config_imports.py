@@ -92,3 +92,39 @@ def test_desktop_auth_package_does_not_import_requests_until_needed() -> None:
     modules = _imported_after("import desktop.auth")
     assert "requests" not in modules
     assert "requests" in _imported_after("from desktop.auth import AuthClient")
+
+
+def test_json_nested_too_deep_gives_defaults() -> None:
+    # json raises RecursionError (not ValueError) for nesting beyond the recursion limit.
+    config_path().parent.mkdir(parents=True)
+    config_path().write_text("[" * 100_000, encoding="utf-8")
+    assert load_config() == Config()
+
+
+def test_a_directory_in_place_of_the_file_gives_defaults() -> None:
+    config_path().mkdir(parents=True)
+    assert load_config() == Config()
+
+
+def test_saving_over_a_directory_warns_once_and_carries_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config_path().mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="desktop.config"):
+        assert save_config(Config(last_username="alice")) is False
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert str(config_path()) in caplog.text
+    # No temporary file left behind next to the directory.
+    assert [p.name for p in config_path().parent.iterdir()] == ["config.json"]
+    assert load_config() == Config()
+
+
+def test_saving_where_the_directory_cannot_be_made_returns_false(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert save_config(Config(), blocker / "config.json") is False
+
+
+def test_a_successful_save_returns_true() -> None:
+    assert save_config(Config(last_username="bob")) is True
+    assert load_config().last_username == "bob"
