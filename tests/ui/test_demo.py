@@ -92,3 +92,15 @@ def test_a_demo_failure_shows_in_the_dialog(
     app = make_app(demo=demo)
     qtbot.waitUntil(app.dialog.error_label.isVisible, timeout=TIMEOUT_MS)
     assert app.dialog.error_label.text().startswith("The demo server exited (status 2)")
+
+
+def test_the_demo_check_never_asks_a_proxy(
+    live_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy from the environment (here: nothing listens there) must not decide whether the
+    # loopback demo server is running.
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert server_answers(live_server.url)
