@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from desktop.ui import formatting
 from desktop.ui.backoff import Backoff
 from desktop.ui.naming import name_widget
+from desktop.ui.plaintext import set_plain_text
 
 if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus
@@ -92,15 +93,15 @@ class Banner(QFrame):
 
     def update_text(self) -> None:
         if self._due is None:
-            self.label.setText(self._message)
+            set_plain_text(self.label, self._message)
             return
         left = max(0, round(self._due - self._clock()))
-        self.label.setText(f"{self._message} Retrying in {left} s. Your session is kept.")
+        set_plain_text(self.label, f"{self._message} Retrying in {left} s. Your session is kept.")
 
     def _retry(self) -> None:
         self._timer.stop()
         self._due = None
-        self.label.setText(f"{self._message} Retrying now…")
+        set_plain_text(self.label, f"{self._message} Retrying now…")
         self.retryRequested.emit()
 
 

@@ -23,14 +23,16 @@ from PySide6.QtWidgets import (
 
 from desktop.ui import formatting
 from desktop.ui.naming import name_widget
+from desktop.ui.plaintext import plain
 
 if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus
 
 
 def _selectable(label: QLabel) -> QLabel:
+    """Selectable, and plain text: what these labels show comes from the server."""
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return label
+    return plain(label)
 
 
 class Avatar(QWidget):
@@ -119,7 +121,7 @@ class SessionPanel(QGroupBox):
         name_widget(self.refresh_label, "refreshLabel", "Last refresh")
         self.storage_label = _selectable(QLabel("—"))
         name_widget(self.storage_label, "storageLabel", "Refresh token storage")
-        self.storage_reason = QLabel()
+        self.storage_reason = plain(QLabel())  # the keyring's own words
         self.storage_reason.setObjectName("storageReason")
         self.storage_reason.setWordWrap(True)
         self.server_label = _selectable(QLabel("—"))
@@ -225,7 +227,7 @@ class ProfileView(QWidget):
                 widget.deleteLater()
         group_names = formatting.groups(profile)
         for group in group_names:
-            chip = QLabel(group)
+            chip = plain(QLabel(group))
             chip.setObjectName("groupChip")
             chip.setAccessibleName(f"Group {group}")
             self.groups_row.addWidget(chip)
@@ -242,7 +244,8 @@ class ProfileView(QWidget):
             # Wrapping an identifier (a UUID, a URL) would break it at a hyphen: only prose wraps.
             field.setWordWrap(" " in value.strip())
             field.setAccessibleName(label)
-            self.details_form.addRow(f"{label}:", field)
+            # The claim's name comes from the server too: a label of ours, not addRow(str).
+            self.details_form.addRow(plain(QLabel(f"{label}:")), field)
         self.details_box.setVisible(bool(rows))
 
     def group_names(self) -> list[str]:

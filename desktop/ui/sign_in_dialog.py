@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from desktop.ui.messages import ErrorKind
 from desktop.ui.naming import name_widget
+from desktop.ui.plaintext import set_plain_text
 
 if TYPE_CHECKING:
     from desktop.auth.store import StorageStatus
@@ -116,6 +117,7 @@ class SignInDialog(QDialog):
         self.demo_label.setWordWrap(True)
         if demo_credentials is not None:
             user, password = demo_credentials
+            # Rich text on purpose: a fixed sentence of ours, the demo's own credentials.
             self.demo_label.setText(
                 f"Demo server: sign in as <b>{user}</b> with password <b>{password}</b>."
             )
@@ -236,7 +238,7 @@ class SignInDialog(QDialog):
             self.remember_check.setChecked(False)
             self.remember_check.setEnabled(False)
             self.remember_check.setToolTip(text)
-            self.remember_reason.setText(text)
+            set_plain_text(self.remember_reason, text)
             self.remember_reason.show()
         self._fit()
 
@@ -273,7 +275,7 @@ class SignInDialog(QDialog):
     def show_error(self, kind: str, message: str) -> None:
         """An inline sentence; a wrong password is cleared and gets the focus back."""
         self.set_busy(False)
-        self.error_label.setText(message)
+        set_plain_text(self.error_label, message)
         self.error_label.show()
         self._fit()
         if kind == ErrorKind.CREDENTIALS.value:
@@ -286,7 +288,7 @@ class SignInDialog(QDialog):
 
     def show_notice(self, message: str | None) -> None:
         """Why the dialog is shown again (signed out, session ended...); None hides it."""
-        self.notice_label.setText(message or "")
+        set_plain_text(self.notice_label, message or "")
         self.notice_label.setVisible(bool(message))
         self._fit()
 
