@@ -275,15 +275,17 @@ class TokenServer:
             return oauth_error(400, "invalid_scope", f"The scope must be made of: {DEFAULT_SCOPE}")
         user_key = "user:" + username.casefold()
         address_key = "address:" + client_address
-        waits = [
-            w
-            for w in (
-                self.user_limiter.retry_after(user_key),
-                self.address_limiter.retry_after(address_key),
-            )
-            if w is not None
-        ]
-        if waits:
+        # Both slots are reserved before the slow hash check, so concurrent guesses count
+        # against the limit while they are being checked; a slot taken when the other limit
+        # refuses is given back at once.
+        user_wait = self.user_limiter.begin(user_key)
+        address_wait = self.address_limiter.begin(address_key)
+        if user_wait is not None or address_wait is not None:
+            if user_wait is None:
+                self.user_limiter.finish(user_key, failed=False)
+            if address_wait is None:
+                self.address_limiter.finish(address_key, failed=False)
+            waits = [w for w in (user_wait, address_wait) if w is not None]
             retry_after = max(1, math.ceil(max(waits)))
             response = oauth_error(
                 429,
@@ -293,13 +295,18 @@ class TokenServer:
             response.headers["Retry-After"] = str(retry_after)
             return response
         user = self.users.get(username)
-        # An unknown user costs one full hash check too, so the answer time tells nothing.
-        matches = verify_password(
-            password, user.password_hash if user is not None else self._dummy_hash
-        )
-        if user is None or not matches:
-            self.user_limiter.record_failure(user_key)
-            self.address_limiter.record_failure(address_key)
+        failed = True
+        try:
+            # An unknown user costs one full hash check too, so the answer time tells nothing.
+            matches = verify_password(
+                password, user.password_hash if user is not None else self._dummy_hash
+            )
+            failed = user is None or not matches
+        finally:
+            # A check that raised counts as a failure: an error must not be a free guess.
+            self.user_limiter.finish(user_key, failed=failed)
+            self.address_limiter.finish(address_key, failed=failed)
+        if failed or user is None:
             return oauth_error(400, "invalid_grant", "The username or password is incorrect")
         self.user_limiter.reset(user_key)
         now = self.clock()

@@ -1,5 +1,9 @@
 """A limit on failed sign-ins: at most N failures per key (a username, a client address) in a
-sliding window. The clock is injected so tests move time instead of waiting."""
+sliding window. The clock is injected so tests move time instead of waiting.
+
+A try is reserved (``begin``) before the slow password check and settled (``finish``) after
+it: tries still being checked count against the limit, so N concurrent guesses cannot all slip
+in between the check of the limit and the record of their failures."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ class FailureLimiter:
         self._window = window
         self._lock = threading.Lock()
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        # Tries begun and not yet finished; bounded by the number of concurrent requests.
+        self._in_flight: dict[str, int] = {}
 
     def _recent(self, key: str, now: float) -> deque[float] | None:
         times = self._failures.get(key)
@@ -30,19 +36,32 @@ class FailureLimiter:
             return None
         return times
 
-    def retry_after(self, key: str) -> float | None:
-        """Seconds until ``key`` may try again, or None when it may try now."""
+    def begin(self, key: str) -> float | None:
+        """Reserve a try for ``key``: None when reserved (then call ``finish`` exactly once),
+        else the seconds to wait before a try is allowed."""
         now = self._clock()
         with self._lock:
-            times = self._recent(key, now)
-            if times is None or len(times) < self._limit:
+            failures = list(self._recent(key, now) or ())
+            in_flight = self._in_flight.get(key, 0)
+            if len(failures) + in_flight < self._limit:
+                self._in_flight[key] = in_flight + 1
                 return None
-            # The window slides: a try is allowed once the oldest counted failure ages out.
-            return times[len(times) - self._limit] + self._window - now
+            # Counted as if every try in flight fails now: the window slides, and a try is
+            # allowed once enough of the oldest counted failures age out.
+            counted = failures + [now] * in_flight
+            return counted[len(counted) - self._limit] + self._window - now
 
-    def record_failure(self, key: str) -> None:
+    def finish(self, key: str, *, failed: bool) -> None:
+        """Settle a try reserved by ``begin``: record its failure, or just free its slot."""
         now = self._clock()
         with self._lock:
+            left = self._in_flight.get(key, 0) - 1
+            if left > 0:
+                self._in_flight[key] = left
+            else:
+                self._in_flight.pop(key, None)
+            if not failed:
+                return
             times = self._recent(key, now) or deque()
             times.append(now)
             self._failures[key] = times
@@ -51,5 +70,6 @@ class FailureLimiter:
                 self._failures.popitem(last=False)
 
     def reset(self, key: str) -> None:
+        """Forget ``key``'s failures (tries still in flight keep their slots)."""
         with self._lock:
             self._failures.pop(key, None)

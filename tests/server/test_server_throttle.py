@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from fastapi.testclient import TestClient
 
 import mock_server.app
 from mock_server import ScryptParams
 from mock_server.passwords import parse_hash
+from mock_server.throttle import FailureLimiter
 from tests.server.helpers import FakeClock, app_client, password_grant
 
 
@@ -100,3 +104,76 @@ def test_an_unknown_user_costs_one_full_hash_check(
         password_grant(client, "nobody", "wrong")
     settings_cost = client.app.state.server.settings.password_cost  # type: ignore[attr-defined]
     assert checked == [settings_cost, settings_cost]
+
+
+def test_tries_in_flight_count_against_the_limit(clock: FakeClock) -> None:
+    limiter = FailureLimiter(clock, limit=3, window=300)
+    assert [limiter.begin("k") for _ in range(3)] == [None, None, None]
+    # Three tries are being checked: a fourth must wait as if they all fail now.
+    assert limiter.begin("k") == 300
+    limiter.finish("k", failed=False)  # one succeeded: its slot is free again
+    assert limiter.begin("k") is None
+    for _ in range(3):
+        limiter.finish("k", failed=True)
+    clock.advance(100)
+    assert limiter.begin("k") == 200
+    assert limiter.begin("other") is None
+
+
+def test_concurrent_wrong_passwords_cannot_pass_the_limit(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 5
+    entered = 0
+    changed = threading.Condition()
+    release = threading.Event()
+    real = mock_server.app.verify_password
+
+    def held_check(password: str, encoded: str) -> bool:
+        nonlocal entered
+        with changed:
+            entered += 1
+            mine = entered
+            changed.notify_all()
+        if mine <= limit:
+            # The first checks stay in flight until the test lets them finish.
+            assert release.wait(30)
+        return real(password, encoded)
+
+    monkeypatch.setattr(mock_server.app, "verify_password", held_check)
+    with app_client(clock) as client, ThreadPoolExecutor(limit) as pool:
+        guesses = [pool.submit(password_grant, client, "alice", f"wrong{i}") for i in range(limit)]
+        try:
+            with changed:
+                assert changed.wait_for(lambda: entered == limit, timeout=30)
+            # Five guesses are being checked and none has failed yet: the next ones wait.
+            extra = password_grant(client, "alice", "another-guess")
+            right = password_grant(client, "alice", "wonderland")
+        finally:
+            release.set()
+        statuses = [guess.result(timeout=30).status_code for guess in guesses]
+    assert (extra.status_code, extra.headers.get("Retry-After")) == (429, "300")
+    assert right.status_code == 429
+    assert statuses == [400] * limit
+    assert entered == limit  # the refused tries never reached the password check
+    assert password_grant(client, "alice", "wonderland").status_code == 429
+
+
+def test_the_user_slot_is_given_back_when_the_address_refuses(clock: FakeClock) -> None:
+    with app_client(clock, client=("192.0.2.1", 4000), max_failures_per_address=2) as attacker:
+        fail(attacker, "someone")
+        fail(attacker, "someone-else")
+        for _ in range(7):  # more than the per-user limit
+            assert password_grant(attacker, "alice", "wonderland").status_code == 429
+        neighbour = TestClient(
+            attacker.app, base_url=str(attacker.base_url), client=("192.0.2.2", 4000)
+        )
+        assert password_grant(neighbour, "alice", "wonderland").status_code == 200
+
+
+def test_the_address_slot_is_given_back_when_the_user_refuses(clock: FakeClock) -> None:
+    with app_client(clock, client=("192.0.2.1", 4000)) as client:
+        fail(client, "alice", 5)
+        for _ in range(20):  # the per-address limit, had these slots been kept
+            assert password_grant(client, "alice", "wonderland").status_code == 429
+        assert password_grant(client, "bob", "builder").status_code == 200
