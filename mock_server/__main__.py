@@ -285,6 +285,11 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=True,
         server_header=False,
         http=JsonErrorsH11Protocol,
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local client could then
+        # pick its own address and dodge the per-address sign-in limit. No proxy sits in front
+        # of this server, so the socket's peer is the client.
+        proxy_headers=False,
+        forwarded_allow_ips=[],
     )
     try:
         _Server(config, url).run(sockets=[sock])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.server.helpers import live_sign_in
+from tests.server.helpers import CLIENT_ID, live_sign_in
 from tests.support.server import RunningServer, StartServer
 
 
@@ -37,3 +37,21 @@ def test_testing_clock_is_off_unless_asked(start_server: StartServer) -> None:
     server = start_server(testing_clock=False)
     response = httpx.post(f"{server.url}/_testing/advance", data={"seconds": "100"})
     assert response.status_code == 404
+
+
+def test_x_forwarded_for_does_not_dodge_the_address_limit(live_server: RunningServer) -> None:
+    statuses = []
+    for i in range(21):
+        response = httpx.post(
+            f"{live_server.url}/token",
+            # A different made-up user each time: only the per-address limit (20) can trip.
+            data={
+                "grant_type": "password",
+                "username": f"spray{i}",
+                "password": "Winter2026!",
+                "client_id": CLIENT_ID,
+            },
+            headers={"X-Forwarded-For": f"10.0.0.{i + 1}", "Forwarded": f"for=10.0.1.{i + 1}"},
+        )
+        statuses.append(response.status_code)
+    assert statuses == [400] * 20 + [429]
