@@ -166,6 +166,7 @@ class Application(QObject):
             c.storageChecked.connect(self._on_storage_checked)
             c.signInSucceeded.connect(self._on_signed_in)
             c.signInFailed.connect(self._on_sign_in_failed)
+            c.signedInWithoutProfile.connect(self._on_signed_in_without_profile)
             c.restoreFinished.connect(self._on_restored)
             c.profileLoaded.connect(self._on_profile_loaded)
             c.requestFailed.connect(self._on_request_failed)
@@ -327,6 +328,33 @@ class Application(QObject):
         self.controller.sign_in(username, password, remember=remember)
 
     def _on_signed_in(self, profile: dict[str, Any]) -> None:
+        self._remember_sign_in()
+        self._show_main(profile)
+
+    def _on_signed_in_without_profile(self, kind: str, message: str) -> None:
+        # The password was accepted and the session is live (stored, if asked): the person is
+        # signed in, so they get the signed-in window, not a dialog saying the sign-in failed
+        # over a session that would silently come back at the next start. What failed is the
+        # profile: said there, with Reload (and automatic retries when the server is down).
+        from desktop.ui.messages import ErrorKind
+
+        username = self._remember_sign_in()
+        status = self._status()
+        name = username or (status.username if status is not None else None) or ""
+        retried = kind in (ErrorKind.UNREACHABLE.value, ErrorKind.SERVER.value)
+        main = self.main_window()
+        main.show_profile_missing(name, None if retried else message)
+        main.show()
+        if retried:
+            main.show_unreachable(message)
+        else:
+            main.show_error(message)
+        if self._dialog is not None:
+            self._dialog.hide()
+            self._dialog.reset()
+
+    def _remember_sign_in(self) -> str | None:
+        """Save who signed in and their choice; returns the username."""
         username, remember = self._pending or (None, True)
         self._pending = None
         stored = self._status()
@@ -339,7 +367,7 @@ class Application(QObject):
             remember=remember if keyring_usable else self._config.remember,
         )
         config_module.save_config(self._config)
-        self._show_main(profile)
+        return username
 
     def _on_restored(self, profile: object) -> None:
         if isinstance(profile, dict):

@@ -8,6 +8,7 @@ built lazily in the first task, so the first frame never waits for ``requests``,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -45,6 +46,37 @@ class AuthClientLike(Protocol):
 class _Operation:
     name: str
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # A sign-in's hand-over, under ``lock``: once ``settled``, the worker has looked at
+    # ``cancelled`` for the last time, so undoing a cancelled sign-in (one that
+    # ``started_session``) is the GUI thread's job.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    settled: bool = False
+    started_session: bool = False
+    # Set by the worker when it starts the call: a queued call dropped at shutdown never ran.
+    ran: bool = False
+
+
+@dataclass(frozen=True)
+class _ProfileMissing:
+    """A sign-in whose tokens arrived and were kept, but whose profile fetch failed."""
+
+    error: BaseException
+
+
+def _new_session(before: SessionStatus, after: SessionStatus) -> bool:
+    """Whether a sign-in that raised left a session of its own behind (the tokens arrived,
+    then the profile fetch failed: the core keeps the person signed in).
+
+    Nothing is signed in before a password sign-in, except a stored session a failed restore
+    left loaded; a new session replaces it, which shows as a changed status (the clock aside).
+    """
+    if not after.signed_in:
+        return False
+    if not before.signed_in:
+        return True
+    return dataclasses.replace(before, access_expires_in=None) != dataclasses.replace(
+        after, access_expires_in=None
+    )
 
 
 class SessionController(QObject):
@@ -54,6 +86,8 @@ class SessionController(QObject):
         storageChecked(object): the :class:`StorageStatus` of the token store, after the probe.
         signInSucceeded(dict): the profile, after a sign-in with a password.
         signInFailed(str, str): an :class:`ErrorKind` value and a sentence.
+        signedInWithoutProfile(str, str): kind and sentence: the sign-in itself succeeded
+            (the session is live, stored if asked) but fetching the profile failed.
         restoreFinished(object): the profile after a silent sign-in, or None (nothing stored).
         profileLoaded(dict): the profile, after :meth:`reload_profile`.
         requestFailed(str, str): kind and sentence of a failure that keeps the session
@@ -69,6 +103,7 @@ class SessionController(QObject):
     storageChecked = Signal(object)
     signInSucceeded = Signal(dict)
     signInFailed = Signal(str, str)
+    signedInWithoutProfile = Signal(str, str)
     restoreFinished = Signal(object)
     profileLoaded = Signal(dict)
     requestFailed = Signal(str, str)
@@ -139,26 +174,51 @@ class SessionController(QObject):
         self._submit("warm_up", lambda client, op: client.storage_status())
 
     def sign_in(self, username: str, password: str, *, remember: bool) -> None:
-        """Sign in with a password; emits signInSucceeded or signInFailed."""
+        """Sign in with a password; emits signInSucceeded, signedInWithoutProfile or
+        signInFailed."""
 
         def call(client: AuthClientLike, op: _Operation) -> object:
-            profile = client.sign_in(username, password, remember=remember)
-            if op.cancelled.is_set():
-                # The person cancelled while this was in flight: they did not want this
-                # session, so it is revoked rather than left behind (and in the keyring).
-                client.sign_out()
-            return profile
+            before = client.status()
+            started = False
+            try:
+                result: object = client.sign_in(username, password, remember=remember)
+                started = True
+            except Exception as error:
+                if not _new_session(before, client.status()):
+                    raise
+                result = _ProfileMissing(error)
+                started = True
+            finally:
+                with op.lock:
+                    op.settled = True
+                    op.started_session = started
+                    undo = started and op.cancelled.is_set()
+                if undo:
+                    # The person cancelled while this was in flight: they did not want this
+                    # session, so it is revoked rather than left behind (and in the keyring).
+                    client.sign_out()
+            return result
 
         self.cancel_sign_in()
         self._sign_in_op = self._submit("sign_in", call)
 
     def cancel_sign_in(self) -> None:
-        """Forget the sign-in in flight: the worker cannot be stopped, its result is ignored."""
-        if self._sign_in_op is not None:
-            operation = self._operations.get(self._sign_in_op)
-            if operation is not None:
-                operation.cancelled.set()
-            self._sign_in_op = None
+        """Forget the sign-in in flight: the worker cannot be stopped, its result is ignored,
+        and a session it started is signed out (revoked, and deleted from the keyring)."""
+        if self._sign_in_op is None:
+            return
+        operation = self._operations.get(self._sign_in_op)
+        self._sign_in_op = None
+        if operation is None:
+            return
+        with operation.lock:
+            operation.cancelled.set()
+            too_late_for_the_worker = operation.settled and operation.started_session
+        if too_late_for_the_worker:
+            # The sign-in finished before the flag was set; its result waits for this thread,
+            # which will ignore it. Undo it now, queued before any sign-in that follows, so
+            # that only the session the person cancelled is signed out.
+            self._submit("discard", lambda client, op: client.sign_out())
 
     def restore(self, username: str) -> None:
         """Silent sign-in from the stored refresh token; emits restoreFinished, or
@@ -191,6 +251,10 @@ class SessionController(QObject):
             pool.waitForDone()
         client = self._client
         if client is not None:
+            if any(op.name == "discard" and not op.ran for op in self._operations.values()):
+                # A cancelled sign-in's undo was still queued: it must not be dropped with the
+                # rest, or the session the person cancelled would outlive the app.
+                client.sign_out()
             client.close()
 
     # -- machinery -------------------------------------------------------------------------
@@ -219,6 +283,7 @@ class SessionController(QObject):
 
         def run() -> None:
             # Runs on the pool's thread; every failure goes back to the GUI thread as a value.
+            operation.ran = True
             outcome: tuple[object, BaseException | None]
             try:
                 outcome = (call(operation), None)
@@ -249,6 +314,8 @@ class SessionController(QObject):
             if operation.cancelled.is_set():
                 return
             self._sign_in_op = None
+        if operation.name == "discard":
+            return  # a cancelled sign-in undone: nothing to tell anyone
         if operation.name == "picture":
             self._picture_done(self._picture_urls.pop(op_id), result, error)
         elif isinstance(error, BaseException):
@@ -259,6 +326,12 @@ class SessionController(QObject):
     def _succeeded(self, name: str, result: object) -> None:
         if name == "warm_up":
             self.storageChecked.emit(result)
+        elif name == "sign_in" and isinstance(result, _ProfileMissing):
+            # Signed in for real: reporting a failed sign-in would leave a live session (maybe
+            # in the keyring) behind a dialog that says it failed.
+            self._signed_in = True
+            failure = describe(result.error)
+            self.signedInWithoutProfile.emit(failure.kind.value, failure.message)
         elif name == "sign_in":
             self._signed_in = True
             self.signInSucceeded.emit(result)

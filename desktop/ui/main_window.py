@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self._status_source = status_source
         self._settings = settings
         self._profile: dict[str, Any] | None = None
+        self._signed_in_page = False
         self._profile_widgets: tuple[ProfileView, SessionPanel] | None = None
         self._shortcuts_installed = False
         self.setWindowTitle("jwt-desktop")
@@ -263,6 +264,12 @@ class MainWindow(QMainWindow):
         self._profile_widgets = (ProfileView(), SessionPanel())
         for index, widget in enumerate(self._profile_widgets):
             self._profile_layout.insertWidget(index, widget)
+        # In place of the profile when only its fetch failed (see show_profile_missing).
+        self.profile_missing_label = QLabel()
+        name_widget(self.profile_missing_label, "profileMissingLabel", "Profile not loaded")
+        self.profile_missing_label.setWordWrap(True)
+        self.profile_missing_label.hide()
+        self._profile_layout.insertWidget(0, self.profile_missing_label)
 
     @property
     def profile_view(self) -> ProfileView:
@@ -280,6 +287,7 @@ class MainWindow(QMainWindow):
 
     def show_signing_in(self, username: str | None = None) -> None:
         self._profile = None
+        self._signed_in_page = False
         self.pages.setCurrentIndex(0)
         self.setWindowTitle("Signing in… — jwt-desktop")
         who = f" as {username}" if username else ""
@@ -290,7 +298,10 @@ class MainWindow(QMainWindow):
 
     def show_profile(self, profile: dict[str, Any]) -> None:
         self._profile = profile
+        self._signed_in_page = True
         self.profile_view.show_profile(profile)
+        self.profile_view.show()
+        self.profile_missing_label.hide()
         name = formatting.display_name(profile)
         self.setWindowTitle(f"{name} — jwt-desktop")
         self.pages.setCurrentIndex(1)
@@ -298,6 +309,25 @@ class MainWindow(QMainWindow):
         self.banner.clear()
         user = profile.get("preferred_username") or name
         self.statusBar().showMessage(f"Signed in as {user}")
+        self._on_tick()
+        self._tick.start()
+
+    def show_profile_missing(self, username: str, reason: str | None = None) -> None:
+        """Signed in, but the profile could not be fetched: the session panel, Reload and
+        Sign out, and a sentence in place of the profile (``reason`` when no banner says it)."""
+        self._profile = None
+        self._signed_in_page = True
+        self.profile_view.hide()
+        who = f" as {username}" if username else ""
+        text = f"You are signed in{who}, but your profile could not be loaded."
+        if reason:
+            text += f" {reason}"
+        set_plain_text(self.profile_missing_label, f"{text} Reload profile tries again.")
+        self.profile_missing_label.show()
+        self.setWindowTitle(f"{username} — jwt-desktop" if username else "jwt-desktop")
+        self.pages.setCurrentIndex(1)
+        self._set_actions_enabled(True)
+        self.statusBar().showMessage(f"Signed in{who}")
         self._on_tick()
         self._tick.start()
 
@@ -315,27 +345,32 @@ class MainWindow(QMainWindow):
 
     def show_unreachable(self, message: str) -> None:
         self.banner.report(message)
-        if self._profile is not None:
+        if self._session_shown():
             self._set_actions_enabled(True)
 
     def show_error(self, message: str) -> None:
         """A failure that is not about reachability: a sentence in the status bar."""
         self.statusBar().showMessage(message, 15000)
-        if self._profile is not None:
+        if self._session_shown():
             self._set_actions_enabled(True)
 
     def set_busy(self, busy: bool) -> None:
-        if self._profile is not None:
+        if self._session_shown():
             self.reload_button.setEnabled(not busy)
             self.reload_action.setEnabled(not busy)
-        if busy and self._profile is not None:
-            self.statusBar().showMessage("Loading…")
+            if busy:
+                self.statusBar().showMessage("Loading…")
+
+    def _session_shown(self) -> bool:
+        """The signed-in page is up: with the profile, or with why it is missing."""
+        return self._signed_in_page
 
     def stop(self) -> None:
         """Leaving the signed-in state: stop the live countdown and the retries."""
         self._tick.stop()
         self.banner.clear()
         self._profile = None
+        self._signed_in_page = False
 
     @property
     def profile(self) -> dict[str, Any] | None:
