@@ -346,21 +346,21 @@ class TokenServer:
         presented = form.get("refresh_token")
         if not presented:
             return oauth_error(400, "invalid_request", "The refresh_token parameter is required")
-        presented_hash = refresh_token_hash(presented)
         requested_scope = form.get("scope")
-        scope: str | None = None
-        if requested_scope is not None:
-            # Checked before rotating, so a bad scope does not spend the token.
-            known = self.store.find_by_token(presented_hash)
-            if known is not None and known.client_id == client_id:
-                scope = self._scope(requested_scope, known.scope)
-                if scope is None:
-                    return oauth_error(
-                        400, "invalid_scope", "The scope must be within the original grant"
-                    )
+
+        def narrow(granted: str) -> str | None:
+            return self._scope(requested_scope, granted)
+
         now = self.clock()
         new_token = new_refresh_token()
-        result = self.store.rotate(presented_hash, client_id, refresh_token_hash(new_token), now)
+        # The scope is checked inside the rotation, after the token's own state: a spent,
+        # revoked, expired or unknown token answers invalid_grant whatever scope it brings (a
+        # replay still revokes its family), and a bad scope leaves a live token unspent.
+        result = self.store.rotate(
+            refresh_token_hash(presented), client_id, refresh_token_hash(new_token), now, narrow
+        )
+        if result.outcome is Rotation.INVALID_SCOPE:
+            return oauth_error(400, "invalid_scope", "The scope must be within the original grant")
         messages = {
             Rotation.UNKNOWN: "The refresh token is invalid",
             Rotation.WRONG_CLIENT: "The refresh token was issued to another client",
@@ -375,7 +375,7 @@ class TokenServer:
         if user is None:
             self.store.revoke_family(family.id, now, "user removed")
             return oauth_error(400, "invalid_grant", "The user no longer exists")
-        return self._token_response(user, family, scope or family.scope, new_token, now)
+        return self._token_response(user, family, result.scope or family.scope, new_token, now)
 
     # /revoke
 

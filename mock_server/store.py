@@ -11,7 +11,7 @@ import enum
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,12 +85,15 @@ class Rotation(enum.Enum):
     REVOKED = "revoked"
     EXPIRED = "expired"
     REUSED = "reused"  # the token was already spent: the family is now revoked
+    INVALID_SCOPE = "invalid_scope"  # a live token asked for more than its grant: not spent
 
 
 @dataclass(frozen=True)
 class RotationResult:
     outcome: Rotation
     family: Family | None
+    # ROTATED: the scope granted to the new access token (the family's, or narrower).
+    scope: str | None = None
 
 
 class Store(Protocol):
@@ -100,7 +103,12 @@ class Store(Protocol):
     def note_key_use(self, kid: str, exp: float) -> None: ...
     def create_family(self, family: Family, token_hash: str) -> None: ...
     def rotate(
-        self, token_hash: str, client_id: str, new_hash: str, now: float
+        self,
+        token_hash: str,
+        client_id: str,
+        new_hash: str,
+        now: float,
+        narrow: Callable[[str], str | None] | None = None,
     ) -> RotationResult: ...
     def find_by_token(self, token_hash: str) -> Family | None: ...
     def family(self, family_id: str) -> Family | None: ...
@@ -129,6 +137,17 @@ _INSERT_FAMILY = (
 
 def _family(row: tuple[object, ...]) -> Family:
     return Family(*row)  # type: ignore[arg-type]
+
+
+def _refusal(family: Family, client_id: str, now: float) -> Rotation | None:
+    """Why a token of ``family`` cannot be rotated by ``client_id``, spent or not."""
+    if family.client_id != client_id:
+        return Rotation.WRONG_CLIENT
+    if family.revoked_at is not None:
+        return Rotation.REVOKED
+    if now >= family.expires_at:
+        return Rotation.EXPIRED
+    return None
 
 
 class SqliteStore:
@@ -254,18 +273,36 @@ class SqliteStore:
                 (token_hash, family.id, family.created_at),
             )
 
-    def rotate(self, token_hash: str, client_id: str, new_hash: str, now: float) -> RotationResult:
+    def rotate(
+        self,
+        token_hash: str,
+        client_id: str,
+        new_hash: str,
+        now: float,
+        narrow: Callable[[str], str | None] | None = None,
+    ) -> RotationResult:
+        """Spend the token and store ``new_hash`` in its family, all or nothing.
+
+        ``narrow`` maps the family's scope to the scope asked for, None when it asks beyond
+        it. It is consulted only once the token is known to be live and unspent, so a replayed
+        token revokes its family whatever scope comes with it.
+        """
         with self._write() as conn:
             row = conn.execute(_FAMILY_BY_REFRESH_HASH, (token_hash,)).fetchone()
             if row is None:
                 return RotationResult(Rotation.UNKNOWN, None)
             family = _family(row)
-            if family.client_id != client_id:
-                return RotationResult(Rotation.WRONG_CLIENT, family)
-            if family.revoked_at is not None:
-                return RotationResult(Rotation.REVOKED, family)
-            if now >= family.expires_at:
-                return RotationResult(Rotation.EXPIRED, family)
+            refusal = _refusal(family, client_id, now)
+            if refusal is not None:
+                return RotationResult(refusal, family)
+            (used_at,) = conn.execute(
+                "SELECT used_at FROM refresh_tokens WHERE hash = ?", (token_hash,)
+            ).fetchone()
+            if used_at is not None:
+                return self._reused(conn, family, now)
+            scope = family.scope if narrow is None else narrow(family.scope)
+            if scope is None:
+                return RotationResult(Rotation.INVALID_SCOPE, family)
             # The conditional write is the single point of truth: of N concurrent requests
             # with this token, exactly one changes the row.
             spent = conn.execute(
@@ -273,12 +310,7 @@ class SqliteStore:
                 (now, token_hash),
             ).rowcount
             if spent != 1:
-                conn.execute(
-                    "UPDATE families SET revoked_at = ?, revoked_reason = ? "
-                    "WHERE id = ? AND revoked_at IS NULL",
-                    (now, "refresh token reused", family.id),
-                )
-                return RotationResult(Rotation.REUSED, family)
+                return self._reused(conn, family, now)
             conn.execute(
                 "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?, ?, ?)",
                 (new_hash, family.id, now),
@@ -297,7 +329,17 @@ class SqliteStore:
                     None,
                     None,
                 ),
+                scope,
             )
+
+    @staticmethod
+    def _reused(conn: sqlite3.Connection, family: Family, now: float) -> RotationResult:
+        conn.execute(
+            "UPDATE families SET revoked_at = ?, revoked_reason = ? "
+            "WHERE id = ? AND revoked_at IS NULL",
+            (now, "refresh token reused", family.id),
+        )
+        return RotationResult(Rotation.REUSED, family)
 
     def find_by_token(self, token_hash: str) -> Family | None:
         rows = self._read(_FAMILY_BY_REFRESH_HASH, (token_hash,))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jwt
 import pytest
 from fastapi.testclient import TestClient
@@ -213,6 +215,53 @@ def test_refresh_with_a_wider_scope_is_refused_without_spending(client: TestClie
     # The family keeps its original scope for later refreshes.
     later = refresh_grant(client, narrower.json()["refresh_token"])
     assert later.json()["scope"] == "openid profile"
+
+
+@pytest.mark.parametrize("scope", ["admin", "", "openid"])
+def test_replaying_a_spent_token_with_a_scope_still_revokes_the_family(
+    client: TestClient, scope: str
+) -> None:
+    first = sign_in(client)
+    second = refresh_grant(client, first["refresh_token"]).json()
+    replay = refresh_grant(client, first["refresh_token"], scope=scope)
+    assert error_of(replay) == (400, "invalid_grant")
+    assert "already used" in replay.json()["error_description"]
+    assert error_of(refresh_grant(client, second["refresh_token"])) == (400, "invalid_grant")
+    assert client.get("/userinfo", headers=bearer(second["access_token"])).status_code == 401
+
+
+def _revoked(client: TestClient, clock: FakeClock) -> str:
+    token = sign_in(client)["refresh_token"]
+    client.post("/revoke", data={"token": token, "client_id": CLIENT_ID})
+    return token
+
+
+def _expired(client: TestClient, clock: FakeClock) -> str:
+    token = sign_in(client)["refresh_token"]
+    clock.advance(3 * 86400)
+    return token
+
+
+def _unknown(client: TestClient, clock: FakeClock) -> str:
+    return "never-issued"
+
+
+@pytest.mark.parametrize("make_token", [_revoked, _expired, _unknown])
+@pytest.mark.parametrize("scope", ["admin", ""])
+def test_a_dead_token_answers_invalid_grant_whatever_the_scope(
+    client: TestClient, clock: FakeClock, make_token: Any, scope: str
+) -> None:
+    token = make_token(client, clock)
+    assert error_of(refresh_grant(client, token, scope=scope)) == (400, "invalid_grant")
+
+
+def test_another_clients_token_answers_invalid_grant_whatever_the_scope(
+    client: TestClient,
+) -> None:
+    tokens = sign_in(client)
+    stolen = refresh_grant(client, tokens["refresh_token"], client_id=OTHER_CLIENT_ID, scope="x")
+    assert error_of(stolen) == (400, "invalid_grant")
+    assert refresh_grant(client, tokens["refresh_token"]).status_code == 200
 
 
 def test_revoke_ends_the_family(client: TestClient) -> None:
