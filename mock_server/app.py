@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .keys import SigningKeys
@@ -590,6 +591,12 @@ def create_app(
     @app.exception_handler(FormError)
     async def form_error(_: Request, error: FormError) -> Response:
         return oauth_error(400, "invalid_request", error.description)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_: Request, __: ClientDisconnect) -> Response:
+        # The client hung up mid-body: nobody is left to answer, and nothing went wrong here.
+        # Handled, so it is neither a 500 nor a logged traceback; uvicorn drops the answer.
+        return oauth_error(400, "invalid_request", "The connection closed before the body ended")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> Response:

@@ -210,3 +210,24 @@ def test_unparseable_http_gets_a_json_400(live_server: RunningServer) -> None:
         assert b"content-type: application/json" in head.lower()
         assert json.loads(body)["error"] == "invalid_request"
     assert httpx.get(f"{live_server.url}/healthz").status_code == 200  # still serving
+
+
+def test_a_client_hanging_up_mid_body_logs_no_error(live_server: RunningServer) -> None:
+    host, port = live_server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        # "Expect: 100-continue" makes the server say when the app starts reading the body:
+        # the hang-up below then surely lands in the middle of that read.
+        connection.sendall(
+            b"POST /revoke HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert connection.recv(100).startswith(b"HTTP/1.1 100 ")
+        connection.sendall(b"token=abc")
+    # The handling is over once the server has shut down gracefully: its log is complete.
+    live_server.stop()
+    output = live_server.output()
+    assert "Application shutdown complete" in output
+    assert "Traceback" not in output
+    assert "ERROR" not in output
+    assert " 500 " not in output
