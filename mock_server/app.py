@@ -477,8 +477,12 @@ class TokenServer:
             "jwks_uri": f"{base}/.well-known/jwks.json",
             "revocation_endpoint": f"{base}/revoke",
             "grant_types_supported": ["password", "refresh_token"],
-            # No authorization endpoint: sign-in is the password grant, so no response types.
-            "response_types_supported": [],
+            # REQUIRED and non-empty (RFC 8414 §2, OIDC Discovery §3), though it describes an
+            # authorization endpoint, and this server has none: sign-in is the password grant.
+            # "none" (OAuth 2.0 Multiple Response Type Encoding Practices §4) is the one
+            # registered value that promises neither a code nor a token, so no client is
+            # invited into a flow that does not exist, as "code" or "token" would.
+            "response_types_supported": ["none"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["none"],

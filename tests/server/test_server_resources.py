@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oidc.discovery import OpenIDProviderMetadata
 from fastapi.testclient import TestClient
 
 from tests.server.helpers import (
     CLIENT_ID,
     ISSUER,
     FakeClock,
+    app_client,
     bearer,
     challenge,
     refresh_grant,
@@ -27,9 +33,19 @@ def test_discovery_names_every_endpoint(client: TestClient) -> None:
     assert doc["revocation_endpoint_auth_methods_supported"] == ["none"]
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
     assert doc["subject_types_supported"] == ["public"]
-    assert "response_types_supported" in doc
+    # No authorization endpoint, so no response type that yields a code or a token.
+    assert doc["response_types_supported"] == ["none"]
+    assert "authorization_endpoint" not in doc
     assert {"openid", "profile", "email", "groups"} <= set(doc["scopes_supported"])
     assert {"sub", "preferred_username", "groups", "email"} <= set(doc["claims_supported"])
+
+
+@pytest.mark.parametrize("metadata", [AuthorizationServerMetadata, OpenIDProviderMetadata])
+def test_discovery_validates_as_server_metadata(clock: FakeClock, metadata: Any) -> None:
+    # A loopback issuer: the validators accept plain http only there, as the desktop app does.
+    with app_client(clock, issuer="http://127.0.0.1:8765") as client:
+        doc = client.get("/.well-known/openid-configuration").json()
+    metadata(doc).validate()
 
 
 def test_jwks_publishes_only_public_rs256_keys(client: TestClient) -> None:
