@@ -239,11 +239,10 @@ class TokenServer:
         grant_type = form.get("grant_type")
         if not grant_type:
             return oauth_error(400, "invalid_request", "The grant_type parameter is required")
-        client_id = form.get("client_id")
-        if not client_id:
-            return oauth_error(401, "invalid_client", "The client_id parameter is required")
-        if client_id not in self.settings.clients:
-            return oauth_error(401, "invalid_client", "The client is not known to this server")
+        refused = self._client_refused(form.get("client_id"))
+        if refused is not None:
+            return refused
+        client_id = form["client_id"]
         if grant_type == "password":
             return self._password_grant(form, client_id, client_address)
         if grant_type == "refresh_token":
@@ -253,6 +252,17 @@ class TokenServer:
             "unsupported_grant_type",
             "Only the password and refresh_token grants are supported",
         )
+
+    def _client_refused(self, client_id: str | None) -> Response | None:
+        # RFC 6749 §5.2: invalid_client is 401 with a WWW-Authenticate challenge when the client
+        # tried the Authorization header (refused earlier, see _client_credentials_refused), and
+        # may be 400 otherwise. 400 here: a 401 must carry a challenge (RFC 9110 §11.6.1), and
+        # no scheme would help a public client that only forgot or misspelled its client_id.
+        if not client_id:
+            return oauth_error(400, "invalid_client", "The client_id parameter is required")
+        if client_id not in self.settings.clients:
+            return oauth_error(400, "invalid_client", "The client is not known to this server")
+        return None
 
     def _scope(self, requested: str | None, allowed: str) -> str | None:
         if requested is None:
@@ -384,11 +394,10 @@ class TokenServer:
         token = form.get("token")
         if not token:
             return oauth_error(400, "invalid_request", "The token parameter is required")
-        client_id = form.get("client_id")
-        if not client_id:
-            return oauth_error(401, "invalid_client", "The client_id parameter is required")
-        if client_id not in self.settings.clients:
-            return oauth_error(401, "invalid_client", "The client is not known to this server")
+        refused = self._client_refused(form.get("client_id"))
+        if refused is not None:
+            return refused
+        client_id = form["client_id"]
         now = self.clock()
         family = self.store.find_by_token(refresh_token_hash(token))
         if family is None:

@@ -77,10 +77,10 @@ def test_refresh_tokens_are_stored_only_as_hashes(
     ("data", "status", "error"),
     [
         ({"client_id": CLIENT_ID}, 400, "invalid_request"),
-        ({"grant_type": "password", "username": "alice", "password": "x"}, 401, "invalid_client"),
+        ({"grant_type": "password", "username": "alice", "password": "x"}, 400, "invalid_client"),
         (
             {"grant_type": "password", "username": "a", "password": "x", "client_id": "nope"},
-            401,
+            400,
             "invalid_client",
         ),
         (
@@ -298,8 +298,8 @@ def test_revoke_unknown_token_is_200(client: TestClient) -> None:
     ("data", "status", "error"),
     [
         ({"client_id": CLIENT_ID}, 400, "invalid_request"),
-        ({"token": "x"}, 401, "invalid_client"),
-        ({"token": "x", "client_id": "nope"}, 401, "invalid_client"),
+        ({"token": "x"}, 400, "invalid_client"),
+        ({"token": "x", "client_id": "nope"}, 400, "invalid_client"),
     ],
 )
 def test_revoke_errors(client: TestClient, data: dict[str, str], status: int, error: str) -> None:
@@ -330,3 +330,28 @@ def test_client_credentials_in_basic_auth_are_refused(client: TestClient, path: 
     )
     assert error_of(response) == (401, "invalid_client")
     assert response.headers["WWW-Authenticate"] == 'Basic realm="jwt-mock-server"'
+
+
+@pytest.mark.parametrize("path", ["/token", "/revoke"])
+@pytest.mark.parametrize(
+    ("data", "auth"),
+    [
+        ({"grant_type": "password", "username": "alice", "password": "x", "token": "x"}, None),
+        ({"grant_type": "password", "client_id": "nope", "token": "x"}, None),
+        ({"grant_type": "password", "client_id": "nope", "token": "x"}, ("nope", "secret")),
+        ({"grant_type": "password", "token": "x"}, (CLIENT_ID, "")),
+    ],
+)
+def test_invalid_client_is_401_only_with_a_challenge(
+    client: TestClient, path: str, data: dict[str, str], auth: tuple[str, str] | None
+) -> None:
+    response = client.post(path, data=data, auth=auth)
+    assert response.json()["error"] == "invalid_client"
+    # RFC 6749 §5.2: 401 with the scheme the client tried, else 400; RFC 9110 §11.6.1: a 401
+    # always carries WWW-Authenticate.
+    if auth is None:
+        assert response.status_code == 400
+        assert "WWW-Authenticate" not in response.headers
+    else:
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="jwt-mock-server"'
