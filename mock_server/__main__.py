@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import h11
 import uvicorn
@@ -31,6 +30,7 @@ from .settings import (
     ScryptParams,
     Settings,
     default_db_path,
+    issuer_problem,
     parse_duration,
 )
 from .store import SqliteStore
@@ -117,9 +117,9 @@ def _port(text: str) -> int:
 
 
 def _issuer(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise argparse.ArgumentTypeError(f"not an http(s) URL without query: {text!r}")
+    problem = issuer_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return text.rstrip("/")
 
 

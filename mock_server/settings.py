@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -26,6 +27,21 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"a duration must be positive: {text!r}")
     return seconds
+
+
+def issuer_problem(issuer: str) -> str | None:
+    """Why ``issuer`` cannot be this server's issuer, or None when it can."""
+    try:
+        parts = urlsplit(issuer)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        return f"not an http(s) URL without query: {issuer!r}"
+    if parts.path not in ("", "/"):
+        # Discovery derives every endpoint from the issuer, but the routes live at the root:
+        # an issuer with a path would advertise endpoints that do not exist.
+        return f"the issuer cannot have a path (the endpoints are at the root): {issuer!r}"
+    return None
 
 
 def default_db_path() -> Path:
@@ -57,6 +73,11 @@ class Settings:
     max_failures_per_address: int = 20
     failure_window: float = 5 * 60
     max_body_bytes: int = 16 * 1024
+
+    def __post_init__(self) -> None:
+        problem = issuer_problem(self.issuer)
+        if problem is not None:
+            raise ValueError(problem)
 
     @property
     def audience(self) -> str:

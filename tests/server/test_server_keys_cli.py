@@ -101,6 +101,17 @@ def test_parse_duration_refuses(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("issuer", ["http://example.org/realms/demo", "ftp://example.org", "x"])
+def test_settings_refuse_an_issuer_the_routes_cannot_serve(issuer: str) -> None:
+    with pytest.raises(ValueError, match=r"issuer cannot have a path|not an http"):
+        Settings(issuer=issuer)
+
+
+@pytest.mark.parametrize("issuer", ["http://example.org", "https://example.org/"])
+def test_settings_accept_an_issuer_at_the_root(issuer: str) -> None:
+    assert Settings(issuer=issuer).issuer == issuer
+
+
 def test_default_settings_follow_the_article() -> None:
     settings = Settings()
     assert settings.access_ttl == 15 * 60
@@ -263,6 +274,12 @@ def sign_in_status(client: object, username: str, password: str) -> int:
         (["--port", "http"], "not a port number"),
         (["--issuer", "ftp://example.org"], "not an http(s) URL"),
         (["--issuer", "http://example.org/?x=1"], "not an http(s) URL"),
+        # An address no interface has: were the option accepted, the server would not start.
+        (
+            ["--host", "192.0.2.1", "--issuer", "http://example.org/realms/demo"],
+            "the issuer cannot have a path",
+        ),
+        (["--host", "192.0.2.1", "--issuer", "https://example.org/x/"], "the issuer cannot"),
         (["--log-level", "chatty"], "invalid choice"),
     ],
 )
