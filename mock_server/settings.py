@@ -16,6 +16,9 @@ MEMORY_DB = ":memory:"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Ten years. Far longer would overflow the dates the server shows (/api/sessions' expiry, a
+# datetime, ends in year 9999) and means nothing for a sign-in anyway.
+MAX_DURATION = 10 * 365 * 86400
 
 
 def parse_duration(text: str) -> float:
@@ -26,6 +29,10 @@ def parse_duration(text: str) -> float:
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds <= 0:
         raise ValueError(f"a duration must be positive: {text!r}")
+    if seconds > MAX_DURATION:
+        raise ValueError(
+            f"a duration must be at most 10 years ({MAX_DURATION // 86400}d): {text!r}"
+        )
     return seconds
 
 
@@ -78,6 +85,9 @@ class Settings:
         problem = issuer_problem(self.issuer)
         if problem is not None:
             raise ValueError(problem)
+        for name, seconds in (("access_ttl", self.access_ttl), ("refresh_ttl", self.refresh_ttl)):
+            if not 0 < seconds <= MAX_DURATION:
+                raise ValueError(f"{name} must be a duration of at most 10 years, above 0")
 
     @property
     def audience(self) -> str:

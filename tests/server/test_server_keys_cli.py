@@ -95,7 +95,9 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0s", "-5m", "3w", "m", "15 minutes"])
+@pytest.mark.parametrize(
+    "text", ["", "0s", "-5m", "3w", "m", "15 minutes", "99999999999d", "3651d", "1" + "0" * 400]
+)
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
@@ -217,6 +219,25 @@ def test_bad_users_file_stops_the_server_with_a_message(
     users_file.write_text(content)
     assert main(["--port", "0", "--db", ":memory:", "--users", str(users_file)]) == 2
     assert "cannot read the users file" in capsys.readouterr().err
+
+
+def test_durations_reach_ten_years() -> None:
+    assert parse_duration("3650d") == 3650 * 86400
+
+
+@pytest.mark.parametrize("ttl", ["access_ttl", "refresh_ttl"])
+@pytest.mark.parametrize("seconds", [0.0, 3651 * 86400.0, float("inf")])
+def test_settings_refuse_a_lifetime_out_of_range(ttl: str, seconds: float) -> None:
+    with pytest.raises(ValueError, match="at most 10 years"):
+        Settings(**{ttl: seconds})
+
+
+def test_a_huge_refresh_ttl_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        # An address no interface has: were the option accepted, the server would not start.
+        main(["--host", "192.0.2.1", "--refresh-ttl", "99999999999d"])
+    assert stopped.value.code == 2
+    assert "at most 10 years" in capsys.readouterr().err
 
 
 def test_bad_duration_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

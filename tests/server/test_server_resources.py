@@ -9,6 +9,7 @@ from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from fastapi.testclient import TestClient
 
+from mock_server.settings import MAX_DURATION
 from tests.server.helpers import (
     CLIENT_ID,
     ISSUER,
@@ -200,3 +201,11 @@ def test_a_token_already_verified_is_refused_once_its_session_is_revoked(
     assert response.headers["WWW-Authenticate"] == challenge(
         "The session of this token has been revoked"
     )
+
+
+def test_sessions_list_a_sign_in_of_the_longest_lifetime(clock: FakeClock) -> None:
+    with app_client(clock, refresh_ttl=float(MAX_DURATION)) as client:
+        tokens = sign_in(client)
+        response = client.get("/api/sessions", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 200
+    assert response.json()["sessions"][0]["expires_at"].startswith("2037-")
