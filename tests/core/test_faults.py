@@ -27,6 +27,7 @@ from desktop.auth.errors import (
 from desktop.auth.session import AuthClient
 from desktop.auth.store import KeyringStore, MemoryStore
 from tests.core.fakes import FakeClock, FakeOIDCServer, Reply, Seen, SilentServer, closed_port_url
+from tests.support.keyring import MemoryKeyring
 
 
 def _client(url: str, clock: FakeClock | None = None, **kwargs: object) -> AuthClient:
@@ -468,25 +469,13 @@ def test_plain_http_to_loopback_never_goes_through_a_proxy(
     assert len(fake_server.requests_to("/token")) == 1
 
 
-class _WriteOnceKeyring(keyring.backend.KeyringBackend):
+class _WriteOnceKeyring(MemoryKeyring):
     """Stores the first secret, then fails every later write (a keyring that breaks mid-run)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.secrets.get((service, username))
 
     def set_password(self, service: str, username: str, password: str) -> None:
         if self.secrets:
             raise keyring.errors.PasswordSetError("write failed")
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.secrets.pop((service, username), None)
+        super().set_password(service, username, password)
 
 
 def test_a_failed_write_of_the_rotated_token_removes_the_spent_one(
