@@ -155,10 +155,6 @@ class SessionController(QObject):
     def signed_in(self) -> bool:
         return self._signed_in
 
-    @property
-    def sign_in_pending(self) -> bool:
-        return self._sign_in_op is not None
-
     def status(self) -> SessionStatus | None:
         """The session's status (cheap, no I/O), or None before the core is built."""
         client = self._client
