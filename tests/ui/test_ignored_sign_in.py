@@ -57,17 +57,25 @@ def _refresh_works(server: RunningServer, token: str) -> bool:
     return status == 200
 
 
+def _cancel_after_the_worker_finished(
+    qtbot: QtBot, app: Application, memory_keyring: MemoryKeyring
+) -> str:
+    """Sign in as alice and press Cancel once the sign-in is complete and stored but its answer
+    still waits in the GUI thread's queue; returns the stored refresh token."""
+    done = _WorkerDone(app)
+    fill_and_submit(qtbot, app, "alice", "wonderland", remember=True)
+    done.wait()
+    [token] = stored_sessions(memory_keyring.secrets).values()
+    app.dialog.cancel_button.click()
+    return token
+
+
 def test_cancel_after_the_worker_finished_signs_the_session_out(
     qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
 ) -> None:
     server = start_server()
     app = _ready(qtbot, server.url, make_app)
-    done = _WorkerDone(app)
-    fill_and_submit(qtbot, app, "alice", "wonderland", remember=True)
-    done.wait()
-    # The sign-in is complete and stored; its answer waits in the GUI thread's queue.
-    [token] = stored_sessions(memory_keyring.secrets).values()
-    app.dialog.cancel_button.click()
+    token = _cancel_after_the_worker_finished(qtbot, app, memory_keyring)
 
     controller = app.controller
     qtbot.waitUntil(lambda: not controller.busy(), timeout=TIMEOUT_MS)
@@ -86,11 +94,7 @@ def test_a_new_sign_in_right_after_such_a_cancel_is_kept(
 ) -> None:
     server = start_server()
     app = _ready(qtbot, server.url, make_app)
-    done = _WorkerDone(app)
-    fill_and_submit(qtbot, app, "alice", "wonderland", remember=True)
-    done.wait()
-    [cancelled_token] = stored_sessions(memory_keyring.secrets).values()
-    app.dialog.cancel_button.click()
+    cancelled_token = _cancel_after_the_worker_finished(qtbot, app, memory_keyring)
     # At once, before anything was processed: the undo must hit the cancelled session only.
     fill_and_submit(qtbot, app, "bob", "builder", remember=True)
 
@@ -112,11 +116,7 @@ def test_quitting_right_after_such_a_cancel_still_signs_out(
 ) -> None:
     server = start_server()
     app = _ready(qtbot, server.url, make_app)
-    done = _WorkerDone(app)
-    fill_and_submit(qtbot, app, "alice", "wonderland", remember=True)
-    done.wait()
-    [token] = stored_sessions(memory_keyring.secrets).values()
-    app.dialog.cancel_button.click()
+    token = _cancel_after_the_worker_finished(qtbot, app, memory_keyring)
     app.shutdown()  # the person closes the app at once
 
     assert stored_sessions(memory_keyring.secrets) == {}
