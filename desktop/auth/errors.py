@@ -10,14 +10,24 @@ only ever catch these::
      ├── ServerUnreachable          connection refused, DNS failure, timeout (keeps the session)
      ├── ServerError                5xx, or an answer that is not what the standard says
      │                              (HTML instead of JSON, missing fields) (keeps the session)
+     │    ├── AuthorizationResponseInvalid  a browser redirect not to be trusted; no code used
+     │    │    ├── StateMismatch    ``state`` is not the one sent (CSRF, a stale tab)
+     │    │    └── IssuerMismatch   ``iss`` wrong, or missing where advertised (RFC 9207)
+     │    └── InvalidIDToken        an ID token fails OIDC Core §3.1.3.7; ``reason`` says which
+     │         └── SubjectMismatch  /userinfo's ``sub`` is not the ID token's (§5.3.2)
      ├── OAuthError                 the server answered with an OAuth error (error, description)
      │    ├── InvalidCredentials    wrong username or password
      │    ├── TooManyAttempts       throttled; ``retry_after`` seconds, when the server said
      │    ├── AccessDenied          403: the person's groups do not allow the resource
-     │    └── SessionEnded          the refresh token expired, was revoked or reused: the stored
-     │                              token is gone and the person must sign in again
+     │    ├── SessionEnded          the refresh token expired, was revoked or reused: the stored
+     │    │                         token is gone and the person must sign in again
+     │    └── AuthorizationDenied   the authorization endpoint answered ``error=`` (access_denied…)
      ├── NotSignedIn                no session to use
-     └── KeyringUnavailable         the OS keyring is missing, locked or hanging
+     ├── KeyringUnavailable         the OS keyring is missing, locked or hanging
+     ├── BrowserSignInError         the browser sign-in ended on this side (listener failed)
+     │    ├── SignInTimedOut        no redirect came back in time
+     │    └── SignInCancelled       the person cancelled the wait
+     └── InvalidDPoPKey             a stored DPoP key cannot be read
 """
 
 from __future__ import annotations
@@ -93,3 +103,50 @@ class NotSignedIn(AuthError):
 
 class KeyringUnavailable(AuthError):
     """The OS keyring is missing, locked or not answering."""
+
+
+# Browser sign-in (RFC 8252 loopback), ID tokens (OIDC Core) and DPoP (RFC 9449).
+
+
+class AuthorizationResponseInvalid(ServerError):
+    """A redirect to the loopback listener that must not be trusted; no code was redeemed."""
+
+
+class StateMismatch(AuthorizationResponseInvalid):
+    """The redirect's ``state`` is not the one this sign-in sent."""
+
+
+class IssuerMismatch(AuthorizationResponseInvalid):
+    """The redirect's ``iss`` is wrong, or missing where the server promised it (RFC 9207)."""
+
+
+class InvalidIDToken(ServerError):
+    """An ID token failed validation; ``reason`` names what failed (``"aud"``, ``"signature"``)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SubjectMismatch(InvalidIDToken):
+    """/userinfo answered for another subject than the ID token's."""
+
+
+class AuthorizationDenied(OAuthError):
+    """The authorization endpoint redirected back with an error (``access_denied``, ...)."""
+
+
+class BrowserSignInError(AuthError):
+    """The browser sign-in ended on this side: the listener failed, timed out or was cancelled."""
+
+
+class SignInTimedOut(BrowserSignInError):
+    """No redirect came back from the browser in time."""
+
+
+class SignInCancelled(BrowserSignInError):
+    """The person cancelled the browser sign-in."""
+
+
+class InvalidDPoPKey(AuthError):
+    """A stored DPoP key cannot be read (corrupt, or not an EC P-256 private key)."""

@@ -1,0 +1,197 @@
+"""DPoP, client side (RFC 9449): the session's key pair and its proofs.
+
+One EC P-256 key (ES256) per sign-in. The private key lives in memory and, when the person
+stays signed in, in the session's keyring entry (:meth:`DPoPKey.to_json`); it never appears in
+a ``repr``, a log or an exception. The public JWK and the proof header never change for a key,
+so they are serialized once; a proof then costs one small JSON dump and one ECDSA signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from desktop.auth.errors import InvalidDPoPKey
+
+ALGORITHM = "ES256"
+_COORDINATE_BYTES = 32  # P-256
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# RFC 9449 §8.1: nonce = 1*NQCHAR; anything else from a server is ignored.
+_NONCE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,512}")
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_UNRESERVED = re.compile(r"[A-Za-z0-9\-._~]")
+
+Clock = Callable[[], float]
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def access_token_hash(access_token: str) -> str:
+    """``ath`` (RFC 9449 §4.2): base64url of the SHA-256 of the access token's ASCII."""
+    return _b64url(hashlib.sha256(access_token.encode("ascii")).digest())
+
+
+def _normalise_percent(match: re.Match[str]) -> str:
+    char = chr(int(match.group(0)[1:], 16))
+    return char if _UNRESERVED.fullmatch(char) else match.group(0).upper()
+
+
+def normalise_htu(url: str) -> str:
+    """The ``htu`` for a request URL (RFC 9449 §4.2, §4.3): no query, no fragment, no userinfo,
+    and RFC 3986 §6.2.2-6.2.3 normalisation (scheme and host in lower case, the default port
+    dropped, an empty path as ``/``, percent-encodings in upper case, unreserved ones decoded),
+    so that it compares equal to what the server normalises."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise ValueError("A DPoP proof needs an absolute http(s) URL.")
+    if ":" in host:
+        host = f"[{host}]"  # IPv6 literal
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    path = _PERCENT.sub(_normalise_percent, parts.path) or "/"
+    return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, normalised as :func:`normalise_htu` does."""
+    parts = urlsplit(normalise_htu(url))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class DPoPKey:
+    """An EC P-256 private key and the proofs it signs.
+
+    ``public_jwk`` and ``thumbprint`` (RFC 7638, the ``jkt`` of ``cnf``) are public; the private
+    key leaves the object only through :meth:`to_json`, for the keyring.
+    """
+
+    __slots__ = ("_clock", "_header", "_key", "public_jwk", "thumbprint")
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey, *, clock: Clock = time.time):
+        if not isinstance(private_key.curve, ec.SECP256R1):
+            raise InvalidDPoPKey("The stored DPoP key is not an EC P-256 key.")
+        self._key = private_key
+        self._clock = clock
+        numbers = private_key.public_key().public_numbers()
+        self.public_jwk: dict[str, str] = {
+            "crv": "P-256",
+            "kty": "EC",
+            "x": _b64url(numbers.x.to_bytes(_COORDINATE_BYTES, "big")),
+            "y": _b64url(numbers.y.to_bytes(_COORDINATE_BYTES, "big")),
+        }
+        # RFC 7638 §3.2: the required members only, sorted, no whitespace.
+        self.thumbprint = _b64url(hashlib.sha256(_json(self.public_jwk)).digest())
+        header = {"typ": "dpop+jwt", "alg": ALGORITHM, "jwk": self.public_jwk}
+        self._header = _b64url(_json(header)) + "."
+
+    @classmethod
+    def generate(cls, *, clock: Clock = time.time) -> DPoPKey:
+        """A new key pair (one per sign-in)."""
+        return cls(ec.generate_private_key(ec.SECP256R1()), clock=clock)
+
+    def to_json(self) -> str:
+        """The private key as a compact JWK (about 180 characters), for the keyring entry."""
+        d = self._key.private_numbers().private_value.to_bytes(_COORDINATE_BYTES, "big")
+        return json.dumps({**self.public_jwk, "d": _b64url(d)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: str, *, clock: Clock = time.time) -> DPoPKey:
+        """The key :meth:`to_json` wrote; :class:`InvalidDPoPKey` when it is not one."""
+        try:
+            jwk = json.loads(data)
+            if not isinstance(jwk, dict) or (jwk.get("kty"), jwk.get("crv")) != ("EC", "P-256"):
+                raise ValueError("not an EC P-256 JWK")
+            d = _b64url_decode(jwk["d"])
+            if len(d) != _COORDINATE_BYTES:
+                raise ValueError("bad private value length")
+            key = cls(ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1()), clock=clock)
+        except (ValueError, TypeError, KeyError, UnsupportedAlgorithm) as error:
+            # The message is fixed: the stored text is a secret and must not be echoed.
+            raise InvalidDPoPKey("The stored DPoP key cannot be read.") from error
+        if (jwk.get("x"), jwk.get("y")) != (key.public_jwk["x"], key.public_jwk["y"]):
+            raise InvalidDPoPKey("The stored DPoP key cannot be read.")
+        return key
+
+    def proof(
+        self,
+        method: str,
+        url: str,
+        *,
+        access_token: str | None = None,
+        nonce: str | None = None,
+    ) -> str:
+        """A DPoP proof JWT for one request (RFC 9449 §4.2); with ``access_token`` it carries
+        ``ath`` (resource requests, §7), with ``nonce`` the server's latest nonce (§8, §9)."""
+        claims: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(16),  # 128 random bits: unique per proof
+            "htm": method.upper(),
+            "htu": normalise_htu(url),
+            "iat": int(self._clock()),
+        }
+        if access_token is not None:
+            claims["ath"] = access_token_hash(access_token)
+        if nonce is not None:
+            claims["nonce"] = nonce
+        signing_input = self._header + _b64url(_json(claims))
+        der = self._key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        signature = r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
+        return signing_input + "." + _b64url(signature)
+
+    def __repr__(self) -> str:
+        return f"DPoPKey(jkt={self.thumbprint!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        # Pickling would copy the private key somewhere we do not control.
+        raise TypeError("A DPoP key cannot be pickled.")
+
+
+class DPoPNonces:
+    """The newest ``DPoP-Nonce`` each server origin sent (RFC 9449 §8.2), shared by threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nonces: dict[str, str] = {}
+
+    def get(self, url: str) -> str | None:
+        with self._lock:
+            return self._nonces.get(origin(url))
+
+    def remember(self, url: str, nonce: str | None) -> None:
+        """Keep ``nonce`` (a response's ``DPoP-Nonce`` header) for ``url``'s origin; a missing
+        or malformed value is ignored."""
+        if nonce is None or not _NONCE.fullmatch(nonce):
+            return
+        with self._lock:
+            self._nonces[origin(url)] = nonce
+
+    def forget(self, url: str) -> None:
+        with self._lock:
+            self._nonces.pop(origin(url), None)
