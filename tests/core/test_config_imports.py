@@ -77,9 +77,11 @@ def _imported_after(code: str) -> set[str]:
 def test_the_core_imports_without_qt() -> None:
     modules = _imported_after(
         "import desktop.auth, desktop.auth.session, desktop.cli, desktop.config\n"
+        "import desktop.auth.loopback, desktop.auth.idtoken, desktop.auth.dpop\n"
         "from desktop.auth import AuthClient, SessionStatus"
     )
     assert "desktop.auth.session" in modules  # the test really imported the session
+    assert {"desktop.auth.loopback", "desktop.auth.idtoken", "desktop.auth.dpop"} <= modules
     assert not {m for m in modules if m == "PySide6" or m.startswith("PySide6.")}
 
 
