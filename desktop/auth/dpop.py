@@ -15,7 +15,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,6 +47,22 @@ def _b64url_decode(text: str) -> bytes:
 
 def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+# RFC 7638 §3.2: the members a thumbprint covers, per key type.
+_THUMBPRINT_MEMBERS = {
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+    "OKP": ("crv", "kty", "x"),
+}
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of a public JWK (the ``jkt`` of ``cnf``, RFC 9449 §6)."""
+    members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")))
+    if members is None:
+        raise ValueError("Unsupported key type for a JWK thumbprint.")
+    return _b64url(hashlib.sha256(_json({m: jwk[m] for m in members})).digest())
 
 
 def access_token_hash(access_token: str) -> str:
@@ -104,8 +120,7 @@ class DPoPKey:
             "x": _b64url(numbers.x.to_bytes(_COORDINATE_BYTES, "big")),
             "y": _b64url(numbers.y.to_bytes(_COORDINATE_BYTES, "big")),
         }
-        # RFC 7638 §3.2: the required members only, sorted, no whitespace.
-        self.thumbprint = _b64url(hashlib.sha256(_json(self.public_jwk)).digest())
+        self.thumbprint = jwk_thumbprint(self.public_jwk)
         header = {"typ": "dpop+jwt", "alg": ALGORITHM, "jwk": self.public_jwk}
         self._header = _b64url(_json(header)) + "."
 
