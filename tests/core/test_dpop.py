@@ -51,7 +51,7 @@ def test_a_proof_verifies_with_its_embedded_public_jwk(key: DPoPKey) -> None:
 
 def test_a_proof_from_another_key_does_not_verify_with_this_key(key: DPoPKey) -> None:
     other = DPoPKey.generate()
-    header, payload, signature = other.proof("GET", "https://rs.example.com/").split(".")
+    _, payload, signature = other.proof("GET", "https://rs.example.com/").split(".")
     own_header = key.proof("GET", "https://rs.example.com/").split(".")[0]
     with pytest.raises(jwt.InvalidSignatureError):
         _verify(f"{own_header}.{payload}.{signature}")
