@@ -19,6 +19,7 @@ import hmac
 import html
 import http.server
 import secrets
+import socketserver
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -185,6 +186,12 @@ class _Server(http.server.ThreadingHTTPServer):
     def __init__(self, receiver: LoopbackReceiver) -> None:
         self.receiver = receiver
         super().__init__((LOOPBACK_HOST, 0), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some machines and
+        # pointless here: the name is known.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = LOOPBACK_HOST, self.server_address[1]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
