@@ -50,10 +50,15 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
-def _get(receiver: LoopbackReceiver, target: str) -> tuple[int, dict[str, str], str]:
+def _get(
+    receiver: LoopbackReceiver,
+    target: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], str]:
     conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=5)
     try:
-        conn.request("GET", target)
+        conn.request(method, target, headers=headers or {})
         response = conn.getresponse()
         return response.status, dict(response.getheaders()), response.read().decode()
     finally:
@@ -317,30 +322,26 @@ def test_cancel_ends_the_wait(receiver: LoopbackReceiver, pool: ThreadPoolExecut
         waiting.result(5)
 
 
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        ("GET", "/favicon.ico", None),
+        ("GET", f"/other?code=c&state={STATE}", None),
+        ("POST", f"{REDIRECT_PATH}?code=c&state={STATE}", None),
+        ("HEAD", f"{REDIRECT_PATH}?code=c&state={STATE}", None),
+        # A page on another site rebound to 127.0.0.1 (DNS rebinding) sends its own Host.
+        ("GET", f"{REDIRECT_PATH}?code=c&state={STATE}", {"Host": "evil.test"}),
+    ],
+)
 def test_stray_requests_get_404_and_the_wait_goes_on(
-    receiver: LoopbackReceiver, pool: ThreadPoolExecutor
+    receiver: LoopbackReceiver,
+    pool: ThreadPoolExecutor,
+    method: str,
+    target: str,
+    headers: dict[str, str] | None,
 ) -> None:
     waiting = _waiting(pool, receiver)
-    assert _get(receiver, "/favicon.ico")[0] == 404
-    assert _get(receiver, f"/other?code=c&state={STATE}")[0] == 404
-    conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=5)
-    conn.request("POST", f"{REDIRECT_PATH}?code=c&state={STATE}", body=b"")
-    assert conn.getresponse().status == 404
-    conn.close()
-    assert not waiting.done()
-    _redirect(receiver, code="real", state=STATE)
-    assert waiting.result(5).code == "real"
-
-
-def test_a_foreign_host_header_gets_404(
-    receiver: LoopbackReceiver, pool: ThreadPoolExecutor
-) -> None:
-    # A page on another site rebound to 127.0.0.1 (DNS rebinding) sends its own Host.
-    waiting = _waiting(pool, receiver)
-    conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=5)
-    conn.request("GET", f"{REDIRECT_PATH}?code=c&state={STATE}", headers={"Host": "evil.test"})
-    assert conn.getresponse().status == 404
-    conn.close()
+    assert _get(receiver, target, method, headers)[0] == 404
     assert not waiting.done()
     _redirect(receiver, code="real", state=STATE)
     assert waiting.result(5).code == "real"
