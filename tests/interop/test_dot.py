@@ -47,7 +47,9 @@ def _refresh(server: DotServer, refresh_token: str) -> requests.Response:
     )
 
 
-def test_discovery_has_no_revocation_endpoint_but_rfc8414_metadata_does(dot_server: DotServer) -> None:
+def test_discovery_has_no_revocation_endpoint_but_rfc8414_metadata_does(
+    dot_server: DotServer,
+) -> None:
     oidc = _get_json(dot_server.discovery_url)
     oauth = _get_json(dot_server.metadata_url)
     assert oidc["issuer"] == oauth["issuer"] == dot_server.issuer

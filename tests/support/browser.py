@@ -49,7 +49,9 @@ import requests
 MAX_STEPS = 25
 TIMEOUT = 15.0
 EXIT_CODES = {"done": 0, "refused": 2, "blocked": 3, "stuck": 4}
-_APPROVE = re.compile(r"allow|approve|authori[sz]e|consent|accept|continue|confirm|yes|sign|log", re.I)
+_APPROVE = re.compile(
+    r"allow|approve|authori[sz]e|consent|accept|continue|confirm|yes|sign|log", re.I
+)
 _REFUSE = re.compile(r"deny|cancel|abort|reject|decline|\bno\b", re.I)
 _USER_FIELDS = ("username", "login", "email", "user")
 _SECRET_QUERY_KEYS = {"code", "user_code", "password", "access_token", "id_token", "code_verifier"}
@@ -106,7 +108,9 @@ class _FormParser(HTMLParser):
         elif tag == "input":
             kind = a.get("type", "text").lower()
             label = a.get("value", "")
-            self._add(Field(a.get("name", ""), a.get("value", ""), kind, label, "checked" in a, owner))
+            self._add(
+                Field(a.get("name", ""), a.get("value", ""), kind, label, "checked" in a, owner)
+            )
         elif tag == "button":
             kind = a.get("type", "submit").lower()
             self._button = Field(a.get("name", ""), a.get("value", ""), kind, "", False, owner)
@@ -202,14 +206,16 @@ def _choose_button(form: Form, decision: str) -> Field | None:
     refusing = [b for b in form.submits if _REFUSE.search(text(b))]
     approving = [b for b in form.submits if b not in refusing and _APPROVE.search(text(b))]
     others = [b for b in form.submits if b not in refusing and b not in approving]
-    if decision == "deny" and not form.has_password:
-        return refusing[0] if refusing else None
-    if decision == "deny" and refusing:  # a sign-in page that can refuse right away
+    # Refuse where the page offers it; a page without a refusing button (a code entry, a
+    # sign-in page) is passed through, so the person refuses at the next step.
+    if decision == "deny" and refusing:
         return refusing[0]
     return (approving or others or [None])[0]
 
 
-def _fill(form: Form, person: Person, button: Field | None, user_code: str | None) -> list[tuple[str, str]]:
+def _fill(
+    form: Form, person: Person, button: Field | None, user_code: str | None
+) -> list[tuple[str, str]]:
     data: list[tuple[str, str]] = []
     for f in form.fields:
         if not f.name or f.kind in ("submit", "button", "image", "reset", "file"):
@@ -250,8 +256,9 @@ def play(
     session = requests.Session()
     session.trust_env = False  # loopback only: no proxy, no netrc
     method, data, referer = "GET", None, None
-    signed_in = False
-    log(f"start {'device' if device else 'auth'} mode as {person.username!r}, decision {person.decision}")
+    signed_in = refused = False
+    mode = "device" if device else "auth"
+    log(f"start {mode} mode as {person.username!r}, decision {person.decision}")
     for _ in range(MAX_STEPS):
         if not is_loopback(url):
             log(f"blocked: not loopback: {redact(url)}")
@@ -262,7 +269,9 @@ def play(
             headers.update(Origin=f"{parts.scheme}://{parts.netloc}", Referer=referer)
         fields = ", ".join(k for k, _ in data or [])
         log(f"{method} {redact(url)}" + (f" fields: {fields}" if method == "POST" else ""))
-        reached_redirect = redirect_uri is not None and url.split("?")[0] == redirect_uri.split("?")[0]
+        reached_redirect = (
+            redirect_uri is not None and url.split("?", maxsplit=1)[0] == redirect_uri.split("?")[0]
+        )
         response = session.request(
             method, url, data=data, headers=headers, allow_redirects=False, timeout=TIMEOUT
         )
@@ -276,22 +285,35 @@ def play(
             continue
         html = response.text if "html" in response.headers.get("Content-Type", "") else ""
         forms, title = parse_forms(html)
+        if refused:  # a person who pressed "deny" reads the page that follows and stops
+            log(f"done: refused; then {response.status_code} {title!r}")
+            return Outcome(
+                "done", f"refused; {title}: {_page_text(html)}", None, response.status_code
+            )
         forms = [f for f in forms if f.submits or f.has_password or f.fields]
         if not forms:
             text = _page_text(html) or response.text[:300]
             status = "done" if device and response.status_code < 400 else "stuck"
             log(f"{status}: page without a form ({response.status_code}): {title!r} {text!r}")
-            return Outcome(status, f"{response.status_code} {title}: {text}", None, response.status_code)
+            return Outcome(
+                status, f"{response.status_code} {title}: {text}", None, response.status_code
+            )
         form = next((f for f in forms if f.has_password), forms[0])
         if form.has_password:
             if signed_in:
                 log("refused: the sign-in form came back")
-                return Outcome("refused", f"sign-in refused: {_page_text(html)}", None, response.status_code)
+                return Outcome(
+                    "refused", f"sign-in refused: {_page_text(html)}", None, response.status_code
+                )
             signed_in = True
         button = _choose_button(form, person.decision)
         if button is None and form.submits:
             log(f"stuck: no button for {person.decision!r} on {title!r}")
             return Outcome("stuck", f"no {person.decision} button on {title!r}")
+        refused = (
+            button is not None
+            and _REFUSE.search(f"{button.name} {button.value} {button.label}") is not None
+        )
         log(f"  form {title!r}: pressing {button.label or button.value if button else '(enter)'!r}")
         referer = url
         url = urllib.parse.urljoin(url, form.action or url)
