@@ -282,3 +282,50 @@ def test_dpop_binds_tokens_and_demands_nonces_when_configured(
     assert without_proof.status_code == 400
     owner = _post_with_dpop(token_endpoint, form, prove)
     assert owner.status_code == 200, owner.text
+
+
+def test_wrong_password_is_refused_by_the_sign_in_page(node_oidc_server: NodeOidcServer) -> None:
+    _, challenge = pkce_pair()
+    with CallbackListener() as listener:
+        query = urllib.parse.urlencode(
+            {
+                "response_type": "code",
+                "client_id": node_oidc_server.client_id,
+                "redirect_uri": listener.redirect_uri,
+                "scope": "openid",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        outcome = play(f"{node_oidc_server.url}/auth?{query}", Person("alice", "wrong"))
+    assert outcome.status == "refused"
+    assert listener.query is None
+
+
+def test_authorization_endpoint_refusals(node_oidc_server: NodeOidcServer) -> None:
+    def authorize(redirect_uri: str, **extra: str) -> requests.Response:
+        query = {
+            "response_type": "code",
+            "client_id": node_oidc_server.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": "openid",
+            **extra,
+        }
+        return requests.get(
+            f"{node_oidc_server.url}/auth?{urllib.parse.urlencode(query)}",
+            allow_redirects=False,
+            timeout=10,
+        )
+
+    pkce = {"code_challenge": pkce_pair()[1], "code_challenge_method": "S256"}
+    # Unregistered hosts get an error page, never a redirect; `localhost` is not 127.0.0.1.
+    assert authorize("http://evil.example/callback", **pkce).status_code == 400
+    assert authorize("http://localhost:5000/callback", **pkce).status_code == 400
+    assert authorize("http://127.0.0.1:5000/elsewhere", **pkce).status_code == 400
+    no_pkce = authorize("http://127.0.0.1:5000/callback")
+    assert no_pkce.status_code == 303
+    assert "error=invalid_request" in no_pkce.headers["Location"]
+    plain = authorize(
+        "http://127.0.0.1:5000/callback", code_challenge="a" * 43, code_challenge_method="plain"
+    )
+    assert "error=invalid_request" in plain.headers["Location"]

@@ -9,6 +9,7 @@ the test with the reason, and fails it in CI (``JWT_DESKTOP_REQUIRE_ALL=1``).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -80,12 +81,26 @@ class DotServer:
         return f"{self.url}/.well-known/oauth-authorization-server/o"
 
 
+def _dot_template() -> Path:
+    """Where the migrated, seeded database is kept between runs: named by the versions and
+    the project's own files, so a change to any of them builds a new one."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"{version('django')} {version('django-oauth-toolkit')}".encode())
+    for name in ("serve.py", "settings.py"):
+        digest.update((HERE / "dot" / name).read_bytes())
+    folder = cache_dir() / "dot"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"template-{digest.hexdigest()[:16]}.sqlite3"
+
+
 def start_dot(directory: Path, *, access_ttl: int = 300) -> DotServer:
     if importlib.util.find_spec("oauth2_provider") is None:
         require_or_skip("django-oauth-toolkit is not installed (pip install -e '.[test]')")
     directory.mkdir(parents=True, exist_ok=True)
     db = directory / f"dot-{len(list(directory.glob('dot-*.sqlite3')))}.sqlite3"
     args = [sys.executable, "-m", "tests.support.thirdparty.dot.serve", "--db", str(db)]
+    args += ["--template", str(_dot_template())]
     process = ServerProcess(
         "django-oauth-toolkit",
         [*args, "--access-ttl", str(access_ttl)],
@@ -125,9 +140,10 @@ class NodeOidcServer:
         return f"{self.url}/.well-known/openid-configuration"
 
 
-def npm_cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Outside the repository: ``$JWT_DESKTOP_TEST_CACHE`` or ``~/.cache/jwt-desktop-tests``."""
     base = os.environ.get("JWT_DESKTOP_TEST_CACHE") or Path.home() / ".cache" / "jwt-desktop-tests"
-    return Path(base) / "npm"
+    return Path(base)
 
 
 def ensure_oidc_provider() -> Path:
@@ -136,7 +152,7 @@ def ensure_oidc_provider() -> Path:
     if node is None or npm is None:
         require_or_skip("node-oidc-provider needs node and npm on PATH")
         raise AssertionError("unreachable")
-    cache = npm_cache_dir()
+    cache = cache_dir() / "npm"
     cache.mkdir(parents=True, exist_ok=True)
     installed = cache / "node_modules" / "oidc-provider" / "package.json"
     with FileLock(str(cache / ".install.lock")):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import sys
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -48,6 +50,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True, help="SQLite file (created)")
     parser.add_argument("--access-ttl", type=int, default=300, help="seconds")
+    parser.add_argument(
+        "--template",
+        help="a migrated and seeded database to copy (made when missing): migrations cost seconds",
+    )
     args = parser.parse_args()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -68,9 +74,20 @@ def main() -> None:
     import django
     from django.core.management import call_command
 
+    template = Path(args.template) if args.template else None
+    if template is not None and template.exists():
+        shutil.copyfile(template, args.db)
     django.setup()
-    call_command("migrate", verbosity=0)
-    _seed()
+    if template is None or not template.exists():
+        call_command("migrate", verbosity=0)
+        _seed()
+        if template is not None:
+            from django.db import connection
+
+            connection.close()
+            partial = template.with_name(f"{template.name}.{os.getpid()}")
+            shutil.copyfile(args.db, partial)
+            partial.replace(template)  # atomic: a concurrent start copies a whole file
 
     import uvicorn
     from django.core.asgi import get_asgi_application
