@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
+
+import pytest
 
 from tests.support.browser import Person, install, parse_forms, play
 from tests.support.loopback import CallbackListener, pkce_pair
@@ -86,3 +91,67 @@ def test_buttons_outside_their_form_belong_to_it() -> None:
         ("abort", "yes", "submit"),
     ]
     assert [b.label for b in forms[0].submits] == ["Continue", "Abort"]
+
+
+class _SignInPage(BaseHTTPRequestHandler):
+    """The shape of the bundled server's page: username, password, a hidden csrf_token and
+    allow/deny buttons on one form; the answer redirects to the client's loopback URI."""
+
+    posted: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        body = (
+            b'<!DOCTYPE html><title>Sign in</title><form method="post" action="/authorize">'
+            b'<input type="hidden" name="csrf_token" value="tok">'
+            b'<input name="username"><input type="password" name="password">'
+            b'<button type="submit" name="decision" value="allow">Sign in and allow</button>'
+            b'<button type="submit" name="decision" value="deny">Deny</button></form>'
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+        form["origin"] = self.headers.get("Origin", "")
+        self.posted.append(form)
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.headers["Referer"]).query))
+        result = "code=c" if form["decision"] == "allow" else "error=access_denied"
+        self.send_response(302)
+        self.send_header("Location", f"{query['redirect_uri']}?{result}&state=s")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("decision", ["allow", "deny"])
+def test_a_combined_sign_in_and_consent_page(decision: str) -> None:
+    _SignInPage.posted.clear()
+    server = HTTPServer(("127.0.0.1", 0), _SignInPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    origin = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with CallbackListener() as listener:
+            query = urllib.parse.urlencode({"redirect_uri": listener.redirect_uri, "state": "s"})
+            outcome = play(f"{origin}/authorize?{query}", Person("bob", "builder", decision))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert outcome.status == "done"
+    assert _SignInPage.posted == [
+        {
+            "csrf_token": "tok",
+            "username": "bob",
+            "password": "builder",
+            "decision": decision,
+            "origin": origin,
+        }
+    ]
+    assert listener.query is not None
+    assert ("code" in listener.query) == (decision == "allow")
