@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from tests.support.browser import Person, install, parse_forms, play
+from tests.support.browser import Person, RobotBrowser, install, parse_forms, play
 from tests.support.loopback import CallbackListener, pkce_pair
 from tests.support.thirdparty import DotServer
 
@@ -155,3 +155,27 @@ def test_a_combined_sign_in_and_consent_page(decision: str) -> None:
     ]
     assert listener.query is not None
     assert ("code" in listener.query) == (decision == "allow")
+
+
+def test_the_fixture_makes_webbrowser_in_this_process_use_the_robot(
+    dot_server: DotServer, browser_robot: RobotBrowser
+) -> None:
+    import webbrowser
+
+    browser_robot.configure("bob", "builder", "deny")
+    _, challenge = pkce_pair()
+    with CallbackListener() as listener:
+        query = urllib.parse.urlencode(
+            {
+                "response_type": "code",
+                "client_id": dot_server.client_id,
+                "redirect_uri": listener.redirect_uri,
+                "scope": "openid",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        assert webbrowser.open(f"{dot_server.issuer}/authorize/?{query}")
+        assert listener.received.wait(30), browser_robot.log()
+    assert listener.query is not None
+    assert listener.query["error"] == "access_denied"

@@ -25,6 +25,9 @@ Environment (the script's interface):
                                         password nor a code)
   JWT_TEST_BROWSER_DETACH               1 (default): return at once, play in the background
 
+In tests, the ``browser_robot`` fixture (:class:`RobotBrowser`) does all of that for the test's
+process and its children, and resets ``webbrowser``'s once-per-process choice of browser.
+
 Exit status / :class:`Outcome.status`: ``done`` (0), ``refused`` (2: the sign-in form came
 back), ``blocked`` (3: a redirect to a non-loopback host), ``stuck`` (4: nothing to press, a
 server error, or too many steps).
@@ -39,11 +42,13 @@ import stat
 import sys
 import time
 import urllib.parse
+import webbrowser
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 import requests
 
 MAX_STEPS = 25
@@ -210,7 +215,8 @@ def _choose_button(form: Form, decision: str) -> Field | None:
     # sign-in page) is passed through, so the person refuses at the next step.
     if decision == "deny" and refusing:
         return refusing[0]
-    return (approving or others or [None])[0]
+    candidates = approving or others
+    return candidates[0] if candidates else None
 
 
 def _fill(
@@ -255,7 +261,8 @@ def play(
     redirect_uri = None if device else query.get("redirect_uri")
     session = requests.Session()
     session.trust_env = False  # loopback only: no proxy, no netrc
-    method, data, referer = "GET", None, None
+    method, referer = "GET", None
+    data: list[tuple[str, str]] | None = None
     signed_in = refused = False
     mode = "device" if device else "auth"
     log(f"start {mode} mode as {person.username!r}, decision {person.decision}")
@@ -359,6 +366,49 @@ def install(
         "JWT_TEST_BROWSER_LOG": str(directory / "browser.log"),
         "JWT_TEST_BROWSER_DETACH": "1" if detach else "0",
     }
+
+
+@dataclass
+class RobotBrowser:
+    """What the ``browser_robot`` fixture gives: ``$BROWSER`` is set for this test (and for
+    subprocesses that inherit the environment); ``configure`` changes the person."""
+
+    directory: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "browser.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""
+
+    def configure(
+        self,
+        username: str = "alice",
+        password: str = "wonderland",
+        decision: str = "allow",
+        *,
+        detach: bool = True,
+    ) -> None:
+        env = install(
+            self.directory, username=username, password=password, decision=decision, detach=detach
+        )
+        for name, value in env.items():
+            self.monkeypatch.setenv(name, value)
+        # webbrowser reads $BROWSER once per process, at its first use; forget that choice.
+        self.monkeypatch.setattr(webbrowser, "_tryorder", None)
+        self.monkeypatch.setattr(webbrowser, "_browsers", {})
+
+
+@pytest.fixture
+def browser_robot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RobotBrowser:
+    """``$BROWSER`` is the robot, playing alice/wonderland who allows; see :class:`RobotBrowser`."""
+    directory = tmp_path / "browser-robot"
+    directory.mkdir()
+    robot = RobotBrowser(directory, monkeypatch)
+    robot.configure()
+    return robot
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@ loads it with ``-p tests.support.thirdparty``).
 
 ``dot_server`` (session) / ``start_dot_server`` (factory): django-oauth-toolkit, see
 :class:`DotServer`. ``node_oidc_server`` (session) / ``start_node_oidc_server`` (factory):
-node-oidc-provider, see :class:`NodeOidcServer`. A missing part (Django/DOT, node, npm) skips
+node-oidc-provider, see :class:`NodeOidcServer`. ``browser_robot``: ``$BROWSER`` plays the
+person (tests/support/browser.py). A missing part (Django/DOT, node, npm) skips
 the test with the reason, and fails it in CI (``JWT_DESKTOP_REQUIRE_ALL=1``).
 """
 
@@ -24,8 +25,19 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from tests.support.browser import browser_robot
 from tests.support.requirements import require_or_skip
 from tests.support.thirdparty.process import ServerProcess
+
+__all__ = [
+    "DotServer",
+    "NodeOidcServer",
+    "browser_robot",
+    "dot_server",
+    "node_oidc_server",
+    "start_dot_server",
+    "start_node_oidc_server",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
