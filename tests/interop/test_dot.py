@@ -58,7 +58,20 @@ def test_discovery_has_no_revocation_endpoint_but_rfc8414_metadata_does(
     assert oidc["token_endpoint"] == oauth["token_endpoint"] == f"{dot_server.issuer}/token/"
     assert oauth["code_challenge_methods_supported"] == ["S256"]
     assert oidc["authorization_response_iss_parameter_supported"] is True
+    # What a client must merge from the two documents (quirks of DOT 3.x):
+    # grant types, revocation and introspection only in RFC 8414's; userinfo only in OIDC's;
+    # `none` (public clients) only where OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED says so.
+    assert "grant_types_supported" not in oidc
+    assert {"authorization_code", "password", "refresh_token"} <= set(
+        oauth["grant_types_supported"]
+    )
+    assert "userinfo_endpoint" not in oauth
     assert "none" in oidc["token_endpoint_auth_methods_supported"]
+    assert "none" not in oauth["token_endpoint_auth_methods_supported"]
+    # DOT knows no offline_access (it always issues refresh tokens) and advertises no device
+    # endpoint, though it lists the device grant.
+    assert "offline_access" not in oauth["scopes_supported"]
+    assert "device_authorization_endpoint" not in oauth
     # The root document (no issuer path) names another issuer: RFC 8414 §3.3 says to refuse it.
     root = _get_json(f"{dot_server.url}/.well-known/oauth-authorization-server")
     assert root["issuer"] != dot_server.issuer or root == oauth
@@ -95,6 +108,15 @@ def test_password_grant_refuses_a_wrong_password_and_the_code_client(dot_server:
     )
     assert wrong.status_code == 400
     assert wrong.json()["error"] == "invalid_grant"
+    offline = _token(
+        dot_server,
+        grant_type="password",
+        client_id=dot_server.password_client_id,
+        username="alice",
+        password="wonderland",
+        scope="openid offline_access",
+    )
+    assert offline.json()["error"] == "invalid_scope"
     other_client = _token(
         dot_server,
         grant_type="password",
@@ -102,7 +124,7 @@ def test_password_grant_refuses_a_wrong_password_and_the_code_client(dot_server:
         username="alice",
         password="wonderland",
     )
-    assert other_client.status_code in (400, 401)
+    assert other_client.status_code == 400
     assert other_client.json()["error"] == "unauthorized_client"
 
 
