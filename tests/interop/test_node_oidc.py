@@ -32,7 +32,11 @@ def _metadata(server: NodeOidcServer) -> dict[str, Any]:
 
 
 def _sign_in(
-    server: NodeOidcServer, scope: str, *, prove: Callable[..., str] | None = None
+    server: NodeOidcServer,
+    scope: str,
+    *,
+    prove: Callable[..., str] | None = None,
+    prompt: str | None = "consent",
 ) -> dict[str, Any]:
     """The browser flow played by the robot; returns the token response (the code redeemed
     with a DPoP proof when ``prove`` is given)."""
@@ -47,8 +51,9 @@ def _sign_in(
             "state": state,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
-            "prompt": "consent",
         }
+        if prompt is not None:
+            params["prompt"] = prompt
         url = f"{_metadata(server)['authorization_endpoint']}?{urllib.parse.urlencode(params)}"
         outcome = play(url, Person("alice", "wonderland"))
         assert outcome.status == "done", outcome
@@ -125,6 +130,12 @@ def test_without_offline_access_there_is_no_refresh_token(node_oidc_server: Node
     tokens = _sign_in(node_oidc_server, "openid profile")
     assert "refresh_token" not in tokens
     assert "id_token" in tokens
+
+
+def test_offline_access_without_prompt_consent_is_dropped(node_oidc_server: NodeOidcServer) -> None:
+    tokens = _sign_in(node_oidc_server, "openid offline_access", prompt=None)
+    assert "refresh_token" not in tokens
+    assert "offline_access" not in tokens["scope"].split()
 
 
 def test_userinfo_and_revocation(node_oidc_server: NodeOidcServer) -> None:
