@@ -154,13 +154,15 @@ def refuse_client_credentials(request: Request) -> None:
         )
 
 
-# Pages: no framing (clickjacking of Allow), no scripts, nothing cached, no referrer (the
-# authorization URL carries state and challenge).
+# Pages: no framing (clickjacking of Allow), no scripts, nothing cached, and no referrer to
+# another origin (the authorization URL carries state and challenge). "same-origin", not
+# "no-referrer": under no-referrer a browser sends the form's POST with `Origin: null`, which
+# an Origin check must refuse.
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     **NO_STORE,
 }
 CSRF_COOKIE = "jwt_mock_csrf"
