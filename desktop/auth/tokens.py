@@ -1,8 +1,10 @@
-"""The token set: access token (memory only), refresh token, expiry on a monotonic clock.
+"""The token set: access token, refresh token, ID token, expiry on a monotonic clock.
 
 The access token is opaque to the client (OAuth 2.0 §1.4): the client never decodes or verifies
 it, it only trusts ``expires_in``, measured against a monotonic clock so that a wrong or changing
-wall clock cannot make a token look fresh or stale.
+wall clock cannot make a token look fresh or stale within a process. Across processes (the
+stored session) a monotonic reading means nothing, so the store keeps the expiry as wall-clock
+epoch seconds: :meth:`TokenSet.wall_expiry` and :meth:`TokenSet.from_stored` convert.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class TokenSet:
     issued_at: float
     expires_at: float | None
     scope: str | None = None
+    id_token: str | None = None  # as received: validated by the session before any use
 
     @property
     def lifetime(self) -> float | None:
@@ -81,6 +84,9 @@ class TokenSet:
         else:
             raise ServerError("The server's token response has an invalid lifetime.")
         scope = data.get("scope")
+        id_token = data.get("id_token")
+        if id_token is not None and (not isinstance(id_token, str) or not id_token):
+            raise ServerError("The server's token response has a malformed ID token.")
         return cls(
             access_token=access,
             refresh_token=refresh,
@@ -88,12 +94,46 @@ class TokenSet:
             issued_at=now,
             expires_at=expires_at,
             scope=scope if isinstance(scope, str) else None,
+            id_token=id_token,
+        )
+
+    def to_wall(self, *, now: float, wall_now: float) -> tuple[float, float | None]:
+        """(issued_at, expires_at) as wall-clock epoch seconds, given the monotonic ``now``
+        and the wall clock's ``wall_now`` read at the same moment."""
+        issued = wall_now - (now - self.issued_at)
+        return issued, None if self.expires_at is None else wall_now + (self.expires_at - now)
+
+    @classmethod
+    def from_stored(
+        cls,
+        *,
+        access_token: str,
+        refresh_token: str | None,
+        token_type: str,
+        scope: str | None,
+        issued_at: float | None,
+        expires_at: float | None,
+        now: float,
+        wall_now: float,
+    ) -> TokenSet:
+        """Tokens another process stored, ``issued_at``/``expires_at`` in wall-clock epoch
+        seconds (``issued_at`` unknown: taken as now, so the lifetime is what is left)."""
+        issued = now if issued_at is None else now - max(0.0, wall_now - issued_at)
+        expires = None if expires_at is None else now + (expires_at - wall_now)
+        return cls(
+            access_token=access_token,
+            refresh_token=refresh_token,
+            token_type=token_type,
+            issued_at=issued,
+            expires_at=expires,
+            scope=scope,
         )
 
     def __repr__(self) -> str:
         refresh = "<redacted>" if self.refresh_token else None
+        id_token = "<redacted>" if self.id_token else None
         return (
-            f"TokenSet(access_token=<redacted>, refresh_token={refresh}, "
+            f"TokenSet(access_token=<redacted>, refresh_token={refresh}, id_token={id_token}, "
             f"token_type={self.token_type!r}, lifetime={self.lifetime!r}, scope={self.scope!r})"
         )
 

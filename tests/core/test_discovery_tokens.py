@@ -1,17 +1,13 @@
-"""Discovery parsing, the transport policy and the token set (no network)."""
+"""Metadata parsing, the transport policy and the token set (no network)."""
 
 from __future__ import annotations
 
 import pytest
 
-from desktop.auth.discovery import (
-    check_transport,
-    is_loopback_host,
-    normalize_server_url,
-    parse_discovery,
-)
 from desktop.auth.errors import ConfigurationError, ServerError
+from desktop.auth.oauth import parse_metadata
 from desktop.auth.tokens import TokenSet
+from desktop.auth.transport import check_transport, is_loopback_host, normalize_server_url
 
 ISSUER = "https://id.example.com"
 
@@ -79,7 +75,7 @@ def test_normalize_drops_trailing_slash_and_refuses_query() -> None:
 
 
 def test_parse_discovery_reads_endpoints() -> None:
-    endpoints = parse_discovery(_doc(), server_url=ISSUER)
+    endpoints = parse_metadata(_doc(), issuer=ISSUER)
     assert endpoints.token_endpoint == f"{ISSUER}/token"
     assert endpoints.userinfo_endpoint == f"{ISSUER}/userinfo"
     assert endpoints.revocation_endpoint == f"{ISSUER}/revoke"
@@ -87,13 +83,13 @@ def test_parse_discovery_reads_endpoints() -> None:
 
 
 def test_parse_discovery_ignores_trailing_slash_of_issuer() -> None:
-    assert parse_discovery(_doc(issuer=ISSUER + "/"), server_url=ISSUER).issuer == ISSUER + "/"
+    assert parse_metadata(_doc(issuer=ISSUER + "/"), issuer=ISSUER).issuer == ISSUER + "/"
 
 
 def test_parse_discovery_optional_endpoints_may_be_absent() -> None:
     doc = _doc()
     del doc["revocation_endpoint"], doc["userinfo_endpoint"], doc["scopes_supported"]
-    endpoints = parse_discovery(doc, server_url=ISSUER)
+    endpoints = parse_metadata(doc, issuer=ISSUER)
     assert endpoints.revocation_endpoint is None
     assert endpoints.userinfo_endpoint is None
     assert endpoints.scopes_supported is None
@@ -113,7 +109,7 @@ def test_parse_discovery_optional_endpoints_may_be_absent() -> None:
 )
 def test_parse_discovery_rejects_bad_documents(doc: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        parse_discovery(doc, server_url=ISSUER)
+        parse_metadata(doc, issuer=ISSUER)
 
 
 def _response(**overrides: object) -> dict[str, object]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +18,12 @@ import requests
 from keyring.backends import fail
 
 from desktop.auth.errors import AccessDenied, KeyringUnavailable, NotSignedIn, SessionEnded
+from desktop.auth.grants import PasswordGrant
+from desktop.auth.messages import Revocation
 from desktop.auth.session import AuthClient
 from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, TokenStore
 from tests.core.fakes import FakeClock, counting_session
-from tests.support.keyring import MemoryKeyring, SecretServiceKeyring
+from tests.support.keyring import MemoryKeyring, SecretServiceKeyring, refresh_token_of
 from tests.support.server import RunningServer
 
 ALICE, ALICE_PW = "alice", "wonderland"
@@ -94,8 +97,10 @@ KEY = "jwt-desktop:{url}"
 
 def test_sign_in_profile_and_status(server: RunningServer, make_client: Any) -> None:
     client = make_client(server)
-    profile = client.auth.sign_in(ALICE, ALICE_PW, remember=False)
-    assert profile["preferred_username"] == ALICE
+    result = client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=False)
+    assert result.profile_error is None and result.status == client.auth.status()
+    profile = result.profile
+    assert profile is not None and profile["preferred_username"] == ALICE
     assert "admin" in profile["groups"]
     status = client.auth.status()
     assert status.signed_in and status.username == ALICE
@@ -116,7 +121,7 @@ def test_wrong_password_is_invalid_credentials(server: RunningServer, make_clien
 
     client = make_client(server)
     with pytest.raises(InvalidCredentials, match="username or password is incorrect"):
-        client.auth.sign_in(ALICE, "not-the-password", remember=False)
+        client.auth.sign_in(PasswordGrant(ALICE, "not-the-password"), remember=False)
     assert not client.auth.status().signed_in
 
 
@@ -124,7 +129,7 @@ def test_proactive_refresh_before_expiry(server: RunningServer, make_client: Any
     client = make_client(server)
     refreshed: list[None] = []
     client.auth.on_refreshed.append(lambda: refreshed.append(None))
-    client.auth.sign_in(ALICE, ALICE_PW, remember=False)
+    client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=False)
     client.clock.advance(29)  # 31 s left: outside the 30 s leeway
     client.auth.profile()
     assert client.adapter.grants("refresh_token") == 0
@@ -144,7 +149,7 @@ def test_401_invalid_token_refreshes_once_and_resends(
     server: RunningServer, make_client: Any
 ) -> None:
     client = make_client(server)
-    client.auth.sign_in(ALICE, ALICE_PW, remember=False)
+    client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=False)
     # Only the server's clock moves: the client believes its token is fresh, the server does not.
     server.advance_clock(120)
     profile = client.auth.profile()
@@ -189,12 +194,12 @@ def test_rotation_is_stored_before_the_new_access_token_is_used(
     client = make_client(server)
     store = RecordingStore(KeyringStore(timeout=5), client.adapter.log)
     client.auth._store = store  # the same client, its store wrapped to record the order
-    client.auth.sign_in(ALICE, ALICE_PW, remember=True)
+    client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     key = (KEY.format(url=server.url), ALICE)
-    first = memory_keyring.secrets[key]
+    first = refresh_token_of(memory_keyring.secrets[key])
     client.clock.advance(45)
     client.auth.profile()
-    second = memory_keyring.secrets[key]
+    second = refresh_token_of(memory_keyring.secrets[key])
     assert second != first
     log = client.adapter.log
     refresh_at = next(i for i, e in enumerate(log) if e[2:3] == ("refresh_token",))
@@ -210,17 +215,24 @@ def test_restore_from_the_stored_token_without_a_password(
     server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
 ) -> None:
     first = make_client(server, KeyringStore(timeout=5))
-    first.auth.sign_in(ALICE, ALICE_PW, remember=True)
+    first.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     assert first.auth.status().remembered is True
-    # A new client, as after a restart: same keyring, no password.
+    # A new client, as after a restart: same keyring, no password, and within the access
+    # token's life no refresh either (the stored access token is reused).
     second = make_client(server, KeyringStore(timeout=5))
     profile = second.auth.restore(ALICE)
     assert profile is not None and profile["preferred_username"] == ALICE
     assert second.adapter.grants("password") == 0
-    assert second.adapter.grants("refresh_token") == 1
+    assert second.adapter.grants("refresh_token") == 0
     status = second.auth.status()
-    assert status.signed_in and status.remembered and status.refresh_count == 1
+    assert status.signed_in and status.remembered and status.refresh_count == 0
+    assert status.access_lifetime == pytest.approx(60, abs=2)
     assert status.storage == StorageStatus(persistent=True, backend=MemoryKeyring.name)
+    # Started 45 s later (the wall clock decides across processes): stale, so one refresh.
+    later = make_client(server, KeyringStore(timeout=5), wall_clock=lambda: time.time() + 45)
+    assert later.auth.restore(ALICE) is not None
+    assert later.adapter.grants("refresh_token") == 1
+    assert later.auth.status().refresh_count == 1
     # Nothing stored for bob: no session, no request.
     third = make_client(server, KeyringStore(timeout=5))
     assert third.auth.restore("bob") is None
@@ -231,11 +243,11 @@ def test_sign_out_revokes_at_the_server_and_forgets_locally(
     server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
 ) -> None:
     client = make_client(server, KeyringStore(timeout=5))
-    client.auth.sign_in(ALICE, ALICE_PW, remember=True)
+    client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     key = (KEY.format(url=server.url), ALICE)
-    refresh_token = memory_keyring.secrets[key]
+    refresh_token = refresh_token_of(memory_keyring.secrets[key])
     access_token = client.auth._state.tokens.access_token
-    assert client.auth.sign_out() is True
+    assert client.auth.sign_out() is Revocation.REVOKED
     assert key not in memory_keyring.secrets
     assert not client.auth.status().signed_in
     with pytest.raises(NotSignedIn):
@@ -253,7 +265,7 @@ def _signed_in_stored(server: RunningServer, make_client: Any) -> tuple[Client, 
     client = make_client(server, KeyringStore(timeout=5))
     ended: list[SessionEnded] = []
     client.auth.on_session_ended.append(ended.append)
-    client.auth.sign_in(ALICE, ALICE_PW, remember=True)
+    client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     return client, ended
 
 
@@ -276,7 +288,7 @@ def test_reused_refresh_token_ends_the_session(
     server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
 ) -> None:
     client, ended = _signed_in_stored(server, make_client)
-    stolen = memory_keyring.secrets[(KEY.format(url=server.url), ALICE)]
+    stolen = refresh_token_of(memory_keyring.secrets[(KEY.format(url=server.url), ALICE)])
     with _raw_refresh(server, stolen) as answer:  # a thief uses it first
         assert answer.status_code == 200
     error = _assert_ended(client, ended, memory_keyring, server)
@@ -288,7 +300,9 @@ def test_revoked_session_ends(
 ) -> None:
     client, ended = _signed_in_stored(server, make_client)
     admin = make_client(server)
-    admin.auth.sign_in(ALICE, ALICE_PW, remember=False)  # a second sign-in of alice, as admin
+    admin.auth.sign_in(
+        PasswordGrant(ALICE, ALICE_PW), remember=False
+    )  # a second sign-in of alice, as admin
     family_id = _family(server)["id"]  # the newest: the admin's own
     with admin.auth.request("GET", "/api/sessions") as answer:
         sessions = answer.json()["sessions"]
@@ -311,7 +325,7 @@ def test_expired_refresh_token_ends_the_session(
 
 def test_single_flight_20_threads_one_refresh(server: RunningServer, make_client: Any) -> None:
     client = make_client(server)
-    client.auth.sign_in(ALICE, ALICE_PW, remember=False)
+    client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=False)
     client.clock.advance(120)
     server.advance_clock(120)  # really expired at the server too
     barrier = threading.Barrier(20)
@@ -342,7 +356,7 @@ def test_single_flight_20_threads_one_refresh(server: RunningServer, make_client
 
 def test_403_is_access_denied(server: RunningServer, make_client: Any) -> None:
     bob = make_client(server)
-    bob.auth.sign_in("bob", "builder", remember=False)
+    bob.auth.sign_in(PasswordGrant("bob", "builder"), remember=False)
     with pytest.raises(AccessDenied, match="admin") as caught:
         bob.auth.request("GET", "/api/sessions")
     assert caught.value.status == 403
@@ -354,7 +368,7 @@ def test_secret_service_store_restore_and_delete(
 ) -> None:
     service = KEY.format(url=server.url)
     first = make_client(server, KeyringStore(timeout=10))
-    first.auth.sign_in(ALICE, ALICE_PW, remember=True)
+    first.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     try:
         status = first.auth.status()
         assert status.remembered
@@ -363,8 +377,12 @@ def test_secret_service_store_restore_and_delete(
         assert stored is not None
         second = make_client(server, KeyringStore(timeout=10))
         assert second.auth.restore(ALICE) is not None
+        # The stored access token was still valid: reused, nothing rotated.
+        assert secret_service_keyring.stored(service, ALICE) == stored
+        second.clock.advance(45)
+        assert second.auth.profile()["preferred_username"] == ALICE
         assert secret_service_keyring.stored(service, ALICE) not in (None, stored)
-        assert second.auth.sign_out() is True
+        assert second.auth.sign_out() is Revocation.REVOKED
         assert secret_service_keyring.stored(service, ALICE) is None
     finally:
         KeyringStore(timeout=10).delete(server.url, ALICE)
@@ -403,7 +421,7 @@ def test_unusable_keyring_keeps_the_session_in_memory(
         store = KeyringStore(timeout=2, max_secret_bytes=16)  # our tokens are longer
     try:
         client = make_client(server, store)
-        client.auth.sign_in(ALICE, ALICE_PW, remember=True)
+        client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
         status = client.auth.status()
         assert status.signed_in and not status.remembered
         assert status.storage.persistent is False
@@ -426,10 +444,12 @@ def test_remember_false_revokes_and_deletes_an_earlier_stored_session(
     server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
 ) -> None:
     earlier = make_client(server, KeyringStore(timeout=5))
-    earlier.auth.sign_in(ALICE, ALICE_PW, remember=True)
+    earlier.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     earlier_family = _family(server)
     assert memory_keyring.secrets
-    make_client(server, KeyringStore(timeout=5)).auth.sign_in(ALICE, ALICE_PW, remember=False)
+    make_client(server, KeyringStore(timeout=5)).auth.sign_in(
+        PasswordGrant(ALICE, ALICE_PW), remember=False
+    )
     assert memory_keyring.secrets == {}
     # Not left alive at the server, and its holder is told why it ended.
     with sqlite3.connect(server.db) as db:
@@ -448,7 +468,7 @@ def test_another_process_rotated_the_token_is_adopted(
     """Two clients (as two processes) share one stored session; each refreshes in turn and
     neither ever presents a spent token."""
     a = make_client(server, KeyringStore(timeout=5))
-    a.auth.sign_in(ALICE, ALICE_PW, remember=True)
+    a.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     b = make_client(server, KeyringStore(timeout=5))
     assert b.auth.restore(ALICE) is not None  # rotates: a's refresh token in memory is spent
     for client in (a, b, a, b):
@@ -460,7 +480,7 @@ def test_another_process_rotated_the_token_is_adopted(
 
 def test_repr_shows_no_secret(server: RunningServer, make_client: Any) -> None:
     client = make_client(server)
-    client.auth.sign_in(ALICE, ALICE_PW, remember=False)
+    client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=False)
     tokens = client.auth._state.tokens
     text = repr(client.auth) + repr(client.auth.status()) + repr(tokens)
     assert tokens.access_token not in text
