@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 
 import keyring
 import keyring.backend
@@ -20,6 +21,7 @@ from desktop.auth.errors import (
     ClientRejected,
     ConfigurationError,
     InvalidCredentials,
+    LockTimeout,
     NotSignedIn,
     OAuthError,
     ServerError,
@@ -511,3 +513,32 @@ def test_a_failed_write_of_the_rotated_token_removes_the_spent_one(
         assert status.storage.reason is not None and "PasswordSetError" in status.storage.reason
     finally:
         keyring.set_keyring(previous)
+
+
+def test_a_lock_held_too_long_is_its_own_error_and_sign_out_still_forgets(
+    fake_server: FakeOIDCServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import filelock
+
+    real = filelock.FileLock
+
+    def quick(path: str, timeout: float = -1) -> Any:  # the client's 45 s wait, made 0.2 s
+        return real(path, timeout=0.2)
+
+    store = MemoryStore()
+    client = _client(fake_server.url, clock, store=store, lock_dir=tmp_path)
+    try:
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=True)
+        (lock_file,) = tmp_path.glob("refresh-*.lock")
+        holder = real(str(lock_file))  # another process, busy with the session
+        holder.acquire()
+        monkeypatch.setattr(filelock, "FileLock", quick)
+        clock.advance(61)
+        with pytest.raises(LockTimeout, match="locked for too long"):
+            client.profile()
+        assert client.status().signed_in  # kept: try again later
+        assert client.sign_out() is Revocation.NOT_CONFIRMED
+        assert store.load(client.server_url, "alice") is None
+        holder.release()
+    finally:
+        client.close()

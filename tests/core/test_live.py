@@ -6,6 +6,7 @@ through its test-only endpoint, so tokens expire without sleeping.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -465,16 +466,18 @@ def test_remember_false_revokes_and_deletes_an_earlier_stored_session(
 def test_another_process_rotated_the_token_is_adopted(
     server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
 ) -> None:
-    """Two clients (as two processes) share one stored session; each refreshes in turn and
-    neither ever presents a spent token."""
+    """Two clients (as two processes) share one stored session; they take turns, and neither
+    ever presents a spent token."""
     a = make_client(server, KeyringStore(timeout=5))
     a.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     b = make_client(server, KeyringStore(timeout=5))
-    assert b.auth.restore(ALICE) is not None  # rotates: a's refresh token in memory is spent
+    assert b.auth.restore(ALICE) is not None  # reuses a's stored access token
     for client in (a, b, a, b):
         client.clock.advance(45)
         assert client.auth.profile()["preferred_username"] == ALICE
     assert _family(server)["revoked_at"] is None
+    # b found a's fresh rotation in the store each time: it adopted it, with no request.
+    assert (a.adapter.grants("refresh_token"), b.adapter.grants("refresh_token")) == (2, 0)
     assert a.auth.status().signed_in and b.auth.status().signed_in
 
 
@@ -486,3 +489,115 @@ def test_repr_shows_no_secret(server: RunningServer, make_client: Any) -> None:
     assert tokens.access_token not in text
     assert tokens.refresh_token not in text
     assert ALICE_PW not in text
+
+
+class _HookedStore:
+    """A TokenStore whose ``save`` runs ``before_save`` first (to hold a writer in place)."""
+
+    def __init__(self, inner: TokenStore, before_save: Any = None) -> None:
+        self.inner, self.before_save = inner, before_save
+        self.saved = threading.Event()
+
+    def load(self, issuer: str, username: str) -> Any:
+        return self.inner.load(issuer, username)
+
+    def save(self, issuer: str, username: str, session: Any) -> None:
+        if self.before_save is not None:
+            self.before_save()
+        self.inner.save(issuer, username, session)
+        self.saved.set()
+
+    def delete(self, issuer: str, username: str) -> None:
+        self.inner.delete(issuer, username)
+
+    def status(self) -> StorageStatus:
+        return self.inner.status()
+
+
+def test_a_refresh_racing_a_sign_in_never_loses_the_new_session(
+    server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
+) -> None:
+    """The CLI refreshes the stored session (another AuthClient, its own lock object on the
+    same lock dir, as another process) while the GUI signs in again. The CLI is held just
+    before it writes its rotation; the GUI's tokens arrive meanwhile. Were the GUI to write
+    outside the lock, its new session would land first and the CLI's write would bury it."""
+    from desktop.auth.grants import GrantContext, TokenResponse
+
+    key = (KEY.format(url=server.url), ALICE)
+    gui_has_tokens = threading.Event()
+    cli_saving = threading.Event()
+    gui_store = _HookedStore(KeyringStore(timeout=5))
+    cli_wrote_first: list[bool] = []
+
+    def hold_the_cli() -> None:
+        cli_saving.set()
+        assert gui_has_tokens.wait(30)
+        # The GUI has its tokens now; give it the chance to write (it must not: it waits for
+        # the lock this refresh holds). The wait times out when the GUI is right.
+        cli_wrote_first.append(not gui_store.saved.wait(1.0))
+
+    cli = make_client(server, KeyringStore(timeout=5))
+    cli.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
+    cli.auth._store = _HookedStore(KeyringStore(timeout=5), hold_the_cli)
+    gui = make_client(server, gui_store)
+
+    class SignalingGrant:
+        grant_type = "password"
+
+        def obtain(self, ctx: GrantContext) -> TokenResponse:
+            response = PasswordGrant(ALICE, ALICE_PW).obtain(ctx)
+            gui_has_tokens.set()
+            return response
+
+    outcomes: dict[str, Any] = {}
+
+    def refresh() -> None:
+        cli.clock.advance(45)
+        outcomes["cli"] = cli.auth.profile()
+
+    def sign_in() -> None:
+        outcomes["gui"] = gui.auth.sign_in(SignalingGrant(), remember=True)
+
+    cli_thread = threading.Thread(target=refresh)
+    cli_thread.start()
+    assert cli_saving.wait(30)  # the CLI holds the lock, about to write its rotation
+    gui_thread = threading.Thread(target=sign_in)
+    gui_thread.start()
+    for thread in (cli_thread, gui_thread):
+        thread.join(60)
+    assert outcomes["cli"]["preferred_username"] == ALICE
+    assert outcomes["gui"].status.remembered
+    assert cli_wrote_first == [True]
+    # What is stored is the GUI's new session, and it works at the server.
+    stored = refresh_token_of(memory_keyring.secrets[key])
+    assert stored == gui.auth._state.refresh_token
+    with _raw_refresh(server, stored) as answer:
+        assert answer.status_code == 200
+
+
+def test_an_old_format_entry_bare_refresh_token_still_restores(
+    server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
+) -> None:
+    """Before the JSON value, the keyring entry was the bare refresh token."""
+    with requests.post(
+        f"{server.url}/token",
+        data={
+            "grant_type": "password",
+            "username": ALICE,
+            "password": ALICE_PW,
+            "client_id": "jwt-desktop",
+        },
+        timeout=10,
+    ) as answer:
+        old_token = answer.json()["refresh_token"]
+    key = (KEY.format(url=server.url), ALICE)
+    memory_keyring.secrets[key] = old_token
+    client = make_client(server, KeyringStore(timeout=5))
+    profile = client.auth.restore(ALICE)
+    assert profile is not None and profile["preferred_username"] == ALICE
+    assert client.adapter.grants("refresh_token") == 1  # no access token in it: one refresh
+    # Written back in the new format, with the access token for the next process.
+    entry = json.loads(memory_keyring.secrets[key])
+    assert entry["refresh_token"] not in (None, old_token)
+    assert entry["access_token"] == client.auth._state.tokens.access_token
+    assert entry["expires_at"] == pytest.approx(time.time() + 60, abs=5)
