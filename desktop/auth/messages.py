@@ -30,6 +30,7 @@ _MAX_REASON_CHARS = 200
 
 NOT_REMEMBERED = "You chose not to stay signed in: the session ends when the program exits."
 NOT_SIGNED_IN = "You are not signed in."
+NO_USERINFO = "The server does not offer a userinfo endpoint."
 NO_REFRESH_TOKEN = "The server issued no refresh token, so the session cannot last."
 EMPTY_CREDENTIALS = "Enter a username and a password."
 WRONG_PASSWORD = "The username or password is incorrect."
@@ -121,6 +122,10 @@ def redirect_refused(origin: str, status: int) -> str:
 
 def server_failed(status: int) -> str:
     return f"The server failed (HTTP {status}). Try again later."
+
+
+def profile_failed(status: int) -> str:
+    return f"The server could not return the profile (HTTP {status})."
 
 
 def unexpected_answer(status: int) -> str:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -45,6 +46,7 @@ __all__ = [
     "OPTIONAL_SCOPES",
     "RFC8414_PATH",
     "ServerMetadata",
+    "account_name",
     "bearer_error",
     "discover",
     "metadata_urls",
@@ -55,6 +57,7 @@ __all__ = [
     "revoke",
     "server_failure",
     "token_request",
+    "userinfo_claims",
 ]
 
 logger = logging.getLogger(__name__)
@@ -388,6 +391,32 @@ def retry_after(value: str | None) -> int | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0, round((when - datetime.now(timezone.utc)).total_seconds()))
+
+
+def userinfo_claims(response: requests.Response, *, subject: str | None) -> dict[str, Any]:
+    """The claims of a userinfo answer (closed here). ``subject``: the validated ID token's
+    ``sub``, which the profile's must equal (OIDC Core §5.3.2: else it is someone else's)."""
+    with response:
+        if response.status_code != 200:
+            raise ServerError(
+                messages.profile_failed(response.status_code), status=response.status_code
+            )
+        data = json_object(response)
+    if data is None:
+        raise ServerError("The server's profile answer is not a JSON object.", status=200)
+    if subject is not None and data.get("sub") != subject:
+        raise ServerError("The server's profile is not that of the person who signed in.")
+    return data
+
+
+def account_name(claims: Mapping[str, Any]) -> str:
+    """The account's name from ID-token or userinfo claims: ``preferred_username``, else
+    ``sub`` (the one identifier every OIDC provider must give)."""
+    for key in ("preferred_username", "sub"):
+        value = claims.get(key)
+        if isinstance(value, str) and value:
+            return value
+    raise ServerError("The server's profile names no account (no preferred_username, no sub).")
 
 
 def server_failure(status: int) -> ServerError:

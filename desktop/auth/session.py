@@ -37,11 +37,11 @@ thread that did the work, after every lock is released; the GUI re-emits them as
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,7 +64,7 @@ from desktop.auth.errors import (
 from desktop.auth.grants import Grant, GrantContext, Progress, TokenResponse
 from desktop.auth.messages import Revocation
 from desktop.auth.oauth import ServerMetadata
-from desktop.auth.store import StorageStatus, StoredSession, TokenStore
+from desktop.auth.store import SessionLock, StorageStatus, StoredSession, TokenStore
 from desktop.auth.tokens import TokenSet
 from desktop.auth.transport import Transport, json_object, normalize_server_url
 
@@ -172,8 +172,7 @@ class AuthClient:
         self._store = store
         self._clock = clock
         self._wall_clock = wall_clock
-        self._lock_dir = lock_dir
-        self._timeout = timeout
+        self._lock = SessionLock(lock_dir, timeout=3 * timeout + 15)
         self._leeway = leeway
         self._validate_id_token = id_token_validator
         self._state = _State()
@@ -224,7 +223,7 @@ class AuthClient:
             # No typed name and no ID token to name the account: ask userinfo (the profile
             # is fetched anyway, so this costs no extra request).
             profile = self._userinfo(metadata, tokens.access_token, subject)
-            account = _account_name(profile)
+            account = oauth.account_name(profile)
         with self._refresh_lock:
             in_store, reason = self._keep_new_session(account, tokens, remember)
             with self._state_lock:
@@ -311,11 +310,11 @@ class AuthClient:
         """The userinfo claims, fetched through the authorized session."""
         endpoint = self.metadata().userinfo_endpoint
         if endpoint is None:
-            raise ConfigurationError("The server does not offer a userinfo endpoint.")
+            raise ConfigurationError(messages.NO_USERINFO)
         response = self.request("GET", endpoint, headers={"Accept": "application/json"})
         with self._state_lock:
             subject = self._state.subject
-        return _profile_from(response, subject)
+        return oauth.userinfo_claims(response, subject=subject)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """An authorized request (``url`` absolute, or a path on the server).
@@ -365,7 +364,7 @@ class AuthClient:
             if username is None:
                 return Revocation.REVOKED
             try:
-                with self._process_lock(username) if in_store else contextlib.nullcontext():
+                with self._locked(username, in_store):
                     if in_store:
                         stored = self._load_stored_or(username, None)
                         token = stored.refresh_token if stored is not None else token
@@ -465,12 +464,12 @@ class AuthClient:
         self, metadata: ServerMetadata, access_token: str, subject: str | None
     ) -> dict[str, Any]:
         if metadata.userinfo_endpoint is None:
-            raise ConfigurationError("The server does not offer a userinfo endpoint.")
+            raise ConfigurationError(messages.NO_USERINFO)
         headers = {"Accept": "application/json"}
         response = self._send_authorized(
             "GET", metadata.userinfo_endpoint, access_token, {"headers": headers}
         )
-        return _profile_from(response, subject)
+        return oauth.userinfo_claims(response, subject=subject)
 
     # -- refresh -------------------------------------------------------------------------------
 
@@ -558,7 +557,7 @@ class AuthClient:
 
         Returns (tokens, still stored, why not stored, whether a request was made).
         """
-        with self._process_lock(username) if in_store else contextlib.nullcontext():
+        with self._locked(username, in_store):
             if in_store:
                 # Unreadable is not "removed": then carry on with the token in memory.
                 fallback = StoredSession(refresh_token) if refresh_token else None
@@ -609,30 +608,6 @@ class AuthClient:
             logger.info("Access token refreshed (lifetime %s s)", tokens.lifetime)
             return tokens, in_store, reason, True
 
-    @contextlib.contextmanager
-    def _process_lock(self, username: str) -> Iterator[None]:
-        import filelock  # only needed once a session is stored
-
-        lock_dir = self._lock_dir
-        if lock_dir is None:
-            from desktop.config import state_dir
-
-            lock_dir = state_dir()
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha256(f"{self.server_url}\n{username}".encode()).hexdigest()[:32]
-        # Long enough for another process's refresh (HTTP timeout plus keyring calls).
-        lock = filelock.FileLock(
-            str(lock_dir / f"refresh-{key}.lock"), timeout=3 * self._timeout + 15
-        )
-        try:
-            lock.acquire()
-        except filelock.Timeout as exc:
-            raise LockTimeout(messages.LOCK_TIMEOUT) from exc
-        try:
-            yield
-        finally:
-            lock.release()
-
     # -- storage helpers -------------------------------------------------------------------------
 
     def _keep_new_session(
@@ -642,7 +617,7 @@ class AuthClient:
         if not remember and not self._store.status().persistent:
             return False, None  # nothing can have been stored there earlier
         try:
-            with self._process_lock(username):
+            with self._lock.hold(self.server_url, username):
                 if not remember:
                     # The person chose not to stay signed in: a session stored earlier would
                     # otherwise restore them silently next time. Revoke it rather than only
@@ -661,31 +636,15 @@ class AuthClient:
         except LockTimeout as exc:
             return False, str(exc)
 
+    def _locked(self, username: str, in_store: bool) -> AbstractContextManager[None]:
+        """The cross-process lock, needed only when the session is stored (shared)."""
+        return self._lock.hold(self.server_url, username) if in_store else contextlib.nullcontext()
+
     def _tokens_from(self, stored: StoredSession) -> TokenSet | None:
-        if stored.access_token is None:
-            return None
-        return TokenSet.from_stored(
-            access_token=stored.access_token,
-            refresh_token=stored.refresh_token,
-            token_type=stored.token_type,
-            scope=stored.scope,
-            issued_at=stored.issued_at,
-            expires_at=stored.expires_at,
-            now=self._clock(),
-            wall_now=self._wall_clock(),
-        )
+        return stored.to_tokens(now=self._clock(), wall_now=self._wall_clock())
 
     def _stored_from(self, tokens: TokenSet) -> StoredSession:
-        assert tokens.refresh_token is not None
-        issued_at, expires_at = tokens.to_wall(now=self._clock(), wall_now=self._wall_clock())
-        return StoredSession(
-            refresh_token=tokens.refresh_token,
-            access_token=tokens.access_token,
-            token_type=tokens.token_type,
-            scope=tokens.scope,
-            issued_at=issued_at,
-            expires_at=expires_at,
-        )
+        return StoredSession.from_tokens(tokens, now=self._clock(), wall_now=self._wall_clock())
 
     def _load_stored_or(
         self, username: str, fallback: StoredSession | None
@@ -758,30 +717,6 @@ class AuthClient:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _profile_from(response: requests.Response, subject: str | None) -> dict[str, Any]:
-    with response:
-        if response.status_code != 200:
-            raise ServerError(
-                f"The server could not return the profile (HTTP {response.status_code}).",
-                status=response.status_code,
-            )
-        data = json_object(response)
-    if data is None:
-        raise ServerError("The server's profile answer is not a JSON object.", status=200)
-    if subject is not None and data.get("sub") != subject:
-        # OIDC Core §5.3.2: a profile of someone else (a substituted token) must not be used.
-        raise ServerError("The server's profile is not that of the person who signed in.")
-    return data
-
-
-def _account_name(profile: Mapping[str, Any]) -> str:
-    for key in ("preferred_username", "sub"):
-        value = profile.get(key)
-        if isinstance(value, str) and value:
-            return value
-    raise ServerError("The server's profile names no account (no preferred_username, no sub).")
 
 
 def _unprobed_status(store: TokenStore, in_store: bool) -> StorageStatus:

@@ -25,21 +25,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from desktop.auth import messages
-from desktop.auth.errors import KeyringUnavailable, SecretTooLong
+from desktop.auth.errors import KeyringUnavailable, LockTimeout, SecretTooLong
+from desktop.auth.tokens import TokenSet
 
 __all__ = [
     "WINDOWS_MAX_SECRET_BYTES",
     "KeyringStore",
     "MemoryStore",
+    "SessionLock",
     "StorageStatus",
     "StoredSession",
     "TokenStore",
@@ -117,10 +121,71 @@ class StoredSession:
             return None
         return cls(**values)
 
+    @classmethod
+    def from_tokens(cls, tokens: TokenSet, *, now: float, wall_now: float) -> StoredSession:
+        """What to store for ``tokens`` (``now`` monotonic, ``wall_now`` epoch, read together)."""
+        assert tokens.refresh_token is not None
+        issued_at, expires_at = tokens.to_wall(now=now, wall_now=wall_now)
+        return cls(
+            refresh_token=tokens.refresh_token,
+            access_token=tokens.access_token,
+            token_type=tokens.token_type,
+            scope=tokens.scope,
+            issued_at=issued_at,
+            expires_at=expires_at,
+        )
+
+    def to_tokens(self, *, now: float, wall_now: float) -> TokenSet | None:
+        """The stored access token as a :class:`TokenSet`; ``None`` when none is stored."""
+        if self.access_token is None:
+            return None
+        return TokenSet.from_stored(
+            access_token=self.access_token,
+            refresh_token=self.refresh_token,
+            token_type=self.token_type,
+            scope=self.scope,
+            issued_at=self.issued_at,
+            expires_at=self.expires_at,
+            now=now,
+            wall_now=wall_now,
+        )
+
     def __repr__(self) -> str:
         return f"StoredSession(token_type={self.token_type!r}, expires_at={self.expires_at!r})"
 
     __str__ = __repr__
+
+
+class SessionLock:
+    """The cross-process lock of one stored session: a file per (issuer, account) in
+    ``lock_dir`` (``None``: :func:`desktop.config.state_dir`). Every process sharing a stored
+    session (the GUI, the CLI, two windows) must use the same directory."""
+
+    def __init__(self, lock_dir: Path | None, *, timeout: float) -> None:
+        self._lock_dir = lock_dir
+        self._timeout = timeout
+
+    @contextlib.contextmanager
+    def hold(self, issuer: str, account: str) -> Iterator[None]:
+        """Hold the lock (:class:`LockTimeout` after ``timeout`` seconds of waiting)."""
+        import filelock  # only needed once a session is stored
+
+        lock_dir = self._lock_dir
+        if lock_dir is None:
+            from desktop.config import state_dir
+
+            lock_dir = state_dir()
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(f"{issuer}\n{account}".encode()).hexdigest()[:32]
+        lock = filelock.FileLock(str(lock_dir / f"refresh-{key}.lock"), timeout=self._timeout)
+        try:
+            lock.acquire()
+        except filelock.Timeout as exc:
+            raise LockTimeout(messages.LOCK_TIMEOUT) from exc
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 class TokenStore(Protocol):
