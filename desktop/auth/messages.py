@@ -42,6 +42,12 @@ ENDED_ELSEWHERE = (
     "again. Please sign in again."
 )
 ENDED = "Your session has ended. Please sign in again."
+METADATA_NOT_OBJECT = "The server's metadata document is not a JSON object."
+METADATA_NO_ISSUER = "The server's metadata document has no issuer."
+TOKEN_NOT_JSON = "The server's token answer is not JSON."
+PROFILE_NOT_JSON = "The server's profile answer is not a JSON object."
+PROFILE_OF_ANOTHER = "The server's profile is not that of the person who signed in."
+PROFILE_NO_ACCOUNT = "The server's profile names no account (no preferred_username, no sub)."
 
 
 class Revocation(str, enum.Enum):
@@ -95,6 +101,55 @@ def describe_wait(seconds: float) -> str:
         return f"{whole} second{'s' if whole != 1 else ''}"
     minutes = math.ceil(seconds / 60)
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def url_invalid(what: str, url: str) -> str:
+    return f"{what} is not a valid URL: {url!r}."
+
+
+def url_not_web(what: str, url: str) -> str:
+    return f"{what} must be an http:// or https:// URL with a host: {url!r}."
+
+
+def url_with_credentials(what: str) -> str:
+    return f"{what} must not contain a user name or password."
+
+
+def url_with_query(url: str) -> str:
+    return f"The server URL must not have a query or fragment: {url!r}."
+
+
+def plain_http(what: str, host: str) -> str:
+    return (
+        f"{what} uses plain http:// to {host}; only loopback addresses may use http://. "
+        "Use https:// instead."
+    )
+
+
+def no_metadata(issuer: str, status: int) -> str:
+    return (
+        f"{issuer} has no OpenID Connect discovery document nor OAuth server metadata "
+        f"(HTTP {status})."
+    )
+
+
+def metadata_not_json(issuer: str, url: str) -> str:
+    return (
+        f"{issuer} is not an OpenID Connect server: its metadata document at {url} is not a "
+        "JSON object."
+    )
+
+
+def bad_token_response(what: str) -> str:
+    return f"The server's token response {what}."
+
+
+def metadata_invalid(key: str) -> str:
+    return f"The server's metadata has no valid {key}."
+
+
+def issuer_mismatch(named: str, issuer: str) -> str:
+    return f"The server says its issuer is {named!r}, not the configured {issuer!r}."
 
 
 def unreachable(origin: str, why: str) -> str:
@@ -155,6 +210,25 @@ def access_denied(description: str | None) -> str:
     return "You do not have access to this resource" + (
         f": {reason(description)}." if description else "."
     )
+
+
+MEMORY_ONLY = "The session is kept in memory only and ends when the program exits."
+_FOR_THIS_RUN = "the session is kept in memory for this run only."
+
+
+def keyring_unusable(why: str, *, detail: str | None = None, timeout: float = 0.0) -> str:
+    """``why``: 'none' (no backend; ``detail`` names it), 'locked', 'hung' (``timeout``),
+    'failed' (``detail``: the error's type and the operation), 'unavailable'."""
+    if why == "none":
+        where = f" ({detail})" if detail else ""
+        return f"No OS keyring is available{where}; {_FOR_THIS_RUN}"
+    if why == "locked":
+        return f"The OS keyring is locked; {_FOR_THIS_RUN}"
+    if why == "hung":
+        return f"The OS keyring did not answer within {timeout:g} seconds; {_FOR_THIS_RUN}"
+    if why == "failed":
+        return f"The OS keyring failed ({detail}); {_FOR_THIS_RUN}"
+    return "The OS keyring is not available."
 
 
 def secret_too_long(size: int, limit: int) -> str:

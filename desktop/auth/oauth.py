@@ -162,15 +162,12 @@ def discover(transport: Transport, issuer: str) -> ServerMetadata:
         if document is not None:
             documents.append(parse_document(document, issuer=issuer))
     if not documents:
-        raise ConfigurationError(
-            f"{issuer} has no OpenID Connect discovery document nor OAuth server metadata "
-            f"(HTTP {statuses[0]})."
-        )
+        raise ConfigurationError(messages.no_metadata(issuer, statuses[0]))
     merged: dict[str, Any] = {}
     for document in reversed(documents):  # the first (OIDC) document last: it wins
         merged.update({k: v for k, v in document.items() if v is not None})
     if "token_endpoint" not in merged:
-        raise ConfigurationError("The server's metadata has no valid token_endpoint.")
+        raise ConfigurationError(messages.metadata_invalid("token_endpoint"))
     return ServerMetadata(**merged)
 
 
@@ -178,7 +175,7 @@ def parse_metadata(document: object, *, issuer: str) -> ServerMetadata:
     """One metadata document, validated against the configured issuer."""
     fields = parse_document(document, issuer=issuer)
     if fields.get("token_endpoint") is None:
-        raise ConfigurationError("The server's metadata has no valid token_endpoint.")
+        raise ConfigurationError(messages.metadata_invalid("token_endpoint"))
     return ServerMetadata(**{k: v for k, v in fields.items() if v is not None})
 
 
@@ -190,14 +187,12 @@ def parse_document(document: object, *, issuer: str) -> dict[str, Any]:
     Every endpoint obeys the transport policy.
     """
     if not isinstance(document, dict):
-        raise ConfigurationError("The server's metadata document is not a JSON object.")
+        raise ConfigurationError(messages.METADATA_NOT_OBJECT)
     named = document.get("issuer")
     if not isinstance(named, str) or not named:
-        raise ConfigurationError("The server's metadata document has no issuer.")
+        raise ConfigurationError(messages.METADATA_NO_ISSUER)
     if named.rstrip("/") != issuer.rstrip("/"):
-        raise ConfigurationError(
-            f"The server says its issuer is {named!r}, not the configured {issuer!r}."
-        )
+        raise ConfigurationError(messages.issuer_mismatch(named, issuer))
     fields: dict[str, Any] = {"issuer": named}
     for key in _ENDPOINTS:
         fields[key] = _endpoint(document, key)
@@ -225,10 +220,7 @@ def _fetch_document(
             return None, status  # not published there; the other document may be
         document = json_object(response)
     if document is None:
-        raise ConfigurationError(
-            f"{issuer} is not an OpenID Connect server: its metadata document at {url} is not "
-            "a JSON object."
-        )
+        raise ConfigurationError(messages.metadata_not_json(issuer, url))
     return document, status
 
 
@@ -237,7 +229,7 @@ def _endpoint(document: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"The server's metadata has no valid {key}.")
+        raise ConfigurationError(messages.metadata_invalid(key))
     return check_transport(value, what=f"The server's {key}")
 
 
@@ -269,7 +261,7 @@ def token_request(
         data = json_object(response)
         if response.status_code == 200:
             if data is None:
-                raise ServerError("The server's token answer is not JSON.", status=200)
+                raise ServerError(messages.TOKEN_NOT_JSON, status=200)
             return data
         raise token_error(response, data, grant=form.get("grant_type", ""), client_id=client_id)
 
@@ -403,9 +395,9 @@ def userinfo_claims(response: requests.Response, *, subject: str | None) -> dict
             )
         data = json_object(response)
     if data is None:
-        raise ServerError("The server's profile answer is not a JSON object.", status=200)
+        raise ServerError(messages.PROFILE_NOT_JSON, status=200)
     if subject is not None and data.get("sub") != subject:
-        raise ServerError("The server's profile is not that of the person who signed in.")
+        raise ServerError(messages.PROFILE_OF_ANOTHER)
     return data
 
 
@@ -416,7 +408,7 @@ def account_name(claims: Mapping[str, Any]) -> str:
         value = claims.get(key)
         if isinstance(value, str) and value:
             return value
-    raise ServerError("The server's profile names no account (no preferred_username, no sub).")
+    raise ServerError(messages.PROFILE_NO_ACCOUNT)
 
 
 def server_failure(status: int) -> ServerError:

@@ -220,7 +220,7 @@ class MemoryStore:
         return StorageStatus(
             persistent=False,
             backend="memory",
-            reason="The session is kept in memory only and ends when the program exits.",
+            reason=messages.MEMORY_ONLY,
         )
 
     def cached_status(self) -> StorageStatus:
@@ -322,7 +322,7 @@ class KeyringStore:
         with self._lock:
             status = self._status
         if status is not None and not status.persistent:
-            raise KeyringUnavailable(status.reason or "The OS keyring is not available.")
+            raise KeyringUnavailable(status.reason or messages.keyring_unusable("unavailable"))
 
     def _fail(self, reason: str) -> KeyringUnavailable:
         with self._lock:
@@ -355,10 +355,7 @@ class KeyringStore:
         if not done.wait(self._timeout):
             with self._lock:
                 self._hung = True
-            raise self._fail(
-                f"The OS keyring did not answer within {self._timeout:g} seconds; "
-                "the session is kept in memory for this run only."
-            )
+            raise self._fail(messages.keyring_unusable("hung", timeout=self._timeout))
         if errors:
             raise self._translate(what, errors[0])
         with self._lock:
@@ -379,24 +376,16 @@ class KeyringStore:
         import keyring.errors
 
         if isinstance(exc, _NoUsableBackend):
-            return self._fail(
-                f"No OS keyring is available ({exc.qualname}); "
-                "the session is kept in memory for this run only."
-            )
+            return self._fail(messages.keyring_unusable("none", detail=exc.qualname))
         if isinstance(exc, keyring.errors.NoKeyringError):
-            return self._fail(
-                "No OS keyring is available; the session is kept in memory for this run only."
-            )
+            return self._fail(messages.keyring_unusable("none"))
         if isinstance(exc, keyring.errors.KeyringLocked):
-            return self._fail(
-                "The OS keyring is locked; the session is kept in memory for this run only."
-            )
+            return self._fail(messages.keyring_unusable("locked"))
         if isinstance(exc, Exception):
             # Any other failure (D-Bus errors, InitError, PasswordSetError...): the type name
             # is enough to diagnose, and a message from a backend could quote the secret.
             return self._fail(
-                f"The OS keyring failed ({type(exc).__name__} during {what}); "
-                "the session is kept in memory for this run only."
+                messages.keyring_unusable("failed", detail=f"{type(exc).__name__} during {what}")
             )
         raise exc  # KeyboardInterrupt and friends are not ours to swallow
 

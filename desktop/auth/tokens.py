@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from desktop.auth import messages
 from desktop.auth.errors import ServerError
 
 __all__ = ["TokenSet"]
@@ -65,13 +66,13 @@ class TokenSet:
         """
         access = data.get("access_token")
         if not isinstance(access, str) or not access:
-            raise ServerError("The server's token response has no access token.")
+            raise ServerError(messages.bad_token_response("has no access token"))
         token_type = data.get("token_type")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise ServerError("The server's token response is not a Bearer token.")
+            raise ServerError(messages.bad_token_response("is not a Bearer token"))
         refresh = data.get("refresh_token", previous_refresh_token)
         if refresh is not None and (not isinstance(refresh, str) or not refresh):
-            raise ServerError("The server's token response has a malformed refresh token.")
+            raise ServerError(messages.bad_token_response("has a malformed refresh token"))
         expires_in = data.get("expires_in")
         if isinstance(expires_in, str) and expires_in.isdigit():
             expires_in = int(expires_in)  # some providers send a string
@@ -79,14 +80,14 @@ class TokenSet:
             expires_at = None
         elif isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
             if expires_in <= 0:
-                raise ServerError("The server's token response has an invalid lifetime.")
+                raise ServerError(messages.bad_token_response("has an invalid lifetime"))
             expires_at = now + float(expires_in)
         else:
-            raise ServerError("The server's token response has an invalid lifetime.")
+            raise ServerError(messages.bad_token_response("has an invalid lifetime"))
         scope = data.get("scope")
         id_token = data.get("id_token")
         if id_token is not None and (not isinstance(id_token, str) or not id_token):
-            raise ServerError("The server's token response has a malformed ID token.")
+            raise ServerError(messages.bad_token_response("has a malformed ID token"))
         return cls(
             access_token=access,
             refresh_token=refresh,

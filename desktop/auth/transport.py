@@ -57,16 +57,13 @@ def check_transport(url: str, *, what: str = "The server URL") -> str:
         host = parts.hostname
         _ = parts.port  # raises ValueError on a malformed port
     except ValueError as exc:
-        raise ConfigurationError(f"{what} is not a valid URL: {url!r}.") from exc
+        raise ConfigurationError(messages.url_invalid(what, url)) from exc
     if parts.scheme not in ("http", "https") or not host:
-        raise ConfigurationError(f"{what} must be an http:// or https:// URL with a host: {url!r}.")
+        raise ConfigurationError(messages.url_not_web(what, url))
     if parts.username or parts.password:
-        raise ConfigurationError(f"{what} must not contain a user name or password.")
+        raise ConfigurationError(messages.url_with_credentials(what))
     if parts.scheme == "http" and not is_loopback_host(host):
-        raise ConfigurationError(
-            f"{what} uses plain http:// to {host}; only loopback addresses may use http://. "
-            "Use https:// instead."
-        )
+        raise ConfigurationError(messages.plain_http(what, host))
     return url
 
 
@@ -76,7 +73,7 @@ def normalize_server_url(url: str) -> str:
     check_transport(url)
     parts = urlsplit(url)
     if parts.query or parts.fragment:
-        raise ConfigurationError(f"The server URL must not have a query or fragment: {url!r}.")
+        raise ConfigurationError(messages.url_with_query(url))
     return url.rstrip("/")
 
 
