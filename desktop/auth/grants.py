@@ -34,6 +34,7 @@ __all__ = [
     "PasswordGrant",
     "Progress",
     "TokenResponse",
+    "ignore_progress",
 ]
 
 
@@ -49,8 +50,8 @@ class Progress:
     expires_in: float | None = None  # seconds until the code or the wait expires
 
 
-def _no_progress(progress: Progress) -> None:
-    pass
+def ignore_progress(progress: Progress) -> None:
+    """The progress callback when nobody shows progress."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class GrantContext:
     scope: str | None  # from oauth.requested_scope: the same for every grant
     clock: Callable[[], float]  # monotonic seconds: waits and expiries are measured on it
     cancel: threading.Event = field(default_factory=threading.Event)
-    progress: Callable[[Progress], None] = _no_progress
+    progress: Callable[[Progress], None] = ignore_progress
 
     def token_request(self, form: dict[str, str]) -> dict[str, Any]:
         """POST ``form`` to the token endpoint (client id added); the answer or the error."""

@@ -61,7 +61,7 @@ from desktop.auth.errors import (
     SessionEnded,
     StorageError,
 )
-from desktop.auth.grants import Grant, GrantContext, Progress, TokenResponse
+from desktop.auth.grants import Grant, GrantContext, Progress, TokenResponse, ignore_progress
 from desktop.auth.messages import Revocation
 from desktop.auth.oauth import ServerMetadata
 from desktop.auth.store import SessionLock, StorageStatus, StoredSession, TokenStore
@@ -207,23 +207,28 @@ class AuthClient:
             scope=oauth.requested_scope(metadata),
             clock=self._clock,
             cancel=cancel if cancel is not None else threading.Event(),
-            **({"progress": progress} if progress is not None else {}),
+            progress=progress or ignore_progress,
         )
         response = grant.obtain(context)
         tokens = response.tokens
         if tokens.refresh_token is None:
             raise ServerError(messages.NO_REFRESH_TOKEN)
-        subject, name = self._identify(response, metadata)
         profile: dict[str, Any] | None = None
-        if response.username:
-            account = response.username
-        elif name:
-            account = name
-        else:
-            # No typed name and no ID token to name the account: ask userinfo (the profile
-            # is fetched anyway, so this costs no extra request).
-            profile = self._userinfo(metadata, tokens.access_token, subject)
-            account = oauth.account_name(profile)
+        try:
+            subject, name = self._identify(response, metadata)
+            if response.username:
+                account = response.username
+            elif name:
+                account = name
+            else:
+                # No typed name and no ID token to name the account: ask userinfo (the
+                # profile is fetched anyway, so this costs no extra request).
+                profile = self._userinfo(metadata, tokens.access_token, subject)
+                account = oauth.account_name(profile)
+        except AuthError:
+            # Tokens we will not use (a bad ID token, no account name) must not stay alive.
+            self._revoke(tokens.refresh_token)
+            raise
         with self._refresh_lock:
             in_store, reason = self._keep_new_session(account, tokens, remember)
             with self._state_lock:

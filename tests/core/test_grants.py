@@ -111,3 +111,17 @@ def test_a_profile_of_another_subject_is_refused(fake_server: FakeOIDCServer) ->
         assert result.status.signed_in and result.status.username == "someone-else"
         assert isinstance(result.profile_error, ServerError)
         assert "not that of the person who signed in" in str(result.profile_error)
+
+
+def test_tokens_refused_after_they_arrived_are_revoked(fake_server: FakeOIDCServer) -> None:
+    _with_id_token(fake_server)
+
+    def refuse(id_token: str, **kwargs: Any) -> Mapping[str, Any]:
+        raise ServerError("The ID token is not valid.")
+
+    with _client(fake_server, id_token_validator=refuse) as client:
+        with pytest.raises(ServerError, match="ID token is not valid"):
+            client.sign_in(NamelessGrant(), remember=True)
+        assert not client.status().signed_in
+    (revoked,) = fake_server.requests_to("/revoke")
+    assert revoked.form["token"] == "refresh-1"
