@@ -323,9 +323,11 @@ class Application(QObject):
         self.dialog.show_error(kind, message)
 
     def _on_submitted(self, username: str, password: str, remember: bool) -> None:
+        from desktop.auth.grants import PasswordGrant  # light: no requests, no keyring
+
         self._pending = (username, remember)
         self._start_core()
-        self.controller.sign_in(username, password, remember=remember)
+        self.controller.sign_in(PasswordGrant(username, password), remember=remember)
 
     def _on_signed_in(self, profile: dict[str, Any]) -> None:
         self._remember_sign_in()
@@ -358,6 +360,10 @@ class Application(QObject):
         username, remember = self._pending or (None, True)
         self._pending = None
         stored = self._status()
+        if stored is not None and stored.username:
+            # The session's account name is the key of the stored session (typed for a
+            # password, from the tokens for other grants).
+            username = stored.username
         keep = remember and (stored is None or stored.remembered)
         # Without a keyring the box was disabled, not unchecked by the person: keep their choice.
         keyring_usable = self._storage is None or self._storage.persistent
@@ -427,16 +433,11 @@ class Application(QObject):
             self._main.statusBar().showMessage("Signing out…")
         self.controller.sign_out()
 
-    def _on_signed_out(self, confirmed: bool) -> None:
+    def _on_signed_out(self, revocation: str) -> None:
+        from desktop.auth.messages import Revocation, sign_out_notice
+
         self._forget_username()
-        if confirmed:
-            notice = "You signed out. The session was revoked at the server."
-        else:
-            notice = (
-                "You signed out on this computer, but the server could not be reached to "
-                "revoke the session."
-            )
-        self._show_dialog(notice)
+        self._show_dialog(sign_out_notice(Revocation(revocation)))
 
     def _on_refreshed(self) -> None:
         self._renewed_since_reload = True

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from desktop.auth.errors import AuthError, SessionEnded
+from desktop.auth.messages import describe, sign_out_line
 from desktop.config import (
     DEFAULT_CLIENT_ID,
     Config,
@@ -146,20 +147,25 @@ def _login(args: argparse.Namespace) -> int:
     username = args.username or _ask_username(config)
     password = _read_password(args, username, server)
     remember = config.remember if args.remember is None else args.remember
+    from desktop.auth.grants import PasswordGrant
+
     with _client(server, client_id) as client:
-        profile = client.sign_in(username, password, remember=remember)
-        status = client.status()
+        result = client.sign_in(PasswordGrant(username, password), remember=remember)
+    status = result.status
     _save(
         replace(
             config,
             server_url=server,
             client_id=client_id,
-            last_username=username if status.remembered else config.last_username,
+            last_username=status.username if status.remembered else config.last_username,
             remember=remember,
         )
     )
-    name = profile.get("name") or profile.get("preferred_username") or username
+    profile = result.profile or {}
+    name = profile.get("name") or profile.get("preferred_username") or status.username
     _out(f"Signed in to {server} as {name}.")
+    if result.profile_error is not None:
+        _warn(f"the profile could not be fetched: {describe(result.profile_error).message}")
     if status.remembered:
         _out(f"The session is stored in the OS keyring ({status.storage.backend}).")
     elif remember:
@@ -184,7 +190,9 @@ def _status(args: argparse.Namespace) -> int:
                 _out(storage.reason)
             return EXIT_FAILURE
         try:
-            client.profile()  # proves the session works (refreshing it once)
+            # Proves the session works: with the stored access token while it is valid (no
+            # refresh), else refreshing it once.
+            client.profile()
         except SessionEnded as exc:
             _out(f"Not signed in to {server}: {exc}")
             return EXIT_FAILURE
@@ -220,17 +228,12 @@ def _logout(args: argparse.Namespace) -> int:
         return EXIT_OK
     with _client(server, client_id) as client:
         found = client.load_stored(username)
-        confirmed = client.sign_out() if found else True
+        outcome = client.sign_out() if found else None
     _save(replace(config, last_username=None))
-    if not found:
+    if outcome is None:
         _out(f"No stored session for {username} at {server}; nothing to revoke.")
-    elif confirmed:
-        _out(f"Signed out {username} from {server}.")
     else:
-        _out(
-            f"Signed out {username} locally; the server could not confirm the revocation, "
-            "so the session may stay valid there until it expires."
-        )
+        _out(sign_out_line(outcome, username, server))
     return EXIT_OK
 
 
@@ -241,7 +244,7 @@ _COMMANDS = {"login": _login, "status": _status, "profile": _profile, "logout": 
 
 
 def _server_and_client(args: argparse.Namespace, config: Config) -> tuple[str, str]:
-    from desktop.auth.discovery import normalize_server_url
+    from desktop.auth.transport import normalize_server_url
 
     server = normalize_server_url(getattr(args, "server", None) or config.server_url)
     return server, getattr(args, "client_id", None) or config.client_id
@@ -322,14 +325,18 @@ def _save(config: Config) -> None:
     # The command itself succeeded (the session is in the keyring, or revoked): an unwritable
     # settings file only costs typing next time, so it is a warning, not a failure.
     if not save_config(config):
-        sys.stderr.write(
-            f"{PROG}: warning: could not save the settings to {config_path()}; "
-            "the next command will not remember them\n"
+        _warn(
+            f"could not save the settings to {config_path()}; "
+            "the next command will not remember them"
         )
 
 
 def _out(text: str, stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(text + "\n")
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"{PROG}: warning: {text}\n")
 
 
 def _error(text: str) -> None:

@@ -15,8 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,16 +30,21 @@ class DemoServerError(Exception):
     """The demo server could not be started; ``str(error)`` is a sentence for a person."""
 
 
-# The demo server is on loopback: never ask an http_proxy from the environment about it.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 def server_answers(url: str, *, timeout: float = 0.5) -> bool:
-    """True when ``url`` answers ``GET /healthz`` with 200 (urllib: keeps start-up light)."""
+    """True when ``url`` answers ``GET /healthz`` with 200.
+
+    Through the client's transport policy (loopback: never via an environment proxy; no
+    redirect). Only called from the controller's worker, where the core is loaded anyway.
+    """
+    from desktop.auth.errors import AuthError
+    from desktop.auth.transport import Transport
+
     try:
-        with _DIRECT.open(f"{url}/healthz", timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (OSError, ValueError):
+        with Transport(timeout=timeout) as transport:
+            response = transport.request("GET", f"{url}/healthz", what="The demo server URL")
+            with response:
+                return response.status_code == 200
+    except AuthError:
         return False
 
 

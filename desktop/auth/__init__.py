@@ -1,7 +1,10 @@
 """The client core: pure Python, never imports Qt (a test proves it).
 
-``AuthClient`` and ``SessionStatus`` pull in ``requests``; they are loaded on first use so that
-importing this package (for the errors or the store) stays cheap.
+Modules: ``transport`` (the one HTTP policy), ``oauth`` (the protocol as functions),
+``grants`` (ways of signing in), ``session`` (``AuthClient``: state, refresh, storage),
+``store`` (the keyring), ``tokens``, ``errors`` (the one exception tree), ``messages`` (every
+sentence). ``AuthClient`` and the other ``requests``-backed names are loaded on first use so
+that importing this package (for the errors or the store) stays cheap.
 """
 
 from __future__ import annotations
@@ -11,45 +14,71 @@ from typing import TYPE_CHECKING, Any
 from desktop.auth.errors import (
     AccessDenied,
     AuthError,
+    Cancelled,
+    ClientRejected,
     ConfigurationError,
+    InputError,
     InvalidCredentials,
     KeyringUnavailable,
+    LockTimeout,
     NotSignedIn,
     OAuthError,
+    SecretTooLong,
     ServerError,
     ServerUnreachable,
     SessionEnded,
+    StorageError,
     TooManyAttempts,
 )
-from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, TokenStore
+from desktop.auth.messages import Revocation
+from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, StoredSession, TokenStore
 
 if TYPE_CHECKING:
-    from desktop.auth.session import AuthClient, SessionStatus
+    from desktop.auth.grants import PasswordGrant
+    from desktop.auth.session import AuthClient, SessionStatus, SignInResult
 
 __all__ = [
     "AccessDenied",
     "AuthClient",
     "AuthError",
+    "Cancelled",
+    "ClientRejected",
     "ConfigurationError",
+    "InputError",
     "InvalidCredentials",
     "KeyringStore",
     "KeyringUnavailable",
+    "LockTimeout",
     "MemoryStore",
     "NotSignedIn",
     "OAuthError",
+    "PasswordGrant",
+    "Revocation",
+    "SecretTooLong",
     "ServerError",
     "ServerUnreachable",
     "SessionEnded",
     "SessionStatus",
+    "SignInResult",
+    "StorageError",
     "StorageStatus",
+    "StoredSession",
     "TokenStore",
     "TooManyAttempts",
 ]
 
+_LAZY = {
+    "AuthClient": "desktop.auth.session",
+    "SessionStatus": "desktop.auth.session",
+    "SignInResult": "desktop.auth.session",
+    "PasswordGrant": "desktop.auth.grants",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("AuthClient", "SessionStatus"):
-        from desktop.auth import session
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        return getattr(session, name)
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

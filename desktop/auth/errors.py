@@ -1,12 +1,14 @@
 """The one exception tree of the client core.
 
 Every error the core raises is an :class:`AuthError`; ``str(error)`` is a sentence a person can
-read, and never contains a token, a password or a traceback. Third-party errors (``requests``,
-``keyring``, ``jwt``) are translated where they enter the core, so callers (the GUI, the CLI)
-only ever catch these::
+read (worded in :mod:`desktop.auth.messages`), and never contains a token, a password or a
+traceback. Third-party errors (``requests``, ``keyring``, ``filelock``) are translated where they
+enter the core, so callers (the GUI, the CLI) only ever catch these::
 
     AuthError                       root: str(e) is a sentence for a person
-     ├── ConfigurationError         bad server URL, http:// to a non-loopback host, bad discovery
+     ├── ConfigurationError         bad server URL, http:// to a non-loopback host, bad metadata
+     ├── InputError                 what the person typed cannot be sent (empty username...)
+     ├── Cancelled                  the person cancelled a sign-in in progress
      ├── ServerUnreachable          connection refused, DNS failure, timeout (keeps the session)
      ├── ServerError                5xx, or an answer that is not what the standard says
      │                              (HTML instead of JSON, missing fields) (keeps the session)
@@ -17,13 +19,18 @@ only ever catch these::
      │         └── SubjectMismatch  /userinfo's ``sub`` is not the ID token's (§5.3.2)
      ├── OAuthError                 the server answered with an OAuth error (error, description)
      │    ├── InvalidCredentials    wrong username or password
+     │    ├── ClientRejected        invalid_client, unauthorized_client, unsupported_grant_type:
+     │    │                         the server does not accept this app or this way of signing in
      │    ├── TooManyAttempts       throttled; ``retry_after`` seconds, when the server said
      │    ├── AccessDenied          403: the person's groups do not allow the resource
      │    ├── SessionEnded          the refresh token expired, was revoked or reused: the stored
-     │    │                         token is gone and the person must sign in again
+     │    │                         session is gone and the person must sign in again
      │    └── AuthorizationDenied   the authorization endpoint answered ``error=`` (access_denied…)
      ├── NotSignedIn                no session to use
-     ├── KeyringUnavailable         the OS keyring is missing, locked or hanging
+     ├── LockTimeout                another process held the session's lock for too long
+     ├── StorageError               the session could not be kept in the OS keyring
+     │    ├── KeyringUnavailable    the OS keyring is missing, locked or hanging
+     │    └── SecretTooLong         the keyring works, but this session does not fit in it
      ├── BrowserSignInError         the browser sign-in ended on this side (listener failed)
      │    ├── SignInTimedOut        no redirect came back in time
      │    └── SignInCancelled       the person cancelled the wait
@@ -32,13 +39,51 @@ only ever catch these::
 
 from __future__ import annotations
 
+__all__ = [
+    "AccessDenied",
+    "AuthError",
+    "AuthorizationDenied",
+    "AuthorizationResponseInvalid",
+    "BrowserSignInError",
+    "Cancelled",
+    "ClientRejected",
+    "ConfigurationError",
+    "InputError",
+    "InvalidCredentials",
+    "InvalidDPoPKey",
+    "InvalidIDToken",
+    "IssuerMismatch",
+    "KeyringUnavailable",
+    "LockTimeout",
+    "NotSignedIn",
+    "OAuthError",
+    "SecretTooLong",
+    "ServerError",
+    "ServerUnreachable",
+    "SessionEnded",
+    "SignInCancelled",
+    "SignInTimedOut",
+    "StateMismatch",
+    "StorageError",
+    "SubjectMismatch",
+    "TooManyAttempts",
+]
+
 
 class AuthError(Exception):
     """Root of the core's errors. ``str(error)`` is a sentence a person can read."""
 
 
 class ConfigurationError(AuthError):
-    """The configuration cannot work: bad URL, insecure transport, bad discovery document."""
+    """The configuration cannot work: bad URL, insecure transport, bad metadata document."""
+
+
+class InputError(AuthError):
+    """What the person provided cannot be sent (an empty username or password...)."""
+
+
+class Cancelled(AuthError):
+    """The person cancelled the sign-in (a grant saw its cancel event set)."""
 
 
 class ServerUnreachable(AuthError):
@@ -73,6 +118,11 @@ class InvalidCredentials(OAuthError):
     """Wrong username or password."""
 
 
+class ClientRejected(OAuthError):
+    """``invalid_client``, ``unauthorized_client`` or ``unsupported_grant_type``: the server
+    does not accept this client id, or not this grant for it (``error`` says which)."""
+
+
 class TooManyAttempts(OAuthError):
     """Too many failed sign-ins; ``retry_after`` is the wait in seconds when the server said."""
 
@@ -101,8 +151,20 @@ class NotSignedIn(AuthError):
     """There is no session to use."""
 
 
-class KeyringUnavailable(AuthError):
+class LockTimeout(AuthError):
+    """Another process (a window, a CLI command) kept the session's lock for too long."""
+
+
+class StorageError(AuthError):
+    """The session could not be kept in the OS keyring; it lives in memory for this run."""
+
+
+class KeyringUnavailable(StorageError):
     """The OS keyring is missing, locked or not answering."""
+
+
+class SecretTooLong(StorageError):
+    """The stored session is larger than the keyring accepts (Windows: 2560 bytes)."""
 
 
 # Browser sign-in (RFC 8252 loopback), ID tokens (OIDC Core) and DPoP (RFC 9449).

@@ -1,8 +1,10 @@
-"""The token set: access token (memory only), refresh token, expiry on a monotonic clock.
+"""The token set: access token, refresh token, ID token, expiry on a monotonic clock.
 
 The access token is opaque to the client (OAuth 2.0 §1.4): the client never decodes or verifies
 it, it only trusts ``expires_in``, measured against a monotonic clock so that a wrong or changing
-wall clock cannot make a token look fresh or stale.
+wall clock cannot make a token look fresh or stale within a process. Across processes (the
+stored session) a monotonic reading means nothing, so the store keeps the expiry as wall-clock
+epoch seconds: :meth:`TokenSet.wall_expiry` and :meth:`TokenSet.from_stored` convert.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from desktop.auth import messages
 from desktop.auth.errors import ServerError
 
 __all__ = ["TokenSet"]
@@ -30,6 +33,7 @@ class TokenSet:
     issued_at: float
     expires_at: float | None
     scope: str | None = None
+    id_token: str | None = None  # as received: validated by the session before any use
 
     @property
     def lifetime(self) -> float | None:
@@ -62,13 +66,13 @@ class TokenSet:
         """
         access = data.get("access_token")
         if not isinstance(access, str) or not access:
-            raise ServerError("The server's token response has no access token.")
+            raise ServerError(messages.bad_token_response("has no access token"))
         token_type = data.get("token_type")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise ServerError("The server's token response is not a Bearer token.")
+            raise ServerError(messages.bad_token_response("is not a Bearer token"))
         refresh = data.get("refresh_token", previous_refresh_token)
         if refresh is not None and (not isinstance(refresh, str) or not refresh):
-            raise ServerError("The server's token response has a malformed refresh token.")
+            raise ServerError(messages.bad_token_response("has a malformed refresh token"))
         expires_in = data.get("expires_in")
         if isinstance(expires_in, str) and expires_in.isdigit():
             expires_in = int(expires_in)  # some providers send a string
@@ -76,11 +80,14 @@ class TokenSet:
             expires_at = None
         elif isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
             if expires_in <= 0:
-                raise ServerError("The server's token response has an invalid lifetime.")
+                raise ServerError(messages.bad_token_response("has an invalid lifetime"))
             expires_at = now + float(expires_in)
         else:
-            raise ServerError("The server's token response has an invalid lifetime.")
+            raise ServerError(messages.bad_token_response("has an invalid lifetime"))
         scope = data.get("scope")
+        id_token = data.get("id_token")
+        if id_token is not None and (not isinstance(id_token, str) or not id_token):
+            raise ServerError(messages.bad_token_response("has a malformed ID token"))
         return cls(
             access_token=access,
             refresh_token=refresh,
@@ -88,12 +95,46 @@ class TokenSet:
             issued_at=now,
             expires_at=expires_at,
             scope=scope if isinstance(scope, str) else None,
+            id_token=id_token,
+        )
+
+    def to_wall(self, *, now: float, wall_now: float) -> tuple[float, float | None]:
+        """(issued_at, expires_at) as wall-clock epoch seconds, given the monotonic ``now``
+        and the wall clock's ``wall_now`` read at the same moment."""
+        issued = wall_now - (now - self.issued_at)
+        return issued, None if self.expires_at is None else wall_now + (self.expires_at - now)
+
+    @classmethod
+    def from_stored(
+        cls,
+        *,
+        access_token: str,
+        refresh_token: str | None,
+        token_type: str,
+        scope: str | None,
+        issued_at: float | None,
+        expires_at: float | None,
+        now: float,
+        wall_now: float,
+    ) -> TokenSet:
+        """Tokens another process stored, ``issued_at``/``expires_at`` in wall-clock epoch
+        seconds (``issued_at`` unknown: taken as now, so the lifetime is what is left)."""
+        issued = now if issued_at is None else now - max(0.0, wall_now - issued_at)
+        expires = None if expires_at is None else now + (expires_at - wall_now)
+        return cls(
+            access_token=access_token,
+            refresh_token=refresh_token,
+            token_type=token_type,
+            issued_at=issued,
+            expires_at=expires,
+            scope=scope,
         )
 
     def __repr__(self) -> str:
         refresh = "<redacted>" if self.refresh_token else None
+        id_token = "<redacted>" if self.id_token else None
         return (
-            f"TokenSet(access_token=<redacted>, refresh_token={refresh}, "
+            f"TokenSet(access_token=<redacted>, refresh_token={refresh}, id_token={id_token}, "
             f"token_type={self.token_type!r}, lifetime={self.lifetime!r}, scope={self.scope!r})"
         )
 

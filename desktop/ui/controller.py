@@ -8,22 +8,23 @@ built lazily in the first task, so the first frame never waits for ``requests``,
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 
+from desktop.auth.messages import Revocation
 from desktop.ui.messages import ErrorKind, describe
 
 _log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from desktop.auth.errors import SessionEnded
-    from desktop.auth.session import SessionStatus
+    from desktop.auth.grants import Grant, Progress
+    from desktop.auth.session import SessionStatus, SignInResult
     from desktop.auth.store import StorageStatus
 
 
@@ -33,10 +34,17 @@ class AuthClientLike(Protocol):
     on_refreshed: list[Callable[[], None]]
     on_session_ended: list[Callable[[SessionEnded], None]]
 
-    def sign_in(self, username: str, password: str, *, remember: bool) -> dict[str, Any]: ...
+    def sign_in(
+        self,
+        grant: Grant,
+        *,
+        remember: bool,
+        cancel: threading.Event | None = None,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> SignInResult: ...
     def restore(self, username: str) -> dict[str, Any] | None: ...
     def profile(self) -> dict[str, Any]: ...
-    def sign_out(self) -> bool: ...
+    def sign_out(self) -> Revocation: ...
     def status(self) -> SessionStatus: ...
     def storage_status(self) -> StorageStatus: ...
     def close(self) -> None: ...
@@ -56,29 +64,6 @@ class _Operation:
     ran: bool = False
 
 
-@dataclass(frozen=True)
-class _ProfileMissing:
-    """A sign-in whose tokens arrived and were kept, but whose profile fetch failed."""
-
-    error: BaseException
-
-
-def _new_session(before: SessionStatus, after: SessionStatus) -> bool:
-    """Whether a sign-in that raised left a session of its own behind (the tokens arrived,
-    then the profile fetch failed: the core keeps the person signed in).
-
-    Nothing is signed in before a password sign-in, except a stored session a failed restore
-    left loaded; a new session replaces it, which shows as a changed status (the clock aside).
-    """
-    if not after.signed_in:
-        return False
-    if not before.signed_in:
-        return True
-    return dataclasses.replace(before, access_expires_in=None) != dataclasses.replace(
-        after, access_expires_in=None
-    )
-
-
 class SessionController(QObject):
     """Runs the core's calls in a worker thread; every signal is emitted on the GUI thread.
 
@@ -94,7 +79,8 @@ class SessionController(QObject):
             (unreachable server, server error) during a restore or a reload.
         sessionEnded(str): the session is over (refresh token reused, revoked, expired); the
             stored token is gone; the argument is the reason, a sentence.
-        signedOut(bool): after :meth:`sign_out`; True when the server confirmed revocation.
+        signedOut(str): after :meth:`sign_out`; a :class:`desktop.auth.messages.Revocation`
+            value (what the server did: revoked, not confirmed, offers no revocation).
         refreshed(): the core renewed the access token.
         busyChanged(bool): whether any request is in flight.
         pictureLoaded(str, bytes): the URL and the image bytes of a profile picture.
@@ -108,7 +94,7 @@ class SessionController(QObject):
     profileLoaded = Signal(dict)
     requestFailed = Signal(str, str)
     sessionEnded = Signal(str)
-    signedOut = Signal(bool)
+    signedOut = Signal(str)
     refreshed = Signal()
     busyChanged = Signal(bool)
     pictureLoaded = Signal(str, bytes)
@@ -169,26 +155,19 @@ class SessionController(QObject):
         """Build the core and probe the keyring in the background (emits storageChecked)."""
         self._submit("warm_up", lambda client, op: client.storage_status())
 
-    def sign_in(self, username: str, password: str, *, remember: bool) -> None:
-        """Sign in with a password; emits signInSucceeded, signedInWithoutProfile or
+    def sign_in(self, grant: Grant, *, remember: bool) -> None:
+        """Sign in with ``grant``; emits signInSucceeded, signedInWithoutProfile or
         signInFailed."""
 
         def call(client: AuthClientLike, op: _Operation) -> object:
-            before = client.status()
-            started = False
+            result: SignInResult | None = None
             try:
-                result: object = client.sign_in(username, password, remember=remember)
-                started = True
-            except Exception as error:
-                if not _new_session(before, client.status()):
-                    raise
-                result = _ProfileMissing(error)
-                started = True
+                result = client.sign_in(grant, remember=remember, cancel=op.cancelled)
             finally:
                 with op.lock:
                     op.settled = True
-                    op.started_session = started
-                    undo = started and op.cancelled.is_set()
+                    op.started_session = result is not None
+                    undo = result is not None and op.cancelled.is_set()
                 if undo:
                     # The person cancelled while this was in flight: they did not want this
                     # session, so it is revoked rather than left behind (and in the keyring).
@@ -322,22 +301,24 @@ class SessionController(QObject):
     def _succeeded(self, name: str, result: object) -> None:
         if name == "warm_up":
             self.storageChecked.emit(result)
-        elif name == "sign_in" and isinstance(result, _ProfileMissing):
-            # Signed in for real: reporting a failed sign-in would leave a live session (maybe
-            # in the keyring) behind a dialog that says it failed.
-            self._signed_in = True
-            failure = describe(result.error)
-            self.signedInWithoutProfile.emit(failure.kind.value, failure.message)
         elif name == "sign_in":
+            # The sign-in itself succeeded: the session is live (stored, if asked). Only the
+            # profile may have failed, and reporting a failed sign-in then would leave a live
+            # session (maybe in the keyring) behind a dialog that says it failed.
             self._signed_in = True
-            self.signInSucceeded.emit(result)
+            signed_in = cast("SignInResult", result)
+            if signed_in.profile_error is not None or signed_in.profile is None:
+                failure = describe(signed_in.profile_error or RuntimeError("no profile"))
+                self.signedInWithoutProfile.emit(failure.kind.value, failure.message)
+            else:
+                self.signInSucceeded.emit(signed_in.profile)
         elif name == "restore":
             self._signed_in = result is not None
             self.restoreFinished.emit(result)
         elif name == "profile":
             self.profileLoaded.emit(result)
         elif name == "sign_out":
-            self.signedOut.emit(bool(result))
+            self.signedOut.emit(Revocation(result).value)
 
     def _picture_done(self, url: str, result: object, error: BaseException | None) -> None:
         if isinstance(result, bytes):
@@ -356,7 +337,7 @@ class SessionController(QObject):
             self.requestFailed.emit(failure.kind.value, failure.message)
         elif name == "sign_out":
             # The core forgets the session locally whatever happened; only report it.
-            self.signedOut.emit(False)
+            self.signedOut.emit(Revocation.NOT_CONFIRMED.value)
         elif failure.kind is ErrorKind.SESSION_ENDED:
             # The core's observer may have reported this already (see _on_observed).
             if self._signed_in or name == "restore":

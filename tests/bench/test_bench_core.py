@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from desktop.auth.grants import PasswordGrant
 from desktop.auth.session import AuthClient
 from desktop.auth.store import MemoryStore
 from tests.core.fakes import FakeClock, FakeOIDCServer, counting_session
@@ -33,7 +34,7 @@ def _overhead(url: str, tmp_path: Path, path: str, label: str) -> float:
     plain = requests.Session()
     client = AuthClient(url, store=MemoryStore(), http=http, lock_dir=tmp_path)
     try:
-        client.sign_in("alice", "wonderland", remember=False)
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
         access = client._state.tokens.access_token  # type: ignore[union-attr]
         headers = {"Authorization": f"Bearer {access}", "Accept": "application/json"}
         target = url + path
@@ -86,7 +87,7 @@ def test_bench_50_concurrent_calls_one_refresh(start_server: Any, tmp_path: Path
     # Room for 50 pooled connections, so the burst measures refresh, not reconnects.
     http.adapters["http://"].init_poolmanager(1, 60)  # type: ignore[attr-defined]
     try:
-        client.sign_in("alice", "wonderland", remember=False)
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
         clock.advance(3600)
         server.advance_clock(3600)
         barrier = threading.Barrier(50)

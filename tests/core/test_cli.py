@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from desktop.auth.grants import PasswordGrant
+from desktop.auth.messages import Revocation
 from desktop.cli import main
 from desktop.config import Config, config_path, load_config, save_config
 from tests.core.fakes import closed_port_url
@@ -178,9 +180,10 @@ def _child_env(keyring_env: dict[str, str]) -> dict[str, str]:
 def test_real_processes_share_one_stored_session(
     server: RunningServer, secret_service_keyring: SecretServiceKeyring
 ) -> None:
-    """login in one process; then 4 `profile` processes at once on the stored session, each
-    refreshing it (their clocks start fresh, so each must refresh): all succeed, the server
-    never sees a refresh token twice, and the session still works afterwards."""
+    """login in one process; the server's clock moves past the stored access token's life;
+    then 4 `profile` processes at once on the stored session: each is refused its access token,
+    they take turns at the lock, the first refreshes and the others adopt what it stored. All
+    succeed, the server never sees a refresh token twice, and the session still works."""
     env = _child_env(secret_service_keyring.env)
     service = f"jwt-desktop:{server.url}"
     done = _cli(
@@ -193,6 +196,7 @@ def test_real_processes_share_one_stored_session(
     try:
         before = secret_service_keyring.stored(service, "alice")
         assert before is not None
+        server.advance_clock(120)  # the stored access token (60 s) is dead at the server
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "desktop", "profile", "--json"],
@@ -211,7 +215,7 @@ def test_real_processes_share_one_stored_session(
             revoked = db.execute("SELECT revoked_at, revoked_reason FROM families").fetchall()
             tokens = db.execute("SELECT count(*) FROM refresh_tokens").fetchone()[0]
         assert revoked == [(None, None)]  # no reuse detected
-        assert tokens == 1 + 4  # each process rotated exactly once, one after the other
+        assert tokens == 1 + 1  # one rotation; the others reused its result
         assert secret_service_keyring.stored(service, "alice") not in (None, before)
 
         status = _cli(["status"], env)
@@ -270,7 +274,7 @@ def test_cli_processes_and_an_in_process_client_share_the_session(
     clock = FakeClock()
     client = AuthClient(server.url, store=KeyringStore(timeout=10), clock=clock)
     try:
-        client.sign_in("alice", ALICE_PW, remember=True)
+        client.sign_in(PasswordGrant("alice", ALICE_PW), remember=True)
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "desktop", "profile", "--json"],
@@ -292,10 +296,11 @@ def test_cli_processes_and_an_in_process_client_share_the_session(
             revoked = db.execute("SELECT revoked_at FROM families").fetchall()
             tokens = db.execute("SELECT count(*) FROM refresh_tokens").fetchone()[0]
         assert revoked == [(None,)]
-        assert tokens == 1 + 3 + 5
+        # The CLI processes reused the stored access token: only the client's own refreshes.
+        assert tokens == 1 + 5
         clock.advance(45)
         assert client.profile()["preferred_username"] == "alice"
-        assert client.sign_out() is True
+        assert client.sign_out() is Revocation.REVOKED
     finally:
         client.close()
         if secret_service_keyring.stored(service, "alice") is not None:
@@ -382,3 +387,41 @@ def test_login_and_logout_succeed_when_the_settings_cannot_be_written(
     assert code == 0
     assert "nothing to do" in out
     assert err == ""
+
+
+def _token_requests(server: RunningServer) -> int:
+    """POSTs to /token the server logged (its access log, one line a request)."""
+    return sum('"POST /token ' in line for line in server.output().splitlines())
+
+
+def test_commands_within_the_access_token_life_make_no_refresh(
+    server: RunningServer, secret_service_keyring: SecretServiceKeyring
+) -> None:
+    """gh/az/MSAL style: `login`, then commands in other processes reuse the stored access
+    token while it is valid; once it is not, exactly one refresh, then reuse again."""
+    env = _child_env(secret_service_keyring.env)
+    service = f"jwt-desktop:{server.url}"
+    done = _cli(
+        ["--server", server.url, "login", "-u", "alice", "--password-stdin"],
+        env,
+        stdin=ALICE_PW + "\n",
+    )
+    assert done.returncode == 0, done.stderr
+    try:
+        assert _token_requests(server) == 1  # the password grant
+        for command in (["profile"], ["status"], ["profile", "--json"], ["status"]):
+            run_ = _cli(command, env)
+            assert run_.returncode == 0, run_.stderr
+        assert "GET /userinfo" in server.output()  # the commands did talk to the server
+        assert _token_requests(server) == 1  # and never to its token endpoint
+        server.advance_clock(120)  # the stored access token (60 s) is now dead
+        stale = _cli(["profile", "--json"], env)
+        assert stale.returncode == 0, stale.stderr
+        assert json.loads(stale.stdout)["preferred_username"] == "alice"
+        assert _token_requests(server) == 2  # one refresh
+        for command in (["status"], ["profile"]):
+            assert _cli(command, env).returncode == 0
+        assert _token_requests(server) == 2  # the refreshed token is reused in turn
+    finally:
+        if secret_service_keyring.stored(service, "alice") is not None:
+            secret_service_keyring.backend.delete_password(service, "alice")

@@ -1,17 +1,13 @@
-"""Discovery parsing, the transport policy and the token set (no network)."""
+"""Metadata parsing, the transport policy and the token set (no network)."""
 
 from __future__ import annotations
 
 import pytest
 
-from desktop.auth.discovery import (
-    check_transport,
-    is_loopback_host,
-    normalize_server_url,
-    parse_discovery,
-)
 from desktop.auth.errors import ConfigurationError, ServerError
+from desktop.auth.oauth import parse_metadata
 from desktop.auth.tokens import TokenSet
+from desktop.auth.transport import check_transport, is_loopback_host, normalize_server_url
 
 ISSUER = "https://id.example.com"
 
@@ -79,7 +75,7 @@ def test_normalize_drops_trailing_slash_and_refuses_query() -> None:
 
 
 def test_parse_discovery_reads_endpoints() -> None:
-    endpoints = parse_discovery(_doc(), server_url=ISSUER)
+    endpoints = parse_metadata(_doc(), issuer=ISSUER)
     assert endpoints.token_endpoint == f"{ISSUER}/token"
     assert endpoints.userinfo_endpoint == f"{ISSUER}/userinfo"
     assert endpoints.revocation_endpoint == f"{ISSUER}/revoke"
@@ -87,13 +83,13 @@ def test_parse_discovery_reads_endpoints() -> None:
 
 
 def test_parse_discovery_ignores_trailing_slash_of_issuer() -> None:
-    assert parse_discovery(_doc(issuer=ISSUER + "/"), server_url=ISSUER).issuer == ISSUER + "/"
+    assert parse_metadata(_doc(issuer=ISSUER + "/"), issuer=ISSUER).issuer == ISSUER + "/"
 
 
 def test_parse_discovery_optional_endpoints_may_be_absent() -> None:
     doc = _doc()
     del doc["revocation_endpoint"], doc["userinfo_endpoint"], doc["scopes_supported"]
-    endpoints = parse_discovery(doc, server_url=ISSUER)
+    endpoints = parse_metadata(doc, issuer=ISSUER)
     assert endpoints.revocation_endpoint is None
     assert endpoints.userinfo_endpoint is None
     assert endpoints.scopes_supported is None
@@ -113,7 +109,7 @@ def test_parse_discovery_optional_endpoints_may_be_absent() -> None:
 )
 def test_parse_discovery_rejects_bad_documents(doc: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        parse_discovery(doc, server_url=ISSUER)
+        parse_metadata(doc, issuer=ISSUER)
 
 
 def _response(**overrides: object) -> dict[str, object]:
@@ -189,3 +185,79 @@ def test_malformed_token_responses_are_server_errors(overrides: dict[str, object
     with pytest.raises(ServerError) as caught:
         TokenSet.from_response(data, now=0.0)
     assert "secret" not in str(caught.value)
+
+
+def test_bearer_challenges_are_parsed_with_quoted_commas() -> None:
+    import requests
+
+    from desktop.auth.oauth import bearer_error
+
+    response = requests.Response()
+    response.headers["WWW-Authenticate"] = (
+        'Bearer realm="api", error="invalid_token", error_description="expired, at 12:00"'
+    )
+    assert bearer_error(response) == ("invalid_token", "expired, at 12:00")
+    response.headers["WWW-Authenticate"] = 'Basic realm="x", error="invalid_token"'
+    assert bearer_error(response) == (None, None)
+    response.headers["WWW-Authenticate"] = "Bearer"
+    assert bearer_error(response) == (None, None)
+
+
+def test_the_token_set_converts_to_and_from_the_wall_clock() -> None:
+    tokens = TokenSet.from_response(_response(), now=100.0)
+    issued, expires = tokens.to_wall(now=130.0, wall_now=1_000_030.0)
+    assert (issued, expires) == (1_000_000.0, 1_000_000.0 + 900)
+    # Another process, 10 s later by the wall clock, whose monotonic clock reads 5.
+    back = TokenSet.from_stored(
+        access_token="a",
+        refresh_token="r",
+        token_type="Bearer",
+        scope=None,
+        issued_at=issued,
+        expires_at=expires,
+        now=5.0,
+        wall_now=1_000_040.0,
+    )
+    assert back.lifetime == 900
+    assert back.expires_in(5.0) == 900 - 40
+
+
+def test_the_id_token_is_kept_and_never_shown() -> None:
+    tokens = TokenSet.from_response(_response(id_token="header.claims.sig"), now=0)
+    assert tokens.id_token == "header.claims.sig"
+    assert "header.claims.sig" not in repr(tokens)
+    with pytest.raises(ServerError, match="ID token"):
+        TokenSet.from_response(_response(id_token=42), now=0)
+
+
+def test_client_side_input_errors_are_not_invalid_credentials() -> None:
+    from desktop.auth.errors import InputError, InvalidCredentials
+    from desktop.auth.grants import GrantContext, PasswordGrant
+    from desktop.auth.oauth import ServerMetadata
+
+    ctx = GrantContext(
+        metadata=ServerMetadata(issuer=ISSUER, token_endpoint=f"{ISSUER}/token"),
+        transport=None,  # type: ignore[arg-type]  # never reached
+        client_id="jwt-desktop",
+        scope=None,
+        clock=lambda: 0.0,
+    )
+    for grant in (PasswordGrant("", "pw"), PasswordGrant("alice", "")):
+        with pytest.raises(InputError) as caught:
+            grant.obtain(ctx)
+        assert not isinstance(caught.value, InvalidCredentials)
+    assert "s3cret" not in repr(PasswordGrant("alice", "s3cret"))
+
+
+def test_the_error_tree() -> None:
+    from desktop.auth import errors
+
+    assert issubclass(errors.ClientRejected, errors.OAuthError)
+    assert not issubclass(errors.ClientRejected, errors.ConfigurationError)
+    assert issubclass(errors.LockTimeout, errors.AuthError)
+    assert issubclass(errors.SecretTooLong, errors.StorageError)
+    assert not issubclass(errors.SecretTooLong, errors.KeyringUnavailable)
+    assert not issubclass(errors.InputError, errors.OAuthError)
+    # Every class is drawn in the module docstring.
+    for name in errors.__all__:
+        assert name in (errors.__doc__ or ""), name

@@ -3,10 +3,13 @@ it should be. Local fake servers (real HTTP on loopback) produce what the real o
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 
 import keyring
 import keyring.backend
@@ -15,8 +18,10 @@ import pytest
 
 from desktop.auth.errors import (
     AccessDenied,
+    ClientRejected,
     ConfigurationError,
     InvalidCredentials,
+    LockTimeout,
     NotSignedIn,
     OAuthError,
     ServerError,
@@ -24,6 +29,8 @@ from desktop.auth.errors import (
     SessionEnded,
     TooManyAttempts,
 )
+from desktop.auth.grants import PasswordGrant
+from desktop.auth.messages import Revocation
 from desktop.auth.session import AuthClient
 from desktop.auth.store import KeyringStore, MemoryStore
 from tests.core.fakes import FakeClock, FakeOIDCServer, Reply, Seen, SilentServer, closed_port_url
@@ -49,7 +56,7 @@ def test_connection_refused_is_server_unreachable() -> None:
     client = _client(url)
     try:
         with pytest.raises(ServerUnreachable, match="Could not connect") as caught:
-            client.sign_in("alice", "wonderland", remember=False)
+            client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
         assert caught.value.url == url
         assert "wonderland" not in str(caught.value)
     finally:
@@ -61,7 +68,7 @@ def test_a_server_that_never_answers_times_out(silent_server: SilentServer) -> N
     try:
         started = time.monotonic()
         with pytest.raises(ServerUnreachable, match="did not answer in time"):
-            client.sign_in("alice", "wonderland", remember=False)
+            client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
         assert time.monotonic() - started < 5
     finally:
         client.close()
@@ -106,7 +113,7 @@ def test_a_server_that_never_answers_times_out(silent_server: SilentServer) -> N
             "/.well-known/openid-configuration",
             Reply(404, b""),
             ConfigurationError,
-            r"no OpenID Connect discovery document \(HTTP 404\)",
+            r"no OpenID Connect discovery document nor OAuth server metadata \(HTTP 404\)",
         ),
         ("/.well-known/openid-configuration", Reply(502, b""), ServerError, r"HTTP 502"),
         ("/userinfo", Reply(200, b"<html/>"), ServerError, r"profile answer is not a JSON"),
@@ -119,8 +126,17 @@ def test_bad_answers_are_clear_errors(
     fake_server.routes[path] = lambda seen: reply
     client = _client(fake_server.url)
     try:
-        with pytest.raises(error, match=message):
-            client.sign_in("alice", "wonderland", remember=False)
+        if path == "/userinfo":
+            # The session started: only its second step, the profile, failed, and says why.
+            result = client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
+            assert result.status.signed_in and result.profile is None
+            assert isinstance(result.profile_error, error)
+            assert re.search(message, str(result.profile_error))
+            with pytest.raises(error, match=message):
+                client.profile()
+        else:
+            with pytest.raises(error, match=message):
+                client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
     finally:
         client.close()
 
@@ -132,7 +148,7 @@ def test_issuer_mismatch_is_refused(fake_server: FakeOIDCServer) -> None:
     client = _client(fake_server.url)
     try:
         with pytest.raises(ConfigurationError, match="issuer"):
-            client.sign_in("alice", "wonderland", remember=False)
+            client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
         assert fake_server.requests_to("/token") == []  # no password sent anywhere
     finally:
         client.close()
@@ -148,7 +164,7 @@ def test_oauth_error_read_from_a_401_body_means_wrong_password(
     client = _client(fake_server.url)
     try:
         with pytest.raises(InvalidCredentials, match="username or password is incorrect") as e:
-            client.sign_in("alice", "wrong-pass", remember=False)
+            client.sign_in(PasswordGrant("alice", "wrong-pass"), remember=False)
         assert e.value.status == 401
         assert e.value.description == "Invalid user credentials"
         assert not client.status().signed_in
@@ -175,7 +191,7 @@ def test_throttling_gives_the_wait(
     client = _client(fake_server.url)
     try:
         with pytest.raises(TooManyAttempts) as caught:
-            client.sign_in("alice", "wonderland", remember=False)
+            client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
         if expected is None:
             assert caught.value.retry_after is None
             assert "Try again later" in str(caught.value)
@@ -193,18 +209,19 @@ def test_other_oauth_errors(fake_server: FakeOIDCServer) -> None:
     )
     client = _client(fake_server.url)
     try:
-        with pytest.raises(ConfigurationError, match=r"does not accept this app.*grant disabled"):
-            client.sign_in("alice", "wonderland", remember=False)
+        with pytest.raises(ClientRejected, match=r"does not accept this app.*grant disabled") as c:
+            client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
+        assert c.value.error == "unauthorized_client"  # the OAuth code is kept
         fake_server.routes["/token"] = lambda seen: Reply.json(400, {"error": "invalid_request"})
         with pytest.raises(OAuthError, match=r"refused the request \(invalid_request\)"):
-            client.sign_in("alice", "wonderland", remember=False)
+            client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
     finally:
         client.close()
 
 
 def _signed_in(fake_server: FakeOIDCServer, clock: FakeClock, **kwargs: object) -> AuthClient:
     client = _client(fake_server.url, clock, **kwargs)
-    client.sign_in("alice", "wonderland", remember=False)
+    client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
     return client
 
 
@@ -240,7 +257,7 @@ def test_refresh_with_the_server_down_keeps_the_session(clock: FakeClock) -> Non
     url = server.url
     client = _client(url, clock)
     try:
-        client.sign_in("alice", "wonderland", remember=False)
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
         server.close()
         clock.advance(61)
         with pytest.raises(ServerUnreachable):
@@ -258,8 +275,9 @@ def test_invalid_grant_on_refresh_ends_the_session(
     ended: list[SessionEnded] = []
     client.on_session_ended.append(ended.append)
     try:
-        client.sign_in("alice", "wonderland", remember=True)
-        assert store.load(client.server_url, "alice") == "refresh-1"
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=True)
+        stored = store.load(client.server_url, "alice")
+        assert stored is not None and stored.refresh_token == "refresh-1"
         fake_server.routes["/token"] = lambda seen: Reply.json(
             400, {"error": "invalid_grant", "error_description": "Token expired."}
         )
@@ -352,7 +370,7 @@ def test_not_signed_in(fake_server: FakeOIDCServer) -> None:
     try:
         with pytest.raises(NotSignedIn):
             client.profile()
-        assert client.sign_out() is True
+        assert client.sign_out() is Revocation.REVOKED
         assert fake_server.requests_to("/revoke") == []
     finally:
         client.close()
@@ -363,9 +381,9 @@ def test_sign_out_with_the_server_down_still_forgets_locally(clock: FakeClock) -
     store = MemoryStore()
     client = _client(server.url, clock, store=store)
     try:
-        client.sign_in("alice", "wonderland", remember=True)
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=True)
         server.close()
-        assert client.sign_out() is False
+        assert client.sign_out() is Revocation.NOT_CONFIRMED
         assert store.load(client.server_url, "alice") is None
         assert not client.status().signed_in
     finally:
@@ -381,15 +399,12 @@ def test_many_waiters_share_one_failed_refresh(silent_server: SilentServer) -> N
     clock = FakeClock()
     client = _client(fake.url, clock, timeout=0.5)
     try:
-        client.sign_in("alice", "wonderland", remember=False)
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
         # Point the token endpoint at the silent server.
-        from desktop.auth.discovery import Endpoints
+        import dataclasses
 
-        endpoints = client.endpoints()
-        client._endpoints = Endpoints(
-            issuer=endpoints.issuer,
-            token_endpoint=f"{silent_server.url}/token",
-            userinfo_endpoint=endpoints.userinfo_endpoint,
+        client._metadata = dataclasses.replace(
+            client.metadata(), token_endpoint=f"{silent_server.url}/token"
         )
         clock.advance(61)
         errors: list[BaseException] = []
@@ -433,7 +448,7 @@ def test_a_redirected_discovery_is_refused_and_the_password_goes_nowhere(
     )
     client = _client(fake_server.url, clock)
     with pytest.raises(ServerError, match="redirect"):
-        client.sign_in("alice", "wonderland", remember=False)
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=False)
     assert elsewhere.seen == []
     assert fake_server.requests_to("/token") == []
 
@@ -488,8 +503,8 @@ def test_a_failed_write_of_the_rotated_token_removes_the_spent_one(
     keyring.set_keyring(backend)
     try:
         client = _client(fake_server.url, clock, store=KeyringStore(timeout=5))
-        client.sign_in("alice", "wonderland", remember=True)
-        assert list(backend.secrets.values()) == ["refresh-1"]
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=True)
+        assert [json.loads(v)["refresh_token"] for v in backend.secrets.values()] == ["refresh-1"]
         clock.advance(3600)
         client.profile()  # refreshes; saving refresh-2 fails
         assert backend.secrets == {}
@@ -498,3 +513,32 @@ def test_a_failed_write_of_the_rotated_token_removes_the_spent_one(
         assert status.storage.reason is not None and "PasswordSetError" in status.storage.reason
     finally:
         keyring.set_keyring(previous)
+
+
+def test_a_lock_held_too_long_is_its_own_error_and_sign_out_still_forgets(
+    fake_server: FakeOIDCServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import filelock
+
+    real = filelock.FileLock
+
+    def quick(path: str, timeout: float = -1) -> Any:  # the client's 45 s wait, made 0.2 s
+        return real(path, timeout=0.2)
+
+    store = MemoryStore()
+    client = _client(fake_server.url, clock, store=store, lock_dir=tmp_path)
+    try:
+        client.sign_in(PasswordGrant("alice", "wonderland"), remember=True)
+        (lock_file,) = tmp_path.glob("refresh-*.lock")
+        holder = real(str(lock_file))  # another process, busy with the session
+        holder.acquire()
+        monkeypatch.setattr(filelock, "FileLock", quick)
+        clock.advance(61)
+        with pytest.raises(LockTimeout, match="locked for too long"):
+            client.profile()
+        assert client.status().signed_in  # kept: try again later
+        assert client.sign_out() is Revocation.NOT_CONFIRMED
+        assert store.load(client.server_url, "alice") is None
+        holder.release()
+    finally:
+        client.close()

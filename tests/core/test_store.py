@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,11 +13,15 @@ import pytest
 from keyring.backends import fail, null
 from keyring.errors import KeyringLocked
 
-from desktop.auth.errors import KeyringUnavailable
-from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus
+from desktop.auth.errors import KeyringUnavailable, SecretTooLong
+from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, StoredSession
 from tests.support.keyring import MemoryKeyring, SecretServiceKeyring
 
 ISSUER = "http://127.0.0.1:8765"
+
+
+def S(refresh_token: str) -> StoredSession:
+    return StoredSession(refresh_token=refresh_token)
 
 
 @pytest.fixture
@@ -89,8 +94,8 @@ class LeakyFailingKeyring(keyring.backend.KeyringBackend):
 def test_memory_store_round_trip_and_status() -> None:
     store = MemoryStore()
     assert store.load(ISSUER, "alice") is None
-    store.save(ISSUER, "alice", "rt-1")
-    assert store.load(ISSUER, "alice") == "rt-1"
+    store.save(ISSUER, "alice", S("rt-1"))
+    assert store.load(ISSUER, "alice") == S("rt-1")
     assert store.load(ISSUER, "bob") is None
     assert store.load("https://other.example", "alice") is None
     store.delete(ISSUER, "alice")
@@ -104,16 +109,16 @@ def test_memory_store_round_trip_and_status() -> None:
 
 def test_keyring_store_with_memory_keyring(memory_keyring: MemoryKeyring) -> None:
     store = KeyringStore(timeout=2)
-    store.save(ISSUER, "alice", "rt-alice")
-    store.save(ISSUER, "bob", "rt-bob")
+    store.save(ISSUER, "alice", S("rt-alice"))
+    store.save(ISSUER, "bob", S("rt-bob"))
     # Keyed by issuer and username, under the service prefix.
-    assert memory_keyring.secrets[(f"jwt-desktop:{ISSUER}", "alice")] == "rt-alice"
-    assert store.load(ISSUER, "alice") == "rt-alice"
+    assert memory_keyring.secrets[(f"jwt-desktop:{ISSUER}", "alice")] == S("rt-alice").to_json()
+    assert store.load(ISSUER, "alice") == S("rt-alice")
     assert store.load("https://other.example", "alice") is None
     store.delete(ISSUER, "alice")
     store.delete(ISSUER, "alice")  # nothing stored: no error
     assert store.load(ISSUER, "alice") is None
-    assert store.load(ISSUER, "bob") == "rt-bob"
+    assert store.load(ISSUER, "bob") == S("rt-bob")
     assert store.status() == StorageStatus(persistent=True, backend=MemoryKeyring.name)
     assert "rt-bob" not in repr(store)
 
@@ -126,13 +131,15 @@ def test_keyring_store_with_the_real_secret_service(
     assert status.persistent is True
     assert status.backend == "SecretService Keyring"
     assert status.reason is None
-    store.save(ISSUER, "alice", "rt-real-1")
+    store.save(ISSUER, "alice", S("rt-real-1"))
     try:
-        assert secret_service_keyring.stored(f"jwt-desktop:{ISSUER}", "alice") == "rt-real-1"
+        assert secret_service_keyring.stored(f"jwt-desktop:{ISSUER}", "alice") == (
+            S("rt-real-1").to_json()
+        )
         # A second store object (as in a new process) reads it back.
-        assert KeyringStore(timeout=10).load(ISSUER, "alice") == "rt-real-1"
-        store.save(ISSUER, "alice", "rt-real-2")
-        assert store.load(ISSUER, "alice") == "rt-real-2"
+        assert KeyringStore(timeout=10).load(ISSUER, "alice") == S("rt-real-1")
+        store.save(ISSUER, "alice", S("rt-real-2"))
+        assert store.load(ISSUER, "alice") == S("rt-real-2")
     finally:
         store.delete(ISSUER, "alice")
     assert store.load(ISSUER, "alice") is None
@@ -148,7 +155,7 @@ def test_no_keyring_backends_are_reported_not_used(use_backend, backend_class: t
     assert status.reason is not None
     assert f"{backend_class.__module__}.Keyring" in status.reason
     with pytest.raises(KeyringUnavailable, match="No OS keyring"):
-        store.save(ISSUER, "alice", "rt")
+        store.save(ISSUER, "alice", S("rt"))
     with pytest.raises(KeyringUnavailable):
         store.load(ISSUER, "alice")
 
@@ -157,7 +164,7 @@ def test_locked_keyring_is_unavailable_with_a_reason(use_backend) -> None:
     use_backend(LockedKeyring())
     store = KeyringStore(timeout=2)
     with pytest.raises(KeyringUnavailable, match="locked"):
-        store.save(ISSUER, "alice", "rt")
+        store.save(ISSUER, "alice", S("rt"))
     status = store.status()
     assert status.persistent is False
     assert status.reason is not None and "locked" in status.reason
@@ -176,7 +183,7 @@ def test_hanging_keyring_times_out_and_then_fails_fast(use_backend) -> None:
         # Later calls do not start more hung threads: they fail at once.
         started = time.monotonic()
         with pytest.raises(KeyringUnavailable):
-            store.save(ISSUER, "alice", "rt")
+            store.save(ISSUER, "alice", S("rt"))
         with pytest.raises(KeyringUnavailable):
             store.load(ISSUER, "alice")
         assert time.monotonic() - started < 2  # no new 0.3 s wait per call (calls == 1 below)
@@ -189,19 +196,60 @@ def test_a_failing_backend_error_text_is_not_passed_on(use_backend) -> None:
     use_backend(LeakyFailingKeyring())
     store = KeyringStore(timeout=2)
     with pytest.raises(KeyringUnavailable) as caught:
-        store.save(ISSUER, "alice", "rt-very-secret")
+        store.save(ISSUER, "alice", S("rt-very-secret"))
     assert "rt-very-secret" not in str(caught.value)
     assert "RuntimeError" in str(caught.value)
     assert "rt-very-secret" not in (store.status().reason or "")
 
 
-def test_too_long_refresh_token_is_refused_not_split(memory_keyring: MemoryKeyring) -> None:
+def test_too_long_session_is_refused_not_split(memory_keyring: MemoryKeyring) -> None:
     store = KeyringStore(timeout=2, max_secret_bytes=2560)
-    ok = "r" * 1280  # 2560 bytes in UTF-16
-    store.save(ISSUER, "alice", ok)
-    assert store.load(ISSUER, "alice") == ok
-    with pytest.raises(KeyringUnavailable, match=r"too long.*2562 bytes.*2560"):
-        store.save(ISSUER, "bob", "r" * 1281)
+    # The limit applies to the whole JSON value: 2560 bytes in UTF-16 exactly.
+    overhead = len(S("").to_json())
+    ok = "r" * (1280 - overhead)
+    store.save(ISSUER, "alice", S(ok))
+    assert store.load(ISSUER, "alice") == S(ok)
+    with pytest.raises(SecretTooLong, match=r"too long.*2562 bytes.*2560") as caught:
+        store.save(ISSUER, "bob", S(ok + "r"))
+    # Its own error: the keyring is not "unavailable", this one session does not fit.
+    assert not isinstance(caught.value, KeyringUnavailable)
     # Nothing written for bob, in one entry or several; the keyring itself stays usable.
     assert [k for k in memory_keyring.secrets if k[1] != "alice"] == []
     assert store.status().persistent is True
+
+
+def test_stored_session_json_round_trip_and_repr() -> None:
+    session = StoredSession(
+        refresh_token="rt-secret",
+        access_token="at-secret",
+        scope="openid",
+        issued_at=1000.0,
+        expires_at=1060.5,
+    )
+    value = session.to_json()
+    assert json.loads(value) == {
+        "refresh_token": "rt-secret",
+        "access_token": "at-secret",
+        "token_type": "Bearer",
+        "scope": "openid",
+        "issued_at": 1000.0,
+        "expires_at": 1060.5,
+    }
+    assert StoredSession.from_json(value) == session
+    assert "secret" not in repr(session) and "secret" not in str(session)
+    # A newer version's extra field is ignored; malformed fields are dropped, not trusted.
+    newer = json.loads(value) | {"dpop_key": "later", "expires_at": "soon", "access_token": 5}
+    assert StoredSession.from_json(json.dumps(newer)) == StoredSession(
+        refresh_token="rt-secret", scope="openid", issued_at=1000.0
+    )
+
+
+@pytest.mark.parametrize("value", ["{not json", "{}", '{"refresh_token": 42}', "[1]", " rt "])
+def test_unusable_stored_values_read_as_nothing(value: str) -> None:
+    assert StoredSession.from_json(value) is None
+
+
+def test_an_entry_in_the_old_format_is_still_read(memory_keyring: MemoryKeyring) -> None:
+    # Before the JSON value, the entry was the bare refresh token.
+    memory_keyring.secrets[(f"jwt-desktop:{ISSUER}", "alice")] = "rt-old-format"
+    assert KeyringStore(timeout=2).load(ISSUER, "alice") == StoredSession("rt-old-format")

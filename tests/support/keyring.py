@@ -201,3 +201,10 @@ def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryKeyring]:
         yield backend
     finally:
         keyring.set_keyring(previous)
+
+
+def refresh_token_of(value: str) -> str:
+    """The refresh token in a stored session's keyring value (JSON, or a bare token)."""
+    import json
+
+    return str(json.loads(value)["refresh_token"]) if value.startswith("{") else value

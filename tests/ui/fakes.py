@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from desktop.auth.errors import SessionEnded
-from desktop.auth.session import SessionStatus
+from desktop.auth.messages import Revocation
+from desktop.auth.session import SessionStatus, SignInResult
 from desktop.auth.store import StorageStatus
 
 ALICE = {
@@ -33,7 +35,15 @@ NO_KEYRING = StorageStatus(
     reason="No OS keyring is available (keyring.backends.fail.Keyring).",
 )
 
-Answer = dict[str, Any] | None | BaseException
+
+@dataclass(frozen=True)
+class ProfileFailed:
+    """A sign-in answer: the session started, then fetching the profile raised ``error``."""
+
+    error: Exception
+
+
+Answer = dict[str, Any] | None | BaseException | ProfileFailed
 
 
 class FakeClient:
@@ -69,12 +79,25 @@ class FakeClient:
             raise answer
         return answer
 
-    def sign_in(self, username: str, password: str, *, remember: bool) -> dict[str, Any]:
-        profile = self._answer("sign_in", self.sign_in_answers)
-        assert profile is not None
-        self.username = username
+    def sign_in(
+        self, grant: Any, *, remember: bool, cancel: Any = None, progress: Any = None
+    ) -> SignInResult:
+        """``sign_in_answers``: a profile, an error raised before the session started, or
+        ``ProfileFailed(error)``: the session started, the profile fetch failed."""
+        self.calls.append("sign_in")
+        if self.hold.is_set():
+            self.hold.clear()
+            self.holding.set()
+            self.release.wait(30)
+        answer = self.sign_in_answers.pop(0) if self.sign_in_answers else dict(ALICE)
+        if isinstance(answer, BaseException):
+            raise answer
+        self.username = grant.username
         self.remembered = remember
-        return profile
+        if isinstance(answer, ProfileFailed):
+            return SignInResult(self.status(), None, answer.error)
+        assert answer is not None
+        return SignInResult(self.status(), answer)
 
     def restore(self, username: str) -> dict[str, Any] | None:
         profile = self._answer("restore", self.restore_answers)
@@ -87,10 +110,10 @@ class FakeClient:
         assert profile is not None
         return profile
 
-    def sign_out(self) -> bool:
+    def sign_out(self) -> Revocation:
         self.calls.append("sign_out")
         self.username = None
-        return True
+        return Revocation.REVOKED
 
     def status(self) -> SessionStatus:
         return SessionStatus(

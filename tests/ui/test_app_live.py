@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from desktop import config as config_module
-from tests.support.keyring import MemoryKeyring, SecretServiceKeyring
+from tests.support.keyring import MemoryKeyring, SecretServiceKeyring, refresh_token_of
 from tests.support.server import StartServer
 from tests.ui.conftest import MakeApp
 from tests.ui.helpers import (
@@ -132,14 +132,15 @@ def test_keep_me_signed_in_restores_without_the_dialog(
     dialog_shown = ShowCounter(second.dialog)
     main = second.main_window()
     assert main.isVisible()
-    assert "Signing in" in main.windowTitle()  # the first frame, before the refresh answers
+    assert "Signing in" in main.windowTitle()  # the first frame, before the server answers
     main = wait_for_profile(qtbot, second)
 
     assert "Alice Liddell" in main.windowTitle()
     assert dialog_shown.count == 0
     assert not second.dialog.isVisible()
     status = second._status()
-    assert status is not None and status.remembered and status.refresh_count == 1
+    # The stored access token was still valid: the restart reused it, with no refresh.
+    assert status is not None and status.remembered and status.refresh_count == 0
 
 
 def test_unchecked_keeps_nothing_in_the_keyring(
@@ -187,7 +188,7 @@ def _sign_in_remembered(
 ) -> tuple[object, str]:
     app = make_app(server_url=url)
     sign_in(qtbot, app, "alice", "wonderland", remember=True)
-    refresh_token = secrets[(f"jwt-desktop:{url}", "alice")]
+    refresh_token = refresh_token_of(secrets[(f"jwt-desktop:{url}", "alice")])
     return app, refresh_token
 
 
@@ -197,7 +198,7 @@ def test_session_ended_by_reuse_returns_to_the_dialog(
     server = start_server(access_ttl="60s")
     app = make_app(server_url=server.url)
     main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
-    stolen = memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")]
+    stolen = refresh_token_of(memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")])
     # Someone else spends the refresh token first: the app's next use of it is a reuse.
     status, _ = post_form(
         f"{server.url}/token",
@@ -223,7 +224,7 @@ def test_session_ended_by_revocation_returns_to_the_dialog(
     server = start_server(access_ttl="60s")
     app = make_app(server_url=server.url)
     main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
-    token = memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")]
+    token = refresh_token_of(memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")])
     status, _ = post_form(
         f"{server.url}/revoke",
         {"token": token, "token_type_hint": "refresh_token", "client_id": "jwt-desktop"},
@@ -244,11 +245,11 @@ def test_sign_out_revokes_at_the_server_and_forgets_the_keyring_entry(
     server = start_server()
     app = make_app(server_url=server.url)
     main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
-    token = memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")]
+    token = refresh_token_of(memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")])
     with qtbot.waitSignal(app.controller.signedOut, timeout=TIMEOUT_MS) as signed_out:
         main.sign_out_action.trigger()
 
-    assert signed_out.args == [True]
+    assert signed_out.args == ["revoked"]
     assert app.dialog.isVisible() and not main.isVisible()
     assert "You signed out" in app.dialog.notice_label.text()
     assert stored_sessions(memory_keyring.secrets) == {}

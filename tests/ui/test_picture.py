@@ -122,3 +122,17 @@ def test_a_broken_picture_leaves_the_initials_quietly(
     assert not main.profile_view.avatar.has_picture()
     assert main.profile_view.avatar.text() == "AL"
     assert main.statusBar().currentMessage() == "Signed in as alice"
+
+
+def test_the_picture_fetch_follows_the_core_transport_policy(
+    pictures: PictureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One policy for all HTTP: loopback never through an environment proxy (this one would
+    # refuse the connection).
+    from tests.core.fakes import closed_port_url
+
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, closed_port_url())
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert fetch_picture(f"{pictures.url}/alice.png") == PNG

@@ -1,0 +1,320 @@
+"""The wording of every error and outcome, in one Qt-free place the GUI and the CLI share.
+
+The core builds its errors' sentences with these functions (``str(error)`` is what a person
+reads); :func:`describe` turns any error into a :class:`Failure` (a kind the widgets react to,
+and a sentence); :func:`sign_out_notice` and :func:`sign_out_line` say what a sign-out did.
+Nothing here imports ``requests`` or ``keyring``: the GUI's start-up path may import it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "ErrorKind",
+    "Failure",
+    "Revocation",
+    "describe",
+    "describe_wait",
+    "reason",
+    "sign_out_line",
+    "sign_out_notice",
+]
+
+_log = logging.getLogger(__name__)
+
+_MAX_REASON_CHARS = 200
+
+NOT_REMEMBERED = "You chose not to stay signed in: the session ends when the program exits."
+NOT_SIGNED_IN = "You are not signed in."
+NO_USERINFO = "The server does not offer a userinfo endpoint."
+NO_REFRESH_TOKEN = "The server issued no refresh token, so the session cannot last."
+EMPTY_CREDENTIALS = "Enter a username and a password."
+WRONG_PASSWORD = "The username or password is incorrect."
+LOCK_TIMEOUT = "Another jwt-desktop process kept the session locked for too long. Try again."
+TLS_DISABLED = "TLS certificate verification cannot be turned off."
+REJECTED_FRESH_TOKEN = "The server rejected an access token it had just issued."
+ENDED_ELSEWHERE = (
+    "Your session has ended: another jwt-desktop window or command signed out or signed in "
+    "again. Please sign in again."
+)
+ENDED = "Your session has ended. Please sign in again."
+METADATA_NOT_OBJECT = "The server's metadata document is not a JSON object."
+METADATA_NO_ISSUER = "The server's metadata document has no issuer."
+TOKEN_NOT_JSON = "The server's token answer is not JSON."
+PROFILE_NOT_JSON = "The server's profile answer is not a JSON object."
+PROFILE_OF_ANOTHER = "The server's profile is not that of the person who signed in."
+PROFILE_NO_ACCOUNT = "The server's profile names no account (no preferred_username, no sub)."
+
+
+class Revocation(str, enum.Enum):
+    """What a sign-out did at the server (RFC 7009)."""
+
+    REVOKED = "revoked"  # the server confirmed it (or there was nothing to revoke)
+    NOT_CONFIRMED = "not_confirmed"  # tried: unreachable, refused, or the lock timed out
+    NOT_OFFERED = "not_offered"  # the server advertises no revocation endpoint: nothing tried
+
+
+class ErrorKind(str, enum.Enum):
+    """What kind of failure, so the widgets can react (clear the password, show a banner...)."""
+
+    CREDENTIALS = "credentials"
+    THROTTLED = "throttled"
+    UNREACHABLE = "unreachable"
+    SERVER = "server"
+    SESSION_ENDED = "session_ended"
+    DENIED = "denied"
+    CONFIGURATION = "configuration"
+    NOT_SIGNED_IN = "not_signed_in"
+    KEYRING = "keyring"
+    CANCELLED = "cancelled"
+    UNEXPECTED = "unexpected"
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: ErrorKind
+    message: str
+
+
+# -- pieces the core's sentences are made of ------------------------------------------------------
+
+
+def reason(description: str) -> str:
+    """A server's error description made fit for a sentence: one line, bounded, no end dot."""
+    text = " ".join(description.split())[:_MAX_REASON_CHARS]
+    return text.rstrip(".")
+
+
+def detail(error: str, description: str | None) -> str:
+    """': the reason' when the server gave one, else ' (error_code)'."""
+    return f": {reason(description)}" if description else f" ({error})"
+
+
+def describe_wait(seconds: float) -> str:
+    """'5 seconds', '1 minute', '3 minutes' (rounded up: never tell people to come back early)."""
+    if seconds < 60:
+        whole = max(1, math.ceil(seconds))
+        return f"{whole} second{'s' if whole != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def url_invalid(what: str, url: str) -> str:
+    return f"{what} is not a valid URL: {url!r}."
+
+
+def url_not_web(what: str, url: str) -> str:
+    return f"{what} must be an http:// or https:// URL with a host: {url!r}."
+
+
+def url_with_credentials(what: str) -> str:
+    return f"{what} must not contain a user name or password."
+
+
+def url_with_query(url: str) -> str:
+    return f"The server URL must not have a query or fragment: {url!r}."
+
+
+def plain_http(what: str, host: str) -> str:
+    return (
+        f"{what} uses plain http:// to {host}; only loopback addresses may use http://. "
+        "Use https:// instead."
+    )
+
+
+def no_metadata(issuer: str, status: int) -> str:
+    return (
+        f"{issuer} has no OpenID Connect discovery document nor OAuth server metadata "
+        f"(HTTP {status})."
+    )
+
+
+def metadata_not_json(issuer: str, url: str) -> str:
+    return (
+        f"{issuer} is not an OpenID Connect server: its metadata document at {url} is not a "
+        "JSON object."
+    )
+
+
+def bad_token_response(what: str) -> str:
+    return f"The server's token response {what}."
+
+
+def metadata_invalid(key: str) -> str:
+    return f"The server's metadata has no valid {key}."
+
+
+def issuer_mismatch(named: str, issuer: str) -> str:
+    return f"The server says its issuer is {named!r}, not the configured {issuer!r}."
+
+
+def unreachable(origin: str, why: str) -> str:
+    """``why``: 'timeout', 'tls' or 'connect'."""
+    if why == "timeout":
+        return f"The server at {origin} did not answer in time."
+    if why == "tls":
+        return (
+            f"The server at {origin} could not prove its identity (TLS certificate "
+            "verification failed)."
+        )
+    return f"Could not connect to the server at {origin}."
+
+
+def request_failed(origin: str, exc_name: str) -> str:
+    return f"The request to {origin} failed ({exc_name})."
+
+
+def redirect_refused(origin: str, status: int) -> str:
+    return (
+        f"The server at {origin} answered with a redirect (HTTP {status}), which jwt-desktop "
+        "does not follow: check the server URL."
+    )
+
+
+def server_failed(status: int) -> str:
+    return f"The server failed (HTTP {status}). Try again later."
+
+
+def profile_failed(status: int) -> str:
+    return f"The server could not return the profile (HTTP {status})."
+
+
+def unexpected_answer(status: int) -> str:
+    return f"The server gave an unexpected answer (HTTP {status})."
+
+
+def throttled(retry_after: int | None, *, signing_in: bool) -> str:
+    wait = f"Try again in {retry_after} seconds." if retry_after else "Try again later."
+    return f"Too many {'sign-in attempts' if signing_in else 'requests'}. {wait}"
+
+
+def session_ended(description: str | None) -> str:
+    why = reason(description) if description else "the server refused the session"
+    return f"Your session has ended: {why}. Please sign in again."
+
+
+def client_rejected(client_id: str, error: str, description: str | None) -> str:
+    why = detail(error, description)
+    return f"The server does not accept this app (client id {client_id!r}){why}."
+
+
+def oauth_refused(error: str, description: str | None) -> str:
+    return f"The server refused the request{detail(error, description)}."
+
+
+def access_denied(description: str | None) -> str:
+    return "You do not have access to this resource" + (
+        f": {reason(description)}." if description else "."
+    )
+
+
+MEMORY_ONLY = "The session is kept in memory only and ends when the program exits."
+_FOR_THIS_RUN = "the session is kept in memory for this run only."
+
+
+def keyring_unusable(why: str, *, detail: str | None = None, timeout: float = 0.0) -> str:
+    """``why``: 'none' (no backend; ``detail`` names it), 'locked', 'hung' (``timeout``),
+    'failed' (``detail``: the error's type and the operation), 'unavailable'."""
+    if why == "none":
+        where = f" ({detail})" if detail else ""
+        return f"No OS keyring is available{where}; {_FOR_THIS_RUN}"
+    if why == "locked":
+        return f"The OS keyring is locked; {_FOR_THIS_RUN}"
+    if why == "hung":
+        return f"The OS keyring did not answer within {timeout:g} seconds; {_FOR_THIS_RUN}"
+    if why == "failed":
+        return f"The OS keyring failed ({detail}); {_FOR_THIS_RUN}"
+    return "The OS keyring is not available."
+
+
+def secret_too_long(size: int, limit: int) -> str:
+    return (
+        f"The session is too long for the OS keyring ({size} bytes, the limit is {limit}); "
+        "the session is kept in memory for this run only."
+    )
+
+
+# -- outcomes -------------------------------------------------------------------------------------
+
+
+def sign_out_notice(revocation: Revocation) -> str:
+    """What the GUI says after Sign out."""
+    if revocation is Revocation.REVOKED:
+        return "You signed out. The session was revoked at the server."
+    if revocation is Revocation.NOT_OFFERED:
+        return (
+            "You signed out on this computer. The server offers no way to revoke a session, "
+            "so it stays valid there until it expires."
+        )
+    return (
+        "You signed out on this computer, but the server could not be reached to revoke the "
+        "session."
+    )
+
+
+def sign_out_line(revocation: Revocation, username: str, server: str) -> str:
+    """What ``jwt-desktop logout`` prints."""
+    if revocation is Revocation.REVOKED:
+        return f"Signed out {username} from {server}."
+    if revocation is Revocation.NOT_OFFERED:
+        return (
+            f"Signed out {username} locally; {server} offers no revocation endpoint, so the "
+            "session stays valid there until it expires."
+        )
+    return (
+        f"Signed out {username} locally; the server could not confirm the revocation, so the "
+        "session may stay valid there until it expires."
+    )
+
+
+def describe(error: BaseException) -> Failure:
+    """Turn any exception from the core (or a bug) into a :class:`Failure` with a sentence."""
+    from desktop.auth import errors
+
+    if isinstance(error, errors.InvalidCredentials):
+        return Failure(ErrorKind.CREDENTIALS, "Wrong username or password.")
+    if isinstance(error, errors.InputError):
+        return Failure(ErrorKind.CREDENTIALS, _sentence(str(error), EMPTY_CREDENTIALS))
+    if isinstance(error, errors.TooManyAttempts):
+        if error.retry_after:
+            wait = f"Try again in {describe_wait(error.retry_after)}."
+        else:
+            wait = "Wait a while, then try again."
+        return Failure(ErrorKind.THROTTLED, f"Too many failed sign-in attempts. {wait}")
+    if isinstance(error, errors.ServerUnreachable):
+        return Failure(
+            ErrorKind.UNREACHABLE,
+            f"Cannot reach the server at {error.url}. Check that it is running.",
+        )
+    # The rest: the core's own sentence says it best.
+    rules: tuple[tuple[type[BaseException], ErrorKind, str], ...] = (
+        (errors.ServerError, ErrorKind.SERVER, "The server had a problem."),
+        (errors.SessionEnded, ErrorKind.SESSION_ENDED, "Your session ended. Sign in again."),
+        (errors.AccessDenied, ErrorKind.DENIED, "You are not allowed to do that."),
+        (errors.ClientRejected, ErrorKind.CONFIGURATION, "The server does not accept this app."),
+        (errors.ConfigurationError, ErrorKind.CONFIGURATION, "The setup is invalid."),
+        (errors.StorageError, ErrorKind.KEYRING, "The system keyring is not available."),
+        (errors.NotSignedIn, ErrorKind.NOT_SIGNED_IN, NOT_SIGNED_IN),
+        (errors.Cancelled, ErrorKind.CANCELLED, "The sign-in was cancelled."),
+        (errors.AuthError, ErrorKind.UNEXPECTED, "Something went wrong."),
+    )
+    for cls, kind, fallback in rules:
+        if isinstance(error, cls):
+            return Failure(kind, _sentence(str(error), fallback))
+    # A bug, not a condition a person can fix: the traceback goes to the log, never to the UI.
+    _log.error("unexpected error in a worker", exc_info=error)
+    return Failure(
+        ErrorKind.UNEXPECTED,
+        f"Something unexpected went wrong ({type(error).__name__}). Details are in the log.",
+    )
+
+
+def _sentence(text: str, fallback: str) -> str:
+    text = text.strip()
+    if not text:
+        return fallback
+    return text if text.endswith((".", "!", "?")) else f"{text}."
