@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import Algorithm
 from jwt.exceptions import InvalidKeyError
 
 # Asymmetric only (§4.3 check 5): never "none", never an HMAC, whose key would be the header.
@@ -80,7 +82,7 @@ class DPoPError(Exception):
 
 
 class ReplayCache(Protocol):
-    def remember_dpop_proof(self, jti_hash: str, expires_at: float, now: float) -> bool:
+    def remember_dpop_proof(self, jti_hash: bytes, expires_at: float, now: float) -> bool:
         """Record a proof's ``jti`` until ``expires_at``; False when it was seen before."""
         ...
 
@@ -106,6 +108,7 @@ class ProofRequest:
     url: str
 
 
+@functools.lru_cache(maxsize=1024)  # a client sends the same few URLs again and again
 def normalise_htu(url: str) -> str:
     """``url`` without query and fragment, normalised as RFC 3986 §6.2.2-6.2.3 says (case of
     scheme and host, default port, empty path, percent-encoding), for comparing ``htu``."""
@@ -204,8 +207,8 @@ class NonceRotation:
 
 
 class ProofVerifier:
-    """Verifies DPoP proofs (§4.3). Public keys already seen are remembered by their JWK, so a
-    client's many proofs pay for building its key once; every proof's signature is checked."""
+    """Verifies DPoP proofs (§4.3). Headers already seen are remembered, so a client's many
+    proofs pay for parsing its key once; every proof's signature and claims are checked."""
 
     def __init__(
         self,
@@ -214,15 +217,15 @@ class ProofVerifier:
         *,
         nonces: NonceRotation | None = None,
         window: float = IAT_WINDOW,
-        max_keys: int = 1024,
+        max_headers: int = 1024,
     ) -> None:
         self._replay = replay
         self._clock = clock
         self.nonces = nonces
         self._window = window
-        self._max_keys = max_keys
+        self._max_headers = max_headers
         self._lock = threading.Lock()
-        self._keys: OrderedDict[str, tuple[Any, str]] = OrderedDict()
+        self._headers: OrderedDict[str, tuple[Algorithm, Any, str]] = OrderedDict()
 
     def verify(self, request: ProofRequest, *, access_token: str | None = None) -> str:
         """The ``jkt`` of the request's one valid proof; ``access_token`` (resource requests)
@@ -237,21 +240,13 @@ class ProofVerifier:
         if not _COMPACT_JWS.fullmatch(proof):
             raise DPoPError("The DPoP proof is not a signed JWT")
         encoded_header, encoded_claims, encoded_signature = proof.split(".")
-        header = _json_object(encoded_header, "header")
-        if header.get("typ") != PROOF_TYPE:
-            raise DPoPError(f"The DPoP proof's typ is not {PROOF_TYPE}")
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in ALGORITHMS:
-            raise DPoPError(f"The DPoP proof must be signed with one of: {' '.join(ALGORITHMS)}")
-        if "crit" in header:
-            raise DPoPError("The DPoP proof has critical header extensions")
-        key, jkt = self._public_key(alg, header.get("jwk"))
+        algorithm, key, jkt = self._header(encoded_header)
         signing_input = f"{encoded_header}.{encoded_claims}".encode("ascii")
         try:
             signature = _b64url_decode(encoded_signature)
         except binascii.Error:
             signature = b""
-        if not jwt.get_algorithm_by_name(alg).verify(signing_input, key, signature):
+        if not algorithm.verify(signing_input, key, signature):
             raise DPoPError("The DPoP proof's signature is invalid")
         claims = _json_object(encoded_claims, "claims")
         now = self._clock()
@@ -259,7 +254,7 @@ class ProofVerifier:
         jti = claims["jti"]
         # Last, so that only a proof good in every other way takes a place in the cache. Kept
         # until its `iat` leaves the window: after that, the proof is refused as stale anyway.
-        jti_hash = hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
+        jti_hash = hashlib.sha256(jti.encode("utf-8", "surrogatepass")).digest()
         if not self._replay.remember_dpop_proof(jti_hash, iat + self._window, now):
             raise DPoPError("The DPoP proof was already used (jti)")
         return jkt
@@ -303,35 +298,50 @@ class ProofVerifier:
                 raise DPoPError("A fresh DPoP nonce from this server is required", "use_dpop_nonce")
         return float(iat)
 
-    def _public_key(self, alg: str, jwk: object) -> tuple[Any, str]:
-        """The verification key and thumbprint of a proof's ``jwk`` header, for ``alg``."""
-        if not isinstance(jwk, dict):
-            raise DPoPError("The DPoP proof has no jwk header")
-        if _SECRET_MEMBERS & jwk.keys():
-            raise DPoPError("The DPoP proof's jwk must be a public key, never a private one")
-        kty, curves = _KEY_TYPES[alg]
-        members = _PUBLIC_MEMBERS[kty]
-        if jwk.get("kty") != kty or not all(isinstance(jwk.get(m), str) for m in members):
-            raise DPoPError(f"The DPoP proof's jwk is not a public {kty} key for {alg}")
-        if curves and jwk["crv"] not in curves:
-            raise DPoPError(f"The DPoP proof's jwk is on another curve than {alg} needs")
-        public = {m: jwk[m] for m in members}
-        cache_key = alg + json.dumps(public, sort_keys=True)
+    def _header(self, encoded: str) -> tuple[Algorithm, Any, str]:
+        """The algorithm, verification key and thumbprint a proof's header names. A client's
+        proofs all share one header, so a header that passed is remembered as it was sent
+        (the same text is the same header): its key is parsed and checked once."""
         with self._lock:
-            known = self._keys.get(cache_key)
+            known = self._headers.get(encoded)
             if known is not None:
-                self._keys.move_to_end(cache_key)
+                self._headers.move_to_end(encoded)
                 return known
+        header = _json_object(encoded, "header")
+        if header.get("typ") != PROOF_TYPE:
+            raise DPoPError(f"The DPoP proof's typ is not {PROOF_TYPE}")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in ALGORITHMS:
+            raise DPoPError(f"The DPoP proof must be signed with one of: {' '.join(ALGORITHMS)}")
+        if "crit" in header:
+            raise DPoPError("The DPoP proof has critical header extensions")
         algorithm = jwt.get_algorithm_by_name(alg)
-        try:
-            key = algorithm.prepare_key(algorithm.from_jwk(public))
-        except (InvalidKeyError, ValueError, TypeError, binascii.Error):
-            raise DPoPError("The DPoP proof's jwk is not a valid public key") from None
-        if isinstance(key, rsa.RSAPublicKey) and not _RSA_BITS[0] <= key.key_size <= _RSA_BITS[1]:
-            raise DPoPError("The DPoP proof's RSA key must have 2048 to 8192 bits")
-        entry = (key, thumbprint(public))
+        key, jkt = _public_key(algorithm, alg, header.get("jwk"))
+        entry = (algorithm, key, jkt)
         with self._lock:
-            self._keys[cache_key] = entry
-            while len(self._keys) > self._max_keys:
-                self._keys.popitem(last=False)
+            self._headers[encoded] = entry
+            while len(self._headers) > self._max_headers:
+                self._headers.popitem(last=False)
         return entry
+
+
+def _public_key(algorithm: Algorithm, alg: str, jwk: object) -> tuple[Any, str]:
+    """The verification key and thumbprint of a proof's ``jwk`` header, for ``alg``."""
+    if not isinstance(jwk, dict):
+        raise DPoPError("The DPoP proof has no jwk header")
+    if _SECRET_MEMBERS & jwk.keys():
+        raise DPoPError("The DPoP proof's jwk must be a public key, never a private one")
+    kty, curves = _KEY_TYPES[alg]
+    members = _PUBLIC_MEMBERS[kty]
+    if jwk.get("kty") != kty or not all(isinstance(jwk.get(m), str) for m in members):
+        raise DPoPError(f"The DPoP proof's jwk is not a public {kty} key for {alg}")
+    if curves and jwk["crv"] not in curves:
+        raise DPoPError(f"The DPoP proof's jwk is on another curve than {alg} needs")
+    public = {m: jwk[m] for m in members}
+    try:
+        key = algorithm.prepare_key(algorithm.from_jwk(public))
+    except (InvalidKeyError, ValueError, TypeError, binascii.Error):
+        raise DPoPError("The DPoP proof's jwk is not a valid public key") from None
+    if isinstance(key, rsa.RSAPublicKey) and not _RSA_BITS[0] <= key.key_size <= _RSA_BITS[1]:
+        raise DPoPError("The DPoP proof's RSA key must have 2048 to 8192 bits")
+    return key, thumbprint(public)

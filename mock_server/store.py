@@ -51,12 +51,12 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
 );
 CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
 -- DPoP replay cache (RFC 9449 §11.1): the SHA-256 of each accepted proof's jti, until its iat
--- leaves the accepted window.
+-- leaves the accepted window. One write per proof, so one b-tree (no rowid, no index: the rare
+-- pruning can afford a scan).
 CREATE TABLE IF NOT EXISTS dpop_proofs (
-    jti_hash   TEXT PRIMARY KEY,
+    jti_hash   BLOB PRIMARY KEY,
     expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dpop_proofs_expiry ON dpop_proofs(expires_at);
+) WITHOUT ROWID;
 -- DPoP nonces handed out (RFC 9449 §8): the current one and the one before it.
 CREATE TABLE IF NOT EXISTS dpop_nonces (
     value      TEXT PRIMARY KEY,
@@ -138,7 +138,7 @@ class Store(Protocol):
     def family(self, family_id: str) -> Family | None: ...
     def revoke_family(self, family_id: str, now: float, reason: str) -> bool: ...
     def active_families(self, now: float) -> list[Family]: ...
-    def remember_dpop_proof(self, jti_hash: str, expires_at: float, now: float) -> bool: ...
+    def remember_dpop_proof(self, jti_hash: bytes, expires_at: float, now: float) -> bool: ...
     def rotate_dpop_nonce(
         self, candidate: str, now: float, lifetime: float
     ) -> list[tuple[str, float]]: ...
@@ -408,20 +408,20 @@ class SqliteStore:
 
     # DPoP (RFC 9449): the replay cache and the server's nonces
 
-    def remember_dpop_proof(self, jti_hash: str, expires_at: float, now: float) -> bool:
+    def remember_dpop_proof(self, jti_hash: bytes, expires_at: float, now: float) -> bool:
         """Record an accepted proof's jti; False when any process saw it before (a replay)."""
-        with self._write() as conn:
-            if now - self._pruned_at >= _PRUNE_INTERVAL:
+        if now - self._pruned_at >= _PRUNE_INTERVAL:
+            with self._write() as conn:
                 conn.execute("DELETE FROM dpop_proofs WHERE expires_at <= ?", (now,))
                 self._pruned_at = now
-            # An entry not pruned yet still refuses its jti: a jti is never good twice.
-            return (
-                conn.execute(
-                    "INSERT OR IGNORE INTO dpop_proofs (jti_hash, expires_at) VALUES (?, ?)",
-                    (jti_hash, expires_at),
-                ).rowcount
-                == 1
-            )
+        # One statement, so its own transaction (no BEGIN/COMMIT round trips): the primary key
+        # makes it atomic across processes. An entry not pruned yet still refuses its jti.
+        with self._lock:
+            inserted = self._conn.execute(
+                "INSERT OR IGNORE INTO dpop_proofs (jti_hash, expires_at) VALUES (?, ?)",
+                (jti_hash, expires_at),
+            ).rowcount
+        return inserted == 1
 
     def rotate_dpop_nonce(
         self, candidate: str, now: float, lifetime: float
