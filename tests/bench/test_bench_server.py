@@ -179,6 +179,31 @@ def refresh_works(server: RunningServer) -> list[Work]:
     return [make(i) for i in range(CLIENTS)]
 
 
+def measure(
+    server: RunningServer, scenarios: dict[str, Callable[[], list[Work]]]
+) -> tuple[dict[str, float], dict[str, float | None]]:
+    """Each scenario's median rate and server CPU per request over ROUNDS interleaved rounds
+    (so drift on a shared machine hits all alike), after a warm-up; prints what was run."""
+    load(server, healthz_works())  # warm-up
+    samples: dict[str, list[Sample]] = {name: [] for name in scenarios}
+    for _ in range(ROUNDS):
+        for name, works in scenarios.items():
+            samples[name].append(load(server, works()))
+    rates = {name: statistics.median(s.rate for s in runs) for name, runs in samples.items()}
+    cpus = {
+        name: statistics.median(s.server_cpu for s in runs if s.server_cpu is not None)
+        if all(s.server_cpu is not None for s in runs)
+        else None
+        for name, runs in samples.items()
+    }
+    print()
+    print(
+        f"{CLIENTS} concurrent keep-alive clients on loopback, {CLIENTS * PER_CLIENT} requests"
+        f" per round, median of {ROUNDS} interleaved rounds, {os.cpu_count()} CPUs"
+    )
+    return rates, cpus
+
+
 def test_throughput_ratios(start_server: StartServer) -> None:
     server = start_server(extra_args=["--log-level", "warning"])
     address = urlsplit(server.url)
@@ -193,25 +218,8 @@ def test_throughput_ratios(start_server: StartServer) -> None:
         "GET /userinfo": lambda: userinfo_works(access_token),
         "POST /token (refresh)": lambda: refresh_works(server),
     }
-    load(server, healthz_works())  # warm-up
-    samples: dict[str, list[Sample]] = {name: [] for name in scenarios}
-    for _ in range(ROUNDS):
-        for name, works in scenarios.items():
-            samples[name].append(load(server, works()))
-
-    rates = {name: statistics.median(s.rate for s in runs) for name, runs in samples.items()}
-    cpus = {
-        name: statistics.median(s.server_cpu for s in runs if s.server_cpu is not None)
-        if all(s.server_cpu is not None for s in runs)
-        else None
-        for name, runs in samples.items()
-    }
+    rates, cpus = measure(server, scenarios)
     base_rate, base_cpu = rates["GET /healthz"], cpus["GET /healthz"]
-    print()
-    print(
-        f"{CLIENTS} concurrent keep-alive clients on loopback, {CLIENTS * PER_CLIENT} requests"
-        f" per round, median of {ROUNDS} interleaved rounds, {os.cpu_count()} CPUs"
-    )
     print(
         f"{'endpoint':<24}{'req/s':>8}{'vs /healthz':>13}{'server CPU/req':>16}{'vs /healthz':>13}"
     )
@@ -242,29 +250,15 @@ def test_dpop_userinfo_against_bearer(start_server: StartServer) -> None:
         "GET /userinfo Bearer": lambda: userinfo_works(bearer_token),
         "GET /userinfo DPoP": lambda: dpop_userinfo_works(server, key, bound["access_token"]),
     }
-    load(server, healthz_works())  # warm-up
-    samples: dict[str, list[Sample]] = {name: [] for name in scenarios}
-    for _ in range(ROUNDS):
-        for name, works in scenarios.items():
-            samples[name].append(load(server, works()))
-    rates = {name: statistics.median(s.rate for s in runs) for name, runs in samples.items()}
-    cpus = {
-        name: statistics.median(s.server_cpu for s in runs if s.server_cpu is not None)
-        for name, runs in samples.items()
-        if all(s.server_cpu is not None for s in runs)
-    }
+    rates, cpus = measure(server, scenarios)
     ratio = rates["GET /userinfo DPoP"] / rates["GET /userinfo Bearer"]
-    print()
-    print(
-        f"{CLIENTS} concurrent keep-alive clients on loopback, {CLIENTS * PER_CLIENT} requests"
-        f" per round, median of {ROUNDS} interleaved rounds, {os.cpu_count()} CPUs"
-    )
     for name, rate in rates.items():
-        cpu = cpus.get(name)
+        cpu = cpus[name]
         cpu_text = f"{cpu * 1e6:.0f} µs server CPU/req" if cpu else "server CPU n/a"
         print(f"{name:<24}{rate:>8.0f} req/s   {cpu_text}")
-    if len(cpus) == len(rates):
-        extra = cpus["GET /userinfo DPoP"] - cpus["GET /userinfo Bearer"]
+    bearer_cpu, dpop_cpu = cpus["GET /userinfo Bearer"], cpus["GET /userinfo DPoP"]
+    if bearer_cpu and dpop_cpu:
+        extra = dpop_cpu - bearer_cpu
         print(
             f"DPoP adds {extra * 1e6:.0f} µs of server CPU per request; one bare ES256"
             f" verification takes {es256_verify_seconds() * 1e6:.0f} µs here"
