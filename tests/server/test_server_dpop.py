@@ -486,3 +486,18 @@ def test_the_replay_cache_forgets_proofs_once_they_are_stale(
         clock.advance(121)
         assert userinfo(client, key, at).status_code == 200
         assert jtis() == 1
+
+
+def test_a_non_admin_with_a_bound_token_gets_a_dpop_challenge(
+    client: TestClient, clock: FakeClock
+) -> None:
+    bob = DPoPKey.generate(clock=clock)
+    form = {**PASSWORD_FORM, "username": "bob", "password": "builder"}
+    at = token(client, form, bob.proof("POST", TOKEN_URL)).json()["access_token"]
+    proof = bob.proof("GET", SESSIONS_URL, access_token=at)
+    response = client.get("/api/sessions", headers=dpop_auth(at, proof))
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"] == (
+        'DPoP error="insufficient_scope", error_description="This resource is for members of '
+        f'admin", {DPOP_CHALLENGE.removeprefix("DPoP ")}, Bearer'
+    )
