@@ -501,3 +501,25 @@ def test_a_non_admin_with_a_bound_token_gets_a_dpop_challenge(
         'DPoP error="insufficient_scope", error_description="This resource is for members of '
         f'admin", {DPOP_CHALLENGE.removeprefix("DPoP ")}, Bearer'
     )
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES512", "PS256", "RS256", "EdDSA"])
+@pytest.mark.parametrize("signature", ["AAAA", "A" * 700, "_-_-"])
+def test_a_signature_of_any_wrong_length_is_refused(
+    client: TestClient, clock: FakeClock, alg: str, signature: str
+) -> None:
+    proof = Signer(alg).proof("POST", TOKEN_URL, iat=clock())
+    forged = proof.rsplit(".", 1)[0] + "." + signature
+    response = token(client, PASSWORD_FORM, forged)
+    assert response.status_code == 400
+    assert response.json()["error_description"] == "The DPoP proof's signature is invalid"
+
+
+@pytest.mark.parametrize("nonce", ["nonce-é", "\udcff", "", 7, None])
+def test_a_nonce_of_any_shape_is_answered_with_use_dpop_nonce(
+    nonce_client: TestClient, clock: FakeClock, nonce: Any
+) -> None:
+    proof = Signer().proof("POST", TOKEN_URL, iat=clock(), claims={"nonce": nonce})
+    response = token(nonce_client, PASSWORD_FORM, proof)
+    assert response.status_code == 400
+    assert response.json()["error"] == "use_dpop_nonce"
