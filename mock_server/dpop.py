@@ -159,7 +159,11 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) < 2**53  # JSON allows any length; math.isfinite would overflow
+    return isinstance(value, float) and math.isfinite(value)
 
 
 class NonceRotation:
