@@ -581,7 +581,9 @@ def create_app(
             if settings.users_file is not None
             else demo_users(settings.password_cost)
         )
-    server = TokenServer(settings, adjustable, store or SqliteStore(settings.db_path), users)
+    if store is None:
+        store = SqliteStore(settings.db_path, issuer=settings.issuer)
+    server = TokenServer(settings, adjustable, store, users)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

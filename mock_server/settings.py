@@ -13,6 +13,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_CLIENT_ID = "jwt-desktop"
 MEMORY_DB = ":memory:"
+# The names a loopback-bound server answers to besides its issuer's (Host header, no port).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -51,6 +53,20 @@ def issuer_problem(issuer: str) -> str | None:
     return None
 
 
+def host_name(host: str) -> str:
+    """A Host header value or URL netloc without its port, lower-case: ``[::1]:80`` -> ``[::1]``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def is_loopback_host(host: str) -> bool:
+    name = host_name(host)
+    return name in LOOPBACK_HOSTS or name.startswith("127.")
+
+
 def default_db_path() -> Path:
     return platformdirs.user_data_path("jwt-mock-server", appauthor=False) / "mock-server.sqlite3"
 
@@ -80,6 +96,15 @@ class Settings:
     max_failures_per_address: int = 20
     failure_window: float = 5 * 60
     max_body_bytes: int = 16 * 1024
+    # Host names served besides the issuer's (DNS rebinding: any other Host gets 421). The
+    # loopback names are added whenever the issuer or one of these is a loopback name.
+    allowed_hosts: tuple[str, ...] = ()
+    # Slowloris: a request must arrive whole within request_timeout of its first byte (or of
+    # the connection); an idle keep-alive connection closes after keep_alive_timeout; SIGTERM
+    # waits at most shutdown_timeout for requests in flight. Used by the CLI's uvicorn.
+    request_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    shutdown_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         problem = issuer_problem(self.issuer)
@@ -88,6 +113,30 @@ class Settings:
         for name, seconds in (("access_ttl", self.access_ttl), ("refresh_ttl", self.refresh_ttl)):
             if not 0 < seconds <= MAX_DURATION:
                 raise ValueError(f"{name} must be a duration of at most 10 years, above 0")
+        for name, seconds in (
+            ("request_timeout", self.request_timeout),
+            ("keep_alive_timeout", self.keep_alive_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+        ):
+            if not 0 < seconds <= 3600:
+                raise ValueError(f"{name} must be above 0 and at most an hour")
+
+    @property
+    def served_hosts(self) -> frozenset[str]:
+        """The Host names (without port, lower-case) this server answers."""
+        names = {host_name(urlsplit(self.issuer).netloc), *map(host_name, self.allowed_hosts)}
+        if any(is_loopback_host(name) for name in names):
+            names.update(LOOPBACK_HOSTS)
+        return frozenset(names)
+
+    @property
+    def own_origins(self) -> frozenset[str]:
+        """The browser origins of this server's own pages: its issuer's, and the same scheme
+        and port under each served host name (a page opened as localhost posts from there)."""
+        parts = urlsplit(self.issuer)
+        default_port = 443 if parts.scheme == "https" else 80
+        port = "" if (parts.port or default_port) == default_port else f":{parts.port}"
+        return frozenset(f"{parts.scheme}://{name}{port}" for name in self.served_hosts)
 
     @property
     def audience(self) -> str:

@@ -3,13 +3,18 @@
 One connection per process, guarded by a lock; several processes may share one database file.
 Every write runs in ``BEGIN IMMEDIATE``, so writers are serialised by SQLite itself (WAL mode,
 with a busy timeout) and the rotation's conditional write is atomic across processes.
+
+Servers with different issuers may share a file: signing keys are shared, but a store sees only
+the sessions of its own issuer, so a refresh token is never redeemable at another issuer.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,7 +42,9 @@ CREATE TABLE IF NOT EXISTS families (
     last_refreshed_at REAL,
     expires_at        REAL NOT NULL,
     revoked_at        REAL,
-    revoked_reason    TEXT
+    revoked_reason    TEXT,
+    -- The issuer that made the sign-in: only that issuer can redeem or list it.
+    issuer            TEXT
 );
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     hash       TEXT PRIMARY KEY,
@@ -49,6 +56,23 @@ CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
 """
 
 BUSY_TIMEOUT_SECONDS = 15.0
+_OWNER_ONLY = 0o600
+_log = logging.getLogger(__name__)
+
+
+def secure_permissions(db_path: str) -> None:
+    """Make the database and its WAL companions readable by their owner only: they hold the
+    private signing keys. A file made earlier with looser permissions is tightened (with a
+    warning), not refused, so an existing database keeps working; an OSError (a file owned by
+    someone else) stops the start."""
+    for path in (db_path, db_path + "-wal", db_path + "-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & ~_OWNER_ONLY:
+            os.chmod(path, _OWNER_ONLY)
+            _log.warning("%s was readable by others (mode %04o); now 0600", path, mode)
 
 
 @dataclass(frozen=True)
@@ -116,22 +140,25 @@ class Store(Protocol):
     def active_families(self, now: float) -> list[Family]: ...
 
 
+# Every family query names the issuer: a store never sees another issuer's sessions.
 _SELECT_FAMILY = (
     "SELECT id, username, client_id, scope, created_at, last_refreshed_at, expires_at, "
     "revoked_at, revoked_reason FROM families "
 )
-_FAMILY_BY_ID = _SELECT_FAMILY + "WHERE id = ?"
+_FAMILY_BY_ID = _SELECT_FAMILY + "WHERE id = ? AND issuer = ?"
 _FAMILY_BY_REFRESH_HASH = (
     "SELECT f.id, f.username, f.client_id, f.scope, f.created_at, f.last_refreshed_at, "
     "f.expires_at, f.revoked_at, f.revoked_reason "
-    "FROM refresh_tokens t JOIN families f ON f.id = t.family_id WHERE t.hash = ?"
+    "FROM refresh_tokens t JOIN families f ON f.id = t.family_id "
+    "WHERE t.hash = ? AND f.issuer = ?"
 )
 _ACTIVE_FAMILIES = (
-    _SELECT_FAMILY + "WHERE revoked_at IS NULL AND expires_at > ? ORDER BY created_at"
+    _SELECT_FAMILY
+    + "WHERE revoked_at IS NULL AND expires_at > ? AND issuer = ? ORDER BY created_at"
 )
 _INSERT_FAMILY = (
     "INSERT INTO families (id, username, client_id, scope, created_at, last_refreshed_at, "
-    "expires_at, revoked_at, revoked_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "expires_at, revoked_at, revoked_reason, issuer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -151,13 +178,19 @@ def _refusal(family: Family, client_id: str, now: float) -> Rotation | None:
 
 
 class SqliteStore:
-    def __init__(self, db_path: str) -> None:
+    """``issuer`` scopes the sessions: the store makes, finds, rotates, lists and revokes only
+    that issuer's families (signing keys are shared by every issuer of the file). Without one
+    (``rotate-key``) it sees signing keys only."""
+
+    def __init__(self, db_path: str, *, issuer: str | None = None) -> None:
         self._lock = threading.RLock()
+        self._issuer = issuer
         if db_path != MEMORY_DB:
             path = Path(db_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The file holds the private signing keys: readable by its owner only.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, _OWNER_ONLY))
+            secure_permissions(db_path)
         self._conn = sqlite3.connect(
             db_path,
             timeout=BUSY_TIMEOUT_SECONDS,
@@ -169,6 +202,8 @@ class SqliteStore:
             if db_path != MEMORY_DB:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
+                # SQLite gives new -wal/-shm files the database's mode; older ones may not be.
+                secure_permissions(db_path)
             self._conn.execute("PRAGMA foreign_keys = ON")
             with self._write() as conn:
                 # Statement by statement: executescript() would commit our transaction.
@@ -178,6 +213,13 @@ class SqliteStore:
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(signing_keys)")}
                 if "last_exp" not in columns:  # a database from before the column existed
                     conn.execute("ALTER TABLE signing_keys ADD COLUMN last_exp REAL")
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(families)")}
+                if "issuer" not in columns:  # a database from before sessions had an issuer
+                    conn.execute("ALTER TABLE families ADD COLUMN issuer TEXT")
+                if issuer is not None:
+                    # Sessions from before then belong to the first issuer that serves the
+                    # file after the upgrade: they keep working there, and nowhere else.
+                    conn.execute("UPDATE families SET issuer = ? WHERE issuer IS NULL", (issuer,))
         # Reads get a connection of their own: in WAL mode they never wait for a writer, so a
         # read is always quick, even while a write waits for another process's lock. (One
         # in-memory database cannot have two connections; there, nothing else can write.)
@@ -273,6 +315,7 @@ class SqliteStore:
                     family.expires_at,
                     family.revoked_at,
                     family.revoked_reason,
+                    self._issuer,
                 ),
             )
             conn.execute(
@@ -295,7 +338,7 @@ class SqliteStore:
         token revokes its family whatever scope comes with it.
         """
         with self._write() as conn:
-            row = conn.execute(_FAMILY_BY_REFRESH_HASH, (token_hash,)).fetchone()
+            row = conn.execute(_FAMILY_BY_REFRESH_HASH, (token_hash, self._issuer)).fetchone()
             if row is None:
                 return RotationResult(Rotation.UNKNOWN, None)
             family = _family(row)
@@ -349,22 +392,22 @@ class SqliteStore:
         return RotationResult(Rotation.REUSED, family)
 
     def find_by_token(self, token_hash: str) -> Family | None:
-        rows = self._read(_FAMILY_BY_REFRESH_HASH, (token_hash,))
+        rows = self._read(_FAMILY_BY_REFRESH_HASH, (token_hash, self._issuer))
         return _family(rows[0]) if rows else None
 
     def family(self, family_id: str) -> Family | None:
-        rows = self._read(_FAMILY_BY_ID, (family_id,))
+        rows = self._read(_FAMILY_BY_ID, (family_id, self._issuer))
         return _family(rows[0]) if rows else None
 
     def revoke_family(self, family_id: str, now: float, reason: str) -> bool:
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE families SET revoked_at = ?, revoked_reason = ? "
-                "WHERE id = ? AND revoked_at IS NULL",
-                (now, reason, family_id),
+                "WHERE id = ? AND issuer = ? AND revoked_at IS NULL",
+                (now, reason, family_id, self._issuer),
             ).rowcount
             return changed == 1
 
     def active_families(self, now: float) -> list[Family]:
-        rows = self._read(_ACTIVE_FAMILIES, (now,))
+        rows = self._read(_ACTIVE_FAMILIES, (now, self._issuer))
         return [_family(row) for row in rows]

@@ -53,7 +53,7 @@ def _memory_store() -> SqliteStore:
     and the live server."""
     if not _shared_key:
         _shared_key.append(new_key_record(0.0))
-    store = SqliteStore(MEMORY_DB)
+    store = SqliteStore(MEMORY_DB, issuer=ISSUER)
     store.add_signing_key(_shared_key[0], retire_current=False)
     return store
 
