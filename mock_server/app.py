@@ -12,14 +12,18 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.openapi.models import OAuth2 as OAuth2Model
+from fastapi.openapi.models import OAuthFlowPassword
+from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
 from fastapi.responses import JSONResponse, Response
 from fastapi.security.base import SecurityBase
 
+from .docs import install_docs
 from .http import (
     NO_STORE,
     BodyLimitMiddleware,
+    GuardMiddleware,
     client_address,
     error_response,
     form_openapi,
@@ -28,7 +32,8 @@ from .http import (
     refuse_client_credentials,
 )
 from .passwords import User, demo_users, load_users
-from .server import AdjustableClock, Caller, TokenServer
+from .schemas import Discovery, Health, Jwks, Sessions, TokenResponse, UserInfo, errors
+from .server import ADMIN_SCOPE, SCOPE_DESCRIPTIONS, AdjustableClock, Caller, TokenServer
 from .settings import Settings
 from .store import SqliteStore, Store
 
@@ -41,24 +46,35 @@ def _server(request: Request) -> TokenServer:
 class BearerCaller(SecurityBase):
     """The dependency that turns a request's bearer token into its verified Caller.
 
-    A SecurityBase, so OpenAPI shows the bearer scheme; one step, because FastAPI's dependency
-    solving is most of a small request's cost (see tests/bench).
+    A SecurityBase, so OpenAPI shows the scheme (OAuth 2.0 with the password flow at /token,
+    which is how a token is had); one step, because FastAPI's dependency solving is most of a
+    small request's cost (see tests/bench).
     """
 
-    SCHEME = "HTTPBearer"
+    SCHEME = "OAuth2"
 
     def __init__(self) -> None:
-        self.model = HTTPBearerModel(description="An access token from POST /token")
+        self.model = OAuth2Model(
+            description="An access token from POST /token, sent as `Authorization: Bearer`",
+            flows=OAuthFlowsModel(
+                password=OAuthFlowPassword(
+                    tokenUrl="/token", refreshUrl="/token", scopes=SCOPE_DESCRIPTIONS
+                )
+            ),
+        )
         self.scheme_name = self.SCHEME
 
     async def __call__(self, request: Request) -> Caller:
         return _server(request).authenticate(request.headers.get("authorization"))
 
 
-CallerDep = Annotated[Caller, Depends(BearerCaller())]
+_BEARER = BearerCaller()
+CallerDep = Annotated[Caller, Security(_BEARER, scopes=["openid"])]
 
 
-def _admin(request: Request, caller: CallerDep) -> Caller:
+def _admin(
+    request: Request, caller: Annotated[Caller, Security(_BEARER, scopes=[ADMIN_SCOPE])]
+) -> Caller:
     _server(request).require_admin(caller)
     return caller
 
@@ -108,22 +124,70 @@ def create_app(
         summary="A strict OAuth 2.0 / OpenID Connect token server for jwt-desktop",
         version="0.1.0",
         lifespan=lifespan,
+        # Never a redirect (RFC 9700 §4.12: a 307 makes a client re-send the password to
+        # wherever Location points): `/token/` is just an unknown path, 404.
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.server = server
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: a foreign Host or Origin is refused before the body is even read.
+    app.add_middleware(GuardMiddleware, hosts=settings.served_hosts, origins=settings.own_origins)
     install_error_handlers(app)
+    install_docs(app)
 
-    @app.get("/healthz", tags=["meta"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def get(path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        """A GET route and its HEAD twin (RFC 9110 §9.1): same answer, headers only."""
+        app.add_api_route(path, endpoint, methods=["GET"], **options)
+        head = {**options, "summary": f"{options['summary']} (headers only)"}
+        head["responses"] = {
+            **options.get("responses", {}),
+            200: {"description": "The headers of the GET answer, without its body"},
+        }
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["HEAD"],
+            response_class=Response,
+            **{k: v for k, v in head.items() if k != "response_model"},
+        )
 
-    @app.get("/.well-known/openid-configuration", tags=["discovery"])
-    def openid_configuration() -> dict[str, Any]:
-        return server.discovery()
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
 
-    @app.get("/.well-known/jwks.json", tags=["discovery"])
-    def jwks() -> dict[str, Any]:
-        return server.keys.jwks()
+    get(
+        "/healthz",
+        healthz,
+        tags=["meta"],
+        summary="Liveness",
+        response_model=Health,
+        responses=errors(),
+    )
+
+    def openid_configuration() -> JSONResponse:
+        return JSONResponse(server.discovery())
+
+    get(
+        "/.well-known/openid-configuration",
+        openid_configuration,
+        tags=["discovery"],
+        summary="OpenID Connect discovery (and RFC 8414 metadata)",
+        response_model=Discovery,
+        responses=errors(),
+    )
+
+    def jwks() -> JSONResponse:
+        return JSONResponse(server.keys.jwks())
+
+    get(
+        "/.well-known/jwks.json",
+        jwks,
+        tags=["discovery"],
+        summary="The public signing keys (JWKS)",
+        response_model=Jwks,
+        responses=errors(),
+    )
 
     # Sync routes: FastAPI runs them on a worker thread, so the slow password hash never
     # blocks the event loop.
@@ -131,10 +195,12 @@ def create_app(
         "/token",
         tags=["oauth"],
         summary="Token endpoint (RFC 6749): password and refresh_token grants",
+        response_model=TokenResponse,
+        responses=errors(400, 401, 429),
         openapi_extra=form_openapi(
             {
                 "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
-                "client_id": _STRING,
+                "client_id": {"type": "string", "enum": list(settings.clients)},
                 "username": _STRING,
                 "password": {"type": "string", "format": "password"},
                 "refresh_token": _STRING,
@@ -150,8 +216,17 @@ def create_app(
         "/revoke",
         tags=["oauth"],
         summary="Revocation endpoint (RFC 7009): ends the token's whole session",
+        response_class=Response,
+        responses={
+            200: {"description": "Revoked, or not a token of this server: the same answer"},
+            **errors(400, 401),
+        },
         openapi_extra=form_openapi(
-            {"token": _STRING, "token_type_hint": _STRING, "client_id": _STRING},
+            {
+                "token": _STRING,
+                "token_type_hint": _STRING,
+                "client_id": {"type": "string", "enum": list(settings.clients)},
+            },
             ["token", "client_id"],
         ),
     )
@@ -167,26 +242,44 @@ def create_app(
         caller = server.authenticate(request.headers.get("authorization"))
         return JSONResponse(server.userinfo(caller), headers=NO_STORE)
 
+    userinfo_options: dict[str, Any] = {
+        "tags": ["resources"],
+        "summary": "The signed-in person's profile",
+        "response_model": UserInfo,
+        "responses": errors(401, challenge=True),
+        "openapi_extra": {"security": [{BearerCaller.SCHEME: ["openid"]}]},
+    }
+    get("/userinfo", userinfo, **userinfo_options)
+    # OIDC Core §5.3.1: userinfo answers POST as well.
     app.add_api_route(
         "/userinfo",
         userinfo,
-        methods=["GET"],
-        tags=["resources"],
-        summary="The signed-in person's profile",
-        openapi_extra={"security": [{BearerCaller.SCHEME: []}]},
+        methods=["POST"],
+        **{**userinfo_options, "summary": "The signed-in person's profile (POST)"},
     )
-    # OIDC Core §5.3.1: userinfo answers POST as well.
-    app.add_api_route("/userinfo", userinfo, methods=["POST"], include_in_schema=False)
 
-    @app.get("/api/sessions", tags=["resources"], summary="Active sessions (admin group only)")
     def list_sessions(caller: AdminDep) -> JSONResponse:
         return JSONResponse(server.sessions(caller), headers=NO_STORE)
+
+    get(
+        "/api/sessions",
+        list_sessions,
+        tags=["resources"],
+        summary="Active sessions (scope sessions:admin, admin group)",
+        response_model=Sessions,
+        responses=errors(401, 403, challenge=True),
+    )
 
     @app.delete(
         "/api/sessions/{session_id}",
         tags=["resources"],
-        summary="Revoke a session (admin group only)",
+        summary="Revoke a session (scope sessions:admin, admin group)",
         status_code=204,
+        response_class=Response,
+        responses={
+            204: {"description": "The session is revoked"},
+            **errors(401, 403, 404, challenge=True),
+        },
     )
     def delete_session(session_id: str, caller: AdminDep) -> Response:
         server.revoke_session(caller, session_id)

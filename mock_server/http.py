@@ -1,4 +1,5 @@
-"""ASGI plumbing of the token server: body limit, form parsing, error responses and handlers.
+"""ASGI plumbing of the token server: host and origin checks, body limit, form parsing, error
+responses and handlers.
 
 The protocol (server.py) raises ``OAuthError``; this module turns it, and every other failure
 FastAPI or Starlette can raise, into a JSON error answer. Nothing here knows OAuth grants.
@@ -18,8 +19,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .server import OAuthError
+from .settings import host_name
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 FORM_TYPE = "application/x-www-form-urlencoded"
 _MAX_FORM_FIELDS = 32
 
@@ -27,16 +30,61 @@ _MAX_FORM_FIELDS = 32
 def error_response(
     status: int, error: str, description: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """RFC 6749 §5.2 error body; never cached, never echoing what the client sent."""
+    """RFC 6749 §5.2 error body; never cached, never echoing what the client sent: the
+    description is one of the server's fixed sentences (checked by the tests to stay within
+    §5.2's characters)."""
     return JSONResponse(
         {"error": error, "error_description": description},
         status_code=status,
-        headers={**(headers or {}), **NO_STORE},
+        # nosniff here as well as in GuardMiddleware: a 500 is made outside the middleware.
+        headers={**(headers or {}), **NO_STORE, "X-Content-Type-Options": "nosniff"},
     )
 
 
 def oauth_error_response(error: OAuthError) -> JSONResponse:
     return error_response(error.status, error.error, error.description, error.headers)
+
+
+class GuardMiddleware:
+    """The checks that come before anything else, and a header on every answer.
+
+    - ``Host`` must name this server (``hosts``: names without port, lower-case), else 421:
+      a page on a foreign name that DNS-rebinds to our address must not reach the API.
+    - ``Origin``, when present, must be one of ``origins`` (the server's own pages), else 403,
+      before any body is read: a cross-site form post must not spend anyone's sign-in tries.
+      Without ``Origin`` (no browser, or a same-origin GET) the request goes on.
+    - Every answer carries ``X-Content-Type-Options: nosniff``.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str], origins: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+        self.origins = origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def nosniff_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
+            await send(message)
+
+        headers = {name: value for name, value in scope["headers"] if name in (b"host", b"origin")}
+        host = headers.get(b"host", b"").decode("latin-1")
+        if host_name(host) not in self.hosts:
+            refusal = error_response(
+                421, "invalid_request", "This server does not serve the host name in the request"
+            )
+        elif b"origin" in headers and headers[b"origin"].decode("latin-1") not in self.origins:
+            refusal = error_response(
+                403, "invalid_request", "Requests from other web sites are refused"
+            )
+        else:
+            await self.app(scope, receive, nosniff_send)
+            return
+        await refusal(scope, _empty_receive, nosniff_send)
 
 
 class FormError(Exception):
@@ -104,7 +152,8 @@ async def _empty_receive() -> Message:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body as a dict; each parameter at most once."""
+    """An ``application/x-www-form-urlencoded`` body as a dict; each parameter at most once,
+    and one without a value is left out (RFC 6749 §3.2: treated as omitted)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM_TYPE:
         raise FormError(f"The request body must be {FORM_TYPE}")
@@ -122,9 +171,12 @@ async def read_form(request: Request) -> dict[str, str]:
         raise FormError("The request body is not a valid UTF-8 form") from None
     form: dict[str, str] = {}
     for name, value in pairs:
+        if not value:
+            continue
         if name in form:
-            # RFC 6749 §3.2: parameters must not be included more than once.
-            raise FormError(f"The parameter {name[:40]!r} is repeated")
+            # RFC 6749 §3.2: parameters must not be included more than once. Which one is not
+            # said: a description never echoes what the client sent.
+            raise FormError("A parameter is repeated")
         form[name] = value
     return form
 
@@ -160,6 +212,12 @@ def form_openapi(properties: dict[str, Any], required: list[str]) -> dict[str, A
     }
 
 
+_HTTP_ERRORS = {
+    404: ("not_found", "There is nothing at this path"),
+    405: ("method_not_allowed", "This method is not allowed here"),
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every failure becomes a JSON error answer: never FastAPI's defaults, never a traceback."""
 
@@ -178,20 +236,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "invalid_request", "The connection closed before the body ended")
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, error: RequestValidationError) -> Response:
+    async def validation_error(_: Request, __: RequestValidationError) -> Response:
         # FastAPI's default echoes the input back; it could be a password.
-        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in error.errors())
-        return error_response(400, "invalid_request", f"The request is malformed ({where})")
+        return error_response(400, "invalid_request", "The request is malformed")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(
-            error.status_code,
-            codes.get(error.status_code, "invalid_request"),
-            str(error.detail),
-            error.headers,
+        # Fixed sentences: a detail could carry something of the request.
+        code, description = _HTTP_ERRORS.get(
+            error.status_code, ("invalid_request", "The request cannot be served")
         )
+        return error_response(error.status_code, code, description, error.headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, __: Exception) -> Response:

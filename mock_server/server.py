@@ -18,7 +18,7 @@ from .keys import SigningKeys
 from .passwords import User, dummy_hash, verify_password
 from .settings import Settings
 from .store import Family, Rotation, Store
-from .throttle import FailureLimiter
+from .throttle import FailureLimiter, address_key
 from .tokens import (
     AccessTokenVerifier,
     InvalidToken,
@@ -27,9 +27,19 @@ from .tokens import (
     refresh_token_hash,
 )
 
-SCOPES = ("openid", "profile", "email", "groups")
-DEFAULT_SCOPE = " ".join(SCOPES)
+ADMIN_SCOPE = "sessions:admin"
+SCOPES = ("openid", "profile", "email", "groups", ADMIN_SCOPE)
+# Least privilege (RFC 6749 §3.3): without a scope a client gets who the person is, not what
+# they may do; `groups` and `sessions:admin` must be asked for.
+DEFAULT_SCOPE = "openid profile email"
 ADMIN_GROUP = "admin"
+SCOPE_DESCRIPTIONS = {
+    "openid": "OpenID Connect: the person's subject id",
+    "profile": "Name, username, locale",
+    "email": "Email address",
+    "groups": "Group membership, in the access token and userinfo",
+    ADMIN_SCOPE: "List and revoke sessions (granted to members of admin only)",
+}
 _SCOPE_CLAIMS = {
     "profile": (
         "preferred_username",
@@ -63,11 +73,16 @@ class OAuthError(Exception):
         self.headers = dict(headers or {})
 
 
-def bearer_error(status: int, error: str | None, description: str) -> OAuthError:
-    """RFC 6750 §3: a refused bearer request, with its WWW-Authenticate challenge."""
+def bearer_error(
+    status: int, error: str | None, description: str, *, scope: str | None = None
+) -> OAuthError:
+    """RFC 6750 §3: a refused bearer request, with its WWW-Authenticate challenge (naming the
+    ``scope`` the resource needs, for insufficient_scope)."""
     challenge = "Bearer"
     if error is not None:
         challenge += f' error="{error}", error_description="{description}"'
+    if scope is not None:
+        challenge += f', scope="{scope}"'
     return OAuthError(status, error or "unauthorized", description, {"WWW-Authenticate": challenge})
 
 
@@ -164,6 +179,15 @@ class TokenServer:
             return None
         return " ".join(dict.fromkeys(wanted))
 
+    @staticmethod
+    def _granted(user: User, scope: str) -> str:
+        """``scope`` as granted to ``user``: sessions:admin only for members of admin. Asked by
+        anyone else it is left out, not refused (RFC 6749 §3.3 lets the server grant less, and
+        the response's scope says so), so one client can ask it of every user."""
+        if ADMIN_GROUP in user.groups:
+            return scope
+        return " ".join(s for s in scope.split() if s != ADMIN_SCOPE)
+
     def _password_grant(
         self, form: Mapping[str, str], client_id: str, client_address: str
     ) -> dict[str, Any]:
@@ -173,10 +197,13 @@ class TokenServer:
             raise OAuthError(
                 400, "invalid_request", "The username and password parameters are required"
             )
-        scope = self._scope(form.get("scope"), DEFAULT_SCOPE)
+        scope = self._scope(form.get("scope"), " ".join(SCOPES))
         if scope is None:
-            raise OAuthError(400, "invalid_scope", f"The scope must be made of: {DEFAULT_SCOPE}")
+            raise OAuthError(400, "invalid_scope", f"The scope must be made of: {' '.join(SCOPES)}")
+        if form.get("scope") is None:
+            scope = DEFAULT_SCOPE
         user = self.check_password(username, password, client_address)
+        scope = self._granted(user, scope)
         now = self.clock()
         refresh_token = new_refresh_token()
         family = Family(
@@ -197,17 +224,17 @@ class TokenServer:
         """The user these credentials name, or an OAuthError: ``invalid_grant`` with one answer
         for an unknown user and a wrong password, ``too_many_requests`` (429) past the limit."""
         user_key = "user:" + username.casefold()
-        address_key = "address:" + client_address
+        address = "address:" + address_key(client_address)
         # Both slots are reserved before the slow hash check, so concurrent guesses count
         # against the limit while they are being checked; a slot taken when the other limit
         # refuses is given back at once.
         user_wait = self.user_limiter.begin(user_key)
-        address_wait = self.address_limiter.begin(address_key)
+        address_wait = self.address_limiter.begin(address)
         if user_wait is not None or address_wait is not None:
             if user_wait is None:
                 self.user_limiter.finish(user_key, failed=False)
             if address_wait is None:
-                self.address_limiter.finish(address_key, failed=False)
+                self.address_limiter.finish(address, failed=False)
             waits = [w for w in (user_wait, address_wait) if w is not None]
             retry_after = max(1, math.ceil(max(waits)))
             raise OAuthError(
@@ -227,7 +254,7 @@ class TokenServer:
         finally:
             # A check that raised counts as a failure: an error must not be a free guess.
             self.user_limiter.finish(user_key, failed=failed)
-            self.address_limiter.finish(address_key, failed=failed)
+            self.address_limiter.finish(address, failed=failed)
         if failed or user is None:
             raise OAuthError(400, "invalid_grant", "The username or password is incorrect")
         self.user_limiter.reset(user_key)
@@ -362,9 +389,16 @@ class TokenServer:
         self.store.revoke_family(family.id, self.clock(), f"revoked by {caller.user.username}")
 
     def require_admin(self, caller: Caller) -> None:
-        if ADMIN_GROUP not in caller.claims["groups"]:
+        """The admin API needs both the scope (the token was meant for it) and the person's
+        current membership of the group (the directory may have changed since the grant)."""
+        if ADMIN_SCOPE not in str(caller.claims["scope"]).split() or (
+            ADMIN_GROUP not in caller.user.groups
+        ):
             raise bearer_error(
-                403, "insufficient_scope", f"This resource is for members of {ADMIN_GROUP}"
+                403,
+                "insufficient_scope",
+                f"This resource needs the {ADMIN_SCOPE} scope, granted to members of {ADMIN_GROUP}",
+                scope=ADMIN_SCOPE,
             )
 
     def discovery(self) -> dict[str, Any]:
