@@ -95,6 +95,25 @@ ClientAddressDep = Annotated[str, Depends(client_address)]
 _STRING = {"type": "string"}
 
 
+def _without_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 on every route with a parameter; this server never sends one
+    (a malformed request is 400, see http.py), so the document says so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            for operations in spec.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = spec.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings,
     clock: Callable[[], float] = time.time,
@@ -136,6 +155,7 @@ def create_app(
     app.add_middleware(GuardMiddleware, hosts=settings.served_hosts, origins=settings.own_origins)
     install_error_handlers(app)
     install_docs(app)
+    _without_422(app)
 
     def get(path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         """A GET route and its HEAD twin (RFC 9110 §9.1): same answer, headers only."""

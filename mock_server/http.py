@@ -68,7 +68,9 @@ class GuardMiddleware:
 
         async def nosniff_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == NOSNIFF[0] for name, _ in headers):
+                    message = {**message, "headers": [*headers, NOSNIFF]}
             await send(message)
 
         headers = {name: value for name, value in scope["headers"] if name in (b"host", b"origin")}
