@@ -821,7 +821,7 @@ def _origin(url: str) -> str:
 def _scope_for(endpoints: Endpoints) -> str | None:
     # sessions:admin only where listed: a server grants it to admins and narrows it away for
     # others (the bundled one does), and a provider that does not know it is never asked.
-    wanted = ("openid", "profile", "email", "groups")
+    wanted: tuple[str, ...] = ("openid", "profile", "email", "groups")
     if endpoints.scopes_supported is None:
         return " ".join(wanted)
     wanted += ("sessions:admin",)
