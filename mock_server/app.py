@@ -93,6 +93,8 @@ FormDep = Annotated[dict[str, str], Depends(read_form)]
 ClientAddressDep = Annotated[str, Depends(client_address)]
 
 _STRING = {"type": "string"}
+# RFC 6749 §3.2: an empty parameter counts as omitted, so a required one is never empty.
+_REQUIRED_STRING = {"type": "string", "minLength": 1}
 
 
 def _without_422(app: FastAPI) -> None:
@@ -243,7 +245,7 @@ def create_app(
         },
         openapi_extra=form_openapi(
             {
-                "token": _STRING,
+                "token": _REQUIRED_STRING,
                 "token_type_hint": _STRING,
                 "client_id": {"type": "string", "enum": list(settings.clients)},
             },

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .server import OAuthError
@@ -207,7 +208,13 @@ def form_openapi(properties: dict[str, Any], required: list[str]) -> dict[str, A
             "required": True,
             "content": {
                 FORM_TYPE: {
-                    "schema": {"type": "object", "properties": properties, "required": required}
+                    "schema": {
+                        "type": "object",
+                        "properties": properties,
+                        "required": required,
+                        # RFC 6749 §3.2: unknown parameters are ignored, each at most once.
+                        "additionalProperties": {"type": "string"},
+                    }
                 }
             },
         }
@@ -218,6 +225,14 @@ _HTTP_ERRORS = {
     404: ("not_found", "There is nothing at this path"),
     405: ("method_not_allowed", "This method is not allowed here"),
 }
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(scope)[0] is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -243,12 +258,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "invalid_request", "The request is malformed")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         # Fixed sentences: a detail could carry something of the request.
         code, description = _HTTP_ERRORS.get(
             error.status_code, ("invalid_request", "The request cannot be served")
         )
-        return error_response(error.status_code, code, description, error.headers)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path has a
+            # route per method here (GET and its HEAD twin, POST /userinfo).
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        return error_response(error.status_code, code, description, headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, __: Exception) -> Response:
