@@ -11,29 +11,61 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowPassword
 from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 
+from . import pages
 from .docs import install_docs
 from .http import (
+    CSRF_FIELD,
     NO_STORE,
     BodyLimitMiddleware,
+    FormError,
     GuardMiddleware,
+    check_csrf,
     client_address,
+    csrf_token,
     error_response,
     form_openapi,
     install_error_handlers,
+    page_response,
     read_form,
+    read_query,
+    redirect_response,
     refuse_client_credentials,
+    set_csrf_cookie,
 )
 from .passwords import User, demo_users, load_users
-from .schemas import Discovery, Health, Jwks, Sessions, TokenResponse, UserInfo, errors
-from .server import ADMIN_SCOPE, SCOPE_DESCRIPTIONS, AdjustableClock, Caller, TokenServer
+from .schemas import (
+    DeviceAuthorization,
+    Discovery,
+    Health,
+    Jwks,
+    Sessions,
+    TokenResponse,
+    UserInfo,
+    errors,
+    page_errors,
+)
+from .server import (
+    ADMIN_SCOPE,
+    GRANT_TYPES,
+    SCOPE_DESCRIPTIONS,
+    SCOPES,
+    AdjustableClock,
+    AuthorizationRedirect,
+    AuthorizationRequest,
+    Caller,
+    OAuthError,
+    TokenServer,
+)
 from .settings import Settings
 from .store import SqliteStore, Store
 
@@ -97,6 +129,33 @@ _STRING = {"type": "string"}
 _REQUIRED_STRING = {"type": "string", "minLength": 1}
 
 
+def _add_head_routes(app: FastAPI) -> None:
+    """HEAD on every GET resource (RFC 9110 §9.1): a twin route with the same answer, which
+    Starlette sends without its body. FastAPI routes answer only the methods they name."""
+    with_head = {
+        r.path for r in app.routes if isinstance(r, APIRoute) and "HEAD" in (r.methods or ())
+    }
+    for route in list(app.routes):
+        if not isinstance(route, APIRoute) or "GET" not in (route.methods or ()):
+            continue
+        if route.path in with_head:
+            continue
+        app.add_api_route(
+            route.path,
+            route.endpoint,
+            methods=["HEAD"],
+            response_class=Response,
+            tags=route.tags,
+            summary=f"{route.summary} (headers only)",
+            responses={
+                **route.responses,
+                200: {"description": "The headers of the GET answer, without its body"},
+            },
+            include_in_schema=route.include_in_schema,
+            openapi_extra=route.openapi_extra,
+        )
+
+
 def _without_422(app: FastAPI) -> None:
     """FastAPI documents a 422 on every route with a parameter; this server never sends one
     (a malformed request is 400, see http.py), so the document says so."""
@@ -114,6 +173,206 @@ def _without_422(app: FastAPI) -> None:
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error_page(error: OAuthError | FormError) -> Response:
+    """An error the person sees instead of a redirect: the request was not safe to send back."""
+    status = error.status if isinstance(error, OAuthError) else 400
+    headers = error.headers if isinstance(error, OAuthError) else None
+    body = pages.message_page("Sign-in error", error.description)
+    return page_response(body, status, headers)
+
+
+def _sign_in_page(
+    request: AuthorizationRequest,
+    csrf: str,
+    *,
+    username: str = "",
+    error: OAuthError | None = None,
+) -> Response:
+    redirect = urlsplit(request.redirect_uri)
+    body = pages.sign_in_page(
+        client_id=request.client_id,
+        scope=request.scope,
+        hidden={**request.parameters, CSRF_FIELD: csrf},
+        redirect_origin=f"{redirect.scheme}://{redirect.netloc}",
+        username=username,
+        message=error.description if error else None,
+    )
+    response = page_response(body, error.status if error else 200, error.headers if error else None)
+    return set_csrf_cookie(response, csrf)
+
+
+def _device_page(
+    csrf: str, *, user_code: str = "", username: str = "", error: OAuthError | None = None
+) -> Response:
+    body = pages.device_page(
+        hidden={CSRF_FIELD: csrf},
+        user_code=user_code[:32],
+        username=username[:200],
+        message=error.description if error else None,
+    )
+    response = page_response(body, error.status if error else 200, error.headers if error else None)
+    return set_csrf_cookie(response, csrf)
+
+
+def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+# A scope is space-separated names the server offers; empty means omitted (the default).
+_SCOPE = {"type": "string", "pattern": f"^(({'|'.join(SCOPES)})( ({'|'.join(SCOPES)}))*)?$"}
+
+
+def _authorization_query(clients: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The query of an authorization request, as far as it decides between a page (400: the
+    client or its redirect URI is not good) and an answer for the client (200 page or 303)."""
+    return [
+        _query("client_id", {"type": "string", "enum": list(clients)}, required=True),
+        _query(
+            "redirect_uri",
+            {
+                "type": "string",
+                "pattern": r"^http://(127\.0\.0\.1|\[::1\]):[1-9][0-9]{0,3}/[A-Za-z0-9/_-]*$",
+            },
+            required=True,
+        ),
+        _query("response_type", _STRING),
+        _query("code_challenge", _STRING),
+        _query("code_challenge_method", _STRING),
+        _query("scope", _STRING),
+        _query("state", {"type": "string", "maxLength": 512}),
+        _query("nonce", _STRING),
+        _query("prompt", _STRING),
+        _query("response_mode", _STRING),
+    ]
+
+
+_BACK_TO_CLIENT = {
+    "description": "Back to the client's redirect URI: a code, or an error (RFC 6749 §4.1.2)",
+    "headers": {"Location": {"schema": {"type": "string"}, "required": True}},
+}
+
+
+def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
+    """The pages a person sees: browser sign-in (/authorize) and device verification (/device).
+    They answer in HTML; an error found before the redirect URI is known to be the client's is
+    a page, never a redirect."""
+
+    @app.get(
+        "/authorize",
+        tags=["oauth"],
+        summary="Authorization endpoint: the sign-in page",
+        response_class=HTMLResponse,
+        responses={303: _BACK_TO_CLIENT, **page_errors(400)},
+        openapi_extra={"parameters": _authorization_query(server.settings.clients)},
+    )
+    def authorize_page(request: Request) -> Response:
+        try:
+            authorization = server.authorization_request(read_query(request))
+        except AuthorizationRedirect as refused:
+            return redirect_response(refused.location)
+        except (OAuthError, FormError) as error:
+            return _error_page(error)
+        return _sign_in_page(authorization, csrf_token(request))
+
+    @app.post(
+        "/authorize",
+        tags=["oauth"],
+        summary="The sign-in page's form: allow (with the password) or deny",
+        response_class=HTMLResponse,
+        responses={
+            303: _BACK_TO_CLIENT,
+            **page_errors(400, 403, 429),
+        },
+        openapi_extra=form_openapi(
+            {
+                **{p["name"]: p["schema"] for p in _authorization_query(server.settings.clients)},
+                CSRF_FIELD: _REQUIRED_STRING,
+                "decision": {"type": "string", "enum": ["allow", "deny"]},
+                "username": _STRING,
+                "password": {"type": "string", "format": "password"},
+            },
+            ["client_id", "redirect_uri", CSRF_FIELD, "decision"],
+        ),
+    )
+    def authorize_submit(request: Request, form: FormDep, address: ClientAddressDep) -> Response:
+        try:
+            csrf = check_csrf(request, form)
+            authorization = server.authorization_request(form)
+        except AuthorizationRedirect as refused:
+            return redirect_response(refused.location)
+        except OAuthError as error:
+            return _error_page(error)
+        decision = form.get("decision")
+        if decision == "deny":
+            return redirect_response(server.deny(authorization))
+        username = form.get("username", "")
+        try:
+            if decision != "allow":
+                raise OAuthError(400, "invalid_request", "Choose Allow or Deny")
+            location = server.authorize(authorization, username, form.get("password", ""), address)
+        except OAuthError as error:
+            return _sign_in_page(authorization, csrf, username=username, error=error)
+        return redirect_response(location)
+
+    @app.get(
+        "/device",
+        tags=["oauth"],
+        summary="Device verification page",
+        response_class=HTMLResponse,
+        responses=page_errors(400),
+        openapi_extra={"parameters": [_query("user_code", _STRING)]},
+    )
+    def device_page(request: Request) -> Response:
+        try:
+            query = read_query(request)
+        except FormError as error:
+            return _error_page(error)
+        return _device_page(csrf_token(request), user_code=query.get("user_code", ""))
+
+    @app.post(
+        "/device",
+        tags=["oauth"],
+        summary="The device page's form: allow (with the password) or deny a user code",
+        response_class=HTMLResponse,
+        responses=page_errors(400, 403, 429),
+        openapi_extra=form_openapi(
+            {
+                CSRF_FIELD: _REQUIRED_STRING,
+                "user_code": _REQUIRED_STRING,
+                "decision": {"type": "string", "enum": ["allow", "deny"]},
+                "username": _STRING,
+                "password": {"type": "string", "format": "password"},
+            },
+            [CSRF_FIELD, "user_code", "decision"],
+        ),
+    )
+    def device_submit(request: Request, form: FormDep, address: ClientAddressDep) -> Response:
+        try:
+            csrf = check_csrf(request, form)
+        except OAuthError as error:
+            return _error_page(error)
+        typed, username = form.get("user_code", ""), form.get("username", "")
+        decision = form.get("decision")
+        try:
+            if decision not in ("allow", "deny"):
+                raise OAuthError(400, "invalid_request", "Choose Allow or Deny")
+            device = server.pending_device(typed, address)
+            server.decide_device(
+                device, decision == "allow", username, form.get("password", ""), address
+            )
+        except OAuthError as error:
+            return _device_page(csrf, user_code=typed, username=username, error=error)
+        if decision == "deny":
+            return page_response(
+                pages.message_page("Request denied", "The device was not signed in.")
+            )
+        return page_response(
+            pages.message_page(
+                "Device signed in", "You can close this page and return to your device."
+            )
+        )
 
 
 def create_app(
@@ -160,20 +419,7 @@ def create_app(
     _without_422(app)
 
     def get(path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        """A GET route and its HEAD twin (RFC 9110 §9.1): same answer, headers only."""
         app.add_api_route(path, endpoint, methods=["GET"], **options)
-        head = {**options, "summary": f"{options['summary']} (headers only)"}
-        head["responses"] = {
-            **options.get("responses", {}),
-            200: {"description": "The headers of the GET answer, without its body"},
-        }
-        app.add_api_route(
-            path,
-            endpoint,
-            methods=["HEAD"],
-            response_class=Response,
-            **{k: v for k, v in head.items() if k != "response_model"},
-        )
 
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -210,22 +456,35 @@ def create_app(
         response_model=Jwks,
         responses=errors(),
     )
+    # RFC 8414: the same document, where OAuth clients (not only OIDC ones) look.
+    get(
+        "/.well-known/oauth-authorization-server",
+        openid_configuration,
+        tags=["discovery"],
+        summary="OAuth 2.0 authorization server metadata (RFC 8414)",
+        response_model=Discovery,
+        responses=errors(),
+    )
 
     # Sync routes: FastAPI runs them on a worker thread, so the slow password hash never
     # blocks the event loop.
     @app.post(
         "/token",
         tags=["oauth"],
-        summary="Token endpoint (RFC 6749): password and refresh_token grants",
+        summary="Token endpoint (RFC 6749): password, refresh, code and device grants",
         response_model=TokenResponse,
         responses=errors(400, 401, 429),
         openapi_extra=form_openapi(
             {
-                "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+                "grant_type": {"type": "string", "enum": list(GRANT_TYPES)},
                 "client_id": {"type": "string", "enum": list(settings.clients)},
                 "username": _STRING,
                 "password": {"type": "string", "format": "password"},
                 "refresh_token": _STRING,
+                "code": _STRING,
+                "redirect_uri": _STRING,
+                "code_verifier": _STRING,
+                "device_code": _STRING,
                 "scope": _STRING,
             },
             ["grant_type", "client_id"],
@@ -233,6 +492,23 @@ def create_app(
     )
     def token(form: ClientFormDep, address: ClientAddressDep) -> JSONResponse:
         return JSONResponse(server.token(form, address), headers=NO_STORE)
+
+    # Device sign-in (RFC 8628); its page is with the sign-in pages.
+    @app.post(
+        "/device_authorization",
+        tags=["oauth"],
+        summary="Device authorization endpoint (RFC 8628): a user code for the person",
+        response_model=DeviceAuthorization,
+        responses=errors(400, 401),
+        openapi_extra=form_openapi(
+            {"client_id": {"type": "string", "enum": list(settings.clients)}, "scope": _SCOPE},
+            ["client_id"],
+        ),
+    )
+    def device_authorization(form: ClientFormDep) -> JSONResponse:
+        return JSONResponse(server.device_authorization(form), headers=NO_STORE)
+
+    _add_sign_in_pages(app, server)
 
     @app.post(
         "/revoke",
@@ -320,4 +596,5 @@ def create_app(
             adjustable.advance(seconds)
             return JSONResponse({"now": adjustable()})
 
+    _add_head_routes(app)
     return app

@@ -34,6 +34,17 @@ class TokenResponse(_Open):
     scope: str
 
 
+class DeviceAuthorization(_Open):
+    """RFC 8628 §3.2."""
+
+    device_code: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str
+    expires_in: int
+    interval: int
+
+
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
 
@@ -115,12 +126,33 @@ _DESCRIPTIONS = {
 COMMON = (400, 403, 408, 413, 421)
 
 
+def page_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a page route: these statuses are HTML pages for the person (the other
+    COMMON ones stay JSON, made before the route)."""
+    documented = errors(*statuses)
+    for status in statuses:
+        # Spelled out: with a `model`, FastAPI would put its schema under the route's own
+        # media type (text/html) instead of JSON. ErrorBody is in the components already.
+        answer = {k: v for k, v in documented[status].items() if k != "model"}
+        documented[status] = {
+            **answer,
+            "description": "A page that tells the person what went wrong (or, for a request "
+            "that is not even a form, the JSON error)",
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}},
+            },
+        }
+    return documented
+
+
 def errors(*statuses: int, challenge: bool = False) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route for these error statuses (plus COMMON), each with the
     error body; ``challenge``: its 401 and 403 carry WWW-Authenticate (a bearer resource)."""
     documented: dict[int | str, dict[str, Any]] = {}
     for status in sorted({*COMMON, *statuses}):
-        headers = dict(_NO_STORE_HEADERS)
+        # The protocol-level 408 (see __main__) is made before any of the application's headers.
+        headers = dict(_NO_STORE_HEADERS) if status != 408 else {}
         if status == 429:
             headers["Retry-After"] = {"schema": {"type": "integer"}, "required": True}
         if status == 401 or (challenge and status == 403):

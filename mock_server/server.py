@@ -6,38 +6,80 @@ data and errors into answers.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import math
+import re
 import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .keys import SigningKeys
 from .passwords import User, dummy_hash, verify_password
 from .settings import Settings
-from .store import Family, Rotation, Store
+from .store import (
+    AuthorizationCode,
+    DeviceCode,
+    Family,
+    Poll,
+    Redemption,
+    Rotation,
+    Store,
+)
 from .throttle import FailureLimiter, address_key
 from .tokens import (
     AccessTokenVerifier,
     InvalidToken,
     issue_access_token,
+    issue_id_token,
     new_refresh_token,
     refresh_token_hash,
 )
 
+OFFLINE_ACCESS = "offline_access"
 ADMIN_SCOPE = "sessions:admin"
-SCOPES = ("openid", "profile", "email", "groups", ADMIN_SCOPE)
+SCOPES = ("openid", "profile", "email", "groups", OFFLINE_ACCESS, ADMIN_SCOPE)
 # Least privilege (RFC 6749 §3.3): without a scope a client gets who the person is, not what
-# they may do; `groups` and `sessions:admin` must be asked for.
+# they may do; `groups`, `sessions:admin` and `offline_access` must be asked for.
 DEFAULT_SCOPE = "openid profile email"
+GRANTABLE_SCOPE = " ".join(SCOPES)
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+GRANT_TYPES = ("password", "refresh_token", "authorization_code", DEVICE_CODE_GRANT)
+# RFC 8628 §6.1: no vowels (no words), no look-alike digits; 20^8 codes, about 34 bits.
+USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+USER_CODE_LENGTH = 8
+# The parameters of an authorization request that the sign-in form carries back.
+AUTHORIZATION_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+    "prompt",
+    "response_mode",
+)
+_MAX_ECHOED_LENGTH = 512
+_MAX_REDIRECT_URI_LENGTH = 2048
+# RFC 8252 §7.3: loopback IP literals, any port. Not "localhost" (§8.3: it may resolve to
+# another interface, or be redefined; the client listens on 127.0.0.1 and names that).
+_LOOPBACK_NETLOC = re.compile(r"^(?:127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?$")
+_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_CODE_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")  # RFC 7636 §4.1
 ADMIN_GROUP = "admin"
 SCOPE_DESCRIPTIONS = {
     "openid": "OpenID Connect: the person's subject id",
     "profile": "Name, username, locale",
     "email": "Email address",
     "groups": "Group membership, in the access token and userinfo",
+    OFFLINE_ACCESS: "A refresh token for a browser or device sign-in (with prompt=consent)",
     ADMIN_SCOPE: "List and revoke sessions (granted to members of admin only)",
 }
 _SCOPE_CLAIMS = {
@@ -102,6 +144,84 @@ class AdjustableClock:
             self._offset += seconds
 
 
+class AuthorizationRedirect(OAuthError):
+    """An authorization error answered on the client's redirect URI (RFC 6749 §4.1.2.1), once
+    that URI is known to be safe: ``location`` carries error, state and iss."""
+
+    def __init__(self, location: str, error: str, description: str) -> None:
+        super().__init__(303, error, description)
+        self.location = location
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A checked authorization request (RFC 6749 §4.1.1 with PKCE and OIDC's nonce/prompt)."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str  # what will be granted: offline_access only with prompt=consent
+    state: str | None
+    code_challenge: str
+    nonce: str | None
+    offline: bool
+    parameters: Mapping[str, str]  # as sent, for the sign-in form's hidden fields
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """A person's sign-in, for the ID token: when, and the nonce of the request if any."""
+
+    auth_time: float
+    nonce: str | None = None
+
+
+def _with_query(uri: str, parameters: Mapping[str, str | None]) -> str:
+    """``uri`` with ``parameters`` added to its query, keeping the query it has (§3.1.2)."""
+    parts = urlsplit(uri)
+    added = urlencode({k: v for k, v in parameters.items() if v is not None})
+    query = f"{parts.query}&{added}" if parts.query else added
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def loopback_redirect_problem(uri: str | None) -> str | None:
+    """Why ``uri`` is not a redirect URI this server sends codes to, or None when it is."""
+    if not uri:
+        return "The redirect_uri parameter is required"
+    if len(uri) > _MAX_REDIRECT_URI_LENGTH or not all(33 <= ord(c) < 127 for c in uri):
+        return "The redirect_uri is too long or has characters a URI cannot have"
+    try:
+        parts = urlsplit(uri)
+        match = _LOOPBACK_NETLOC.match(parts.netloc) if parts.scheme == "http" else None
+    except ValueError:
+        match = None
+    if match is None or (match.group(1) is not None and not 0 < int(match.group(1)) < 65536):
+        return (
+            "The redirect_uri must be a loopback address with any port, such as "
+            "http://127.0.0.1:PORT/callback or http://[::1]:PORT/callback (RFC 8252 §7.3)"
+        )
+    if "#" in uri:
+        return "The redirect_uri cannot have a fragment"
+    return None
+
+
+def s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def normalize_user_code(text: str) -> str | None:
+    """A user code as typed (any case, dashes, spaces) in its stored form, or None (§6.1)."""
+    code = "".join(c for c in text.upper() if c not in "- \t")
+    if len(code) != USER_CODE_LENGTH or not all(c in USER_CODE_ALPHABET for c in code):
+        return None
+    return code
+
+
+def format_user_code(code: str) -> str:
+    half = len(code) // 2
+    return f"{code[:half]}-{code[half:]}"
+
+
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
@@ -141,6 +261,9 @@ class TokenServer:
         self.address_limiter = FailureLimiter(
             clock, settings.max_failures_per_address, settings.failure_window
         )
+        self.user_code_limiter = FailureLimiter(
+            clock, settings.max_user_code_failures, settings.failure_window
+        )
 
     # /token
 
@@ -154,10 +277,14 @@ class TokenServer:
             return self._password_grant(form, client_id, client_address)
         if grant_type == "refresh_token":
             return self._refresh_grant(form, client_id)
+        if grant_type == "authorization_code":
+            return self._code_grant(form, client_id)
+        if grant_type == DEVICE_CODE_GRANT:
+            return self._device_grant(form, client_id)
         raise OAuthError(
             400,
             "unsupported_grant_type",
-            "Only the password and refresh_token grants are supported",
+            "The supported grant types are: " + ", ".join(GRANT_TYPES),
         )
 
     def _client(self, client_id: str | None) -> str:
@@ -197,18 +324,25 @@ class TokenServer:
             raise OAuthError(
                 400, "invalid_request", "The username and password parameters are required"
             )
-        scope = self._scope(form.get("scope"), " ".join(SCOPES))
-        if scope is None:
-            raise OAuthError(400, "invalid_scope", f"The scope must be made of: {' '.join(SCOPES)}")
-        if form.get("scope") is None:
-            scope = DEFAULT_SCOPE
+        scope = self._requested_scope(form.get("scope"))
         user = self.check_password(username, password, client_address)
         scope = self._granted(user, scope)
         now = self.clock()
         refresh_token = new_refresh_token()
-        family = Family(
+        family = self._new_family(user.username, client_id, scope, now)
+        self.store.create_family(family, refresh_token_hash(refresh_token))
+        return self._token_response(user, family, scope, refresh_token, now, sign_in=SignIn(now))
+
+    def _requested_scope(self, requested: str | None) -> str:
+        scope = self._scope(requested if requested is not None else DEFAULT_SCOPE, GRANTABLE_SCOPE)
+        if scope is None:
+            raise OAuthError(400, "invalid_scope", f"The scope must be made of: {GRANTABLE_SCOPE}")
+        return scope
+
+    def _new_family(self, username: str, client_id: str, scope: str, now: float) -> Family:
+        return Family(
             id=secrets.token_urlsafe(16),
-            username=user.username,
+            username=username,
             client_id=client_id,
             scope=scope,
             created_at=now,
@@ -217,8 +351,6 @@ class TokenServer:
             revoked_at=None,
             revoked_reason=None,
         )
-        self.store.create_family(family, refresh_token_hash(refresh_token))
-        return self._token_response(user, family, scope, refresh_token, now)
 
     def check_password(self, username: str, password: str, client_address: str) -> User:
         """The user these credentials name, or an OAuthError: ``invalid_grant`` with one answer
@@ -261,18 +393,41 @@ class TokenServer:
         return user
 
     def _token_response(
-        self, user: User, family: Family, scope: str, refresh_token: str, now: float
+        self,
+        user: User,
+        family: Family,
+        scope: str,
+        refresh_token: str | None,
+        now: float,
+        *,
+        sign_in: SignIn | None = None,
     ) -> dict[str, Any]:
+        """The token response; with an ID token when a person just signed in with ``openid``
+        (a refresh is not a sign-in: OIDC Core §12.2 makes its ID token optional)."""
         access = issue_access_token(
             self.keys, self.settings, user=user, family=family, scope=scope, now=now
         )
-        return {
+        response: dict[str, Any] = {
             "access_token": access.token,
             "token_type": "Bearer",
             "expires_in": access.expires_in,
-            "refresh_token": refresh_token,
-            "scope": scope,
         }
+        if refresh_token is not None:
+            response["refresh_token"] = refresh_token
+        response["scope"] = scope
+        if sign_in is not None and "openid" in scope.split():
+            response["id_token"] = issue_id_token(
+                self.keys,
+                self.settings,
+                user=user,
+                client_id=family.client_id,
+                now=now,
+                auth_time=sign_in.auth_time,
+                nonce=sign_in.nonce,
+                access_token=access.token,
+                profile=self._profile(user, scope),
+            )
+        return response
 
     def _refresh_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
         presented = form.get("refresh_token")
@@ -308,6 +463,271 @@ class TokenServer:
             self.store.revoke_family(family.id, now, "user removed")
             raise OAuthError(400, "invalid_grant", "The user no longer exists")
         return self._token_response(user, family, result.scope or family.scope, new_token, now)
+
+    # Browser sign-in: the authorization endpoint (RFC 6749 §4.1, PKCE RFC 7636, RFC 9207)
+
+    def authorization_request(self, parameters: Mapping[str, str]) -> AuthorizationRequest:
+        """Check an authorization request. Until the client and its redirect URI are known to
+        be good the error is an OAuthError for the person (no redirect to an unchecked URI);
+        after that, an AuthorizationRedirect back to the client."""
+        client_id = self._client(parameters.get("client_id"))
+        redirect_uri = parameters.get("redirect_uri")
+        problem = loopback_redirect_problem(redirect_uri)
+        if problem is not None or redirect_uri is None:
+            raise OAuthError(400, "invalid_request", problem or "")
+        state = parameters.get("state")
+        if state is not None and len(state) > _MAX_ECHOED_LENGTH:
+            raise OAuthError(400, "invalid_request", "The state parameter is too long")
+
+        def refuse(error: str, description: str) -> AuthorizationRedirect:
+            location = self._redirect(
+                redirect_uri, {"error": error, "error_description": description, "state": state}
+            )
+            return AuthorizationRedirect(location, error, description)
+
+        response_type = parameters.get("response_type")
+        if not response_type:
+            raise refuse("invalid_request", "The response_type parameter is required")
+        if response_type != "code":
+            raise refuse("unsupported_response_type", "Only response_type=code is supported")
+        if parameters.get("response_mode", "query") != "query":
+            raise refuse("invalid_request", "Only response_mode=query is supported")
+        challenge = parameters.get("code_challenge")
+        if not challenge:
+            raise refuse("invalid_request", "PKCE is required: send a code_challenge (S256)")
+        # A missing method means "plain" (RFC 7636 §4.3), which is refused like a named one.
+        if parameters.get("code_challenge_method") != "S256":
+            raise refuse("invalid_request", "The code_challenge_method must be S256")
+        if not _S256_CHALLENGE.match(challenge):
+            raise refuse("invalid_request", "The code_challenge is not an S256 challenge")
+        requested = self._scope(parameters.get("scope", DEFAULT_SCOPE), GRANTABLE_SCOPE)
+        if requested is None:
+            raise refuse("invalid_scope", f"The scope must be made of: {GRANTABLE_SCOPE}")
+        nonce = parameters.get("nonce")
+        if nonce is not None and len(nonce) > _MAX_ECHOED_LENGTH:
+            raise refuse("invalid_request", "The nonce parameter is too long")
+        prompts = parameters.get("prompt", "").split()
+        if "none" in prompts:
+            # Every sign-in here asks the person: there is no session to answer silently with.
+            raise refuse("login_required", "The person must sign in")
+        # OIDC Core §11: offline_access only with prompt=consent; otherwise it is ignored
+        # (node-oidc-provider does the same), and no refresh token is issued.
+        offline = OFFLINE_ACCESS in requested.split() and "consent" in prompts
+        scope = " ".join(s for s in requested.split() if s != OFFLINE_ACCESS or offline)
+        if not scope:
+            raise refuse("invalid_scope", "offline_access alone needs prompt=consent")
+        return AuthorizationRequest(
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            state=state,
+            code_challenge=challenge,
+            nonce=nonce,
+            offline=offline,
+            parameters={k: v for k, v in parameters.items() if k in AUTHORIZATION_PARAMETERS},
+        )
+
+    def _redirect(self, redirect_uri: str, parameters: Mapping[str, str | None]) -> str:
+        # RFC 9207: iss on every authorization response, so a client can tell servers apart.
+        return _with_query(redirect_uri, {**parameters, "iss": self.settings.issuer})
+
+    def authorize(
+        self, request: AuthorizationRequest, username: str, password: str, client_address: str
+    ) -> str:
+        """The person signed in and allowed: the redirect location with a fresh code."""
+        user = self._page_sign_in(username, password, client_address)
+        now = self.clock()
+        code = secrets.token_urlsafe(32)
+        self.store.add_code(
+            refresh_token_hash(code),
+            AuthorizationCode(
+                client_id=request.client_id,
+                redirect_uri=request.redirect_uri,
+                code_challenge=request.code_challenge,
+                username=user.username,
+                scope=self._granted(user, request.scope),
+                nonce=request.nonce,
+                auth_time=now,
+                offline=request.offline,
+                expires_at=now + self.settings.code_ttl,
+            ),
+            now,
+        )
+        return self._redirect(request.redirect_uri, {"code": code, "state": request.state})
+
+    def _page_sign_in(self, username: str, password: str, client_address: str) -> User:
+        if not username or not password:
+            raise OAuthError(400, "invalid_request", "Enter your username and password")
+        return self.check_password(username, password, client_address)
+
+    def deny(self, request: AuthorizationRequest) -> str:
+        """The person pressed Deny: the redirect location with access_denied."""
+        return self._redirect(
+            request.redirect_uri,
+            {
+                "error": "access_denied",
+                "error_description": "The person denied the request",
+                "state": request.state,
+            },
+        )
+
+    def _code_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        code, redirect_uri = form.get("code"), form.get("redirect_uri")
+        verifier = form.get("code_verifier")
+        if not code or not redirect_uri or not verifier:
+            raise OAuthError(
+                400,
+                "invalid_request",
+                "The code, redirect_uri and code_verifier parameters are required",
+            )
+        now = self.clock()
+        refresh_token = new_refresh_token()
+        issued: list[tuple[User, Family]] = []
+
+        def issue(grant: AuthorizationCode) -> tuple[Family, str | None]:
+            # Every mismatch is invalid_grant (RFC 6749 §5.2), and leaves the code unspent.
+            if grant.client_id != client_id:
+                raise OAuthError(400, "invalid_grant", "The code was issued to another client")
+            if grant.redirect_uri != redirect_uri:
+                raise OAuthError(400, "invalid_grant", "The redirect_uri does not match the code")
+            if not _CODE_VERIFIER.match(verifier) or not hmac.compare_digest(
+                s256(verifier), grant.code_challenge
+            ):
+                raise OAuthError(400, "invalid_grant", "The code_verifier does not match")
+            user = self.users.get(grant.username)
+            if user is None:
+                raise OAuthError(400, "invalid_grant", "The user no longer exists")
+            family = self._new_family(user.username, client_id, grant.scope, now)
+            issued.append((user, family))
+            return family, refresh_token_hash(refresh_token) if grant.offline else None
+
+        result = self.store.redeem_code(refresh_token_hash(code), now, issue)
+        messages = {
+            Redemption.UNKNOWN: "The code is invalid",
+            Redemption.EXPIRED: "The code has expired",
+            Redemption.REUSED: "The code was already used; what it issued is revoked",
+        }
+        if result.outcome is not Redemption.REDEEMED or result.code is None or not issued:
+            raise OAuthError(400, "invalid_grant", messages.get(result.outcome, "Code refused"))
+        user, family = issued[0]
+        grant = result.code
+        return self._token_response(
+            user,
+            family,
+            grant.scope,
+            refresh_token if grant.offline else None,
+            now,
+            sign_in=SignIn(grant.auth_time, grant.nonce),
+        )
+
+    # Device sign-in (RFC 8628)
+
+    def device_authorization(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """§3.2: a device code for the client to poll with, a user code for the person."""
+        client_id = self._client(form.get("client_id"))
+        scope = self._requested_scope(form.get("scope"))
+        now = self.clock()
+        device_code = secrets.token_urlsafe(32)
+        base = self.settings.issuer.rstrip("/")
+        while True:  # a user code already in use (about 1 in 10^10) just draws another
+            user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
+            device = DeviceCode(
+                user_code=user_code,
+                client_id=client_id,
+                scope=scope,
+                expires_at=now + self.settings.device_code_ttl,
+                interval=self.settings.device_interval,
+            )
+            if self.store.add_device_code(refresh_token_hash(device_code), device, now):
+                break
+        return {
+            "device_code": device_code,
+            "user_code": format_user_code(user_code),
+            "verification_uri": f"{base}/device",
+            "verification_uri_complete": f"{base}/device?{urlencode({'user_code': user_code})}",
+            "expires_in": int(self.settings.device_code_ttl),
+            "interval": int(self.settings.device_interval),
+        }
+
+    def pending_device(self, typed_code: str, client_address: str) -> DeviceCode:
+        """The pending device authorization a person's typed user code names. Wrong codes are
+        limited per address (§5.1: 34 bits are guessable without a limit)."""
+        key = "address:" + address_key(client_address)
+        wait = self.user_code_limiter.begin(key)
+        if wait is not None:
+            retry_after = max(1, math.ceil(wait))
+            raise OAuthError(
+                429,
+                "too_many_requests",
+                f"Too many wrong codes. Try again in {retry_after} seconds.",
+                {"Retry-After": str(retry_after)},
+            )
+        device = None
+        try:
+            code = normalize_user_code(typed_code)
+            device = self.store.pending_device_code(code, self.clock()) if code else None
+        finally:
+            self.user_code_limiter.finish(key, failed=device is None)
+        if device is None:
+            raise OAuthError(
+                400, "invalid_user_code", "This code is not valid or has expired; check your device"
+            )
+        return device
+
+    def decide_device(
+        self,
+        device: DeviceCode,
+        allow: bool,
+        username: str,
+        password: str,
+        client_address: str,
+    ) -> None:
+        """Approve (after the person's sign-in) or deny the device's request."""
+        user = self._page_sign_in(username, password, client_address) if allow else None
+        now = self.clock()
+        decided = self.store.decide_device_code(
+            device.user_code, now, user.username if user else None, now if user else None
+        )
+        if not decided:
+            raise OAuthError(
+                400, "invalid_user_code", "This code was used or has expired; check your device"
+            )
+
+    def _device_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        device_code = form.get("device_code")
+        if not device_code:
+            raise OAuthError(400, "invalid_request", "The device_code parameter is required")
+        now = self.clock()
+        refresh_token = new_refresh_token()
+        issued: list[tuple[User, Family]] = []
+
+        def issue(device: DeviceCode) -> tuple[Family, str | None]:
+            user = self.users.get(device.username or "")
+            if user is None:
+                raise OAuthError(400, "invalid_grant", "The user no longer exists")
+            scope = self._granted(user, device.scope)
+            family = self._new_family(user.username, client_id, scope, now)
+            issued.append((user, family))
+            return family, refresh_token_hash(refresh_token)
+
+        result = self.store.poll_device_code(refresh_token_hash(device_code), client_id, now, issue)
+        refusals = {
+            Poll.UNKNOWN: ("invalid_grant", "The device code is invalid"),
+            Poll.WRONG_CLIENT: ("invalid_grant", "The device code was issued to another client"),
+            Poll.SPENT: ("invalid_grant", "The device code was already used"),
+            Poll.EXPIRED: ("expired_token", "The device code has expired; start again"),
+            Poll.DENIED: ("access_denied", "The person denied the request"),
+            Poll.SLOW_DOWN: ("slow_down", "Polling too fast; wait 5 seconds longer each time"),
+            Poll.PENDING: ("authorization_pending", "The person has not approved the code yet"),
+        }
+        if result.outcome is not Poll.ISSUED or result.device is None or not issued:
+            error, description = refusals.get(result.outcome, ("invalid_grant", "Refused"))
+            raise OAuthError(400, error, description)
+        user, family = issued[0]
+        auth_time = result.device.auth_time if result.device.auth_time is not None else now
+        return self._token_response(
+            user, family, family.scope, refresh_token, now, sign_in=SignIn(auth_time)
+        )
 
     # /revoke
 
@@ -356,12 +776,15 @@ class TokenServer:
         return Caller(claims, family, user)
 
     def userinfo(self, caller: Caller) -> dict[str, Any]:
-        profile = caller.user.profile()
-        scopes = str(caller.claims["scope"]).split()
+        return self._profile(caller.user, str(caller.claims["scope"]))
+
+    @staticmethod
+    def _profile(user: User, scope: str) -> dict[str, Any]:
+        """The person's claims that ``scope`` allows (OIDC Core §5.4), ``sub`` always."""
         allowed = {"sub"}
-        for scope in scopes:
-            allowed.update(_SCOPE_CLAIMS.get(scope, ()))
-        return {k: v for k, v in profile.items() if k in allowed}
+        for name in scope.split():
+            allowed.update(_SCOPE_CLAIMS.get(name, ()))
+        return {k: v for k, v in user.profile().items() if k in allowed}
 
     def sessions(self, caller: Caller) -> dict[str, Any]:
         """The active sessions; ``caller`` passed ``require_admin`` (the route's dependency)."""
@@ -402,20 +825,22 @@ class TokenServer:
             )
 
     def discovery(self) -> dict[str, Any]:
+        """OIDC Discovery and RFC 8414 metadata (one document): exactly what the server does."""
         base = self.settings.issuer.rstrip("/")
         return {
             "issuer": self.settings.issuer,
+            "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
+            "device_authorization_endpoint": f"{base}/device_authorization",
             "userinfo_endpoint": f"{base}/userinfo",
             "jwks_uri": f"{base}/.well-known/jwks.json",
             "revocation_endpoint": f"{base}/revoke",
-            "grant_types_supported": ["password", "refresh_token"],
-            # REQUIRED and non-empty (RFC 8414 §2, OIDC Discovery §3), though it describes an
-            # authorization endpoint, and this server has none: sign-in is the password grant.
-            # "none" (OAuth 2.0 Multiple Response Type Encoding Practices §4) is the one
-            # registered value that promises neither a code nor a token, so no client is
-            # invited into a flow that does not exist, as "code" or "token" would.
-            "response_types_supported": ["none"],
+            "grant_types_supported": list(GRANT_TYPES),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
+            "prompt_values_supported": ["none", "login", "consent"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["none"],
@@ -427,6 +852,9 @@ class TokenServer:
                 "aud",
                 "exp",
                 "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
                 *_SCOPE_CLAIMS["profile"],
                 *_SCOPE_CLAIMS["email"],
                 *_SCOPE_CLAIMS["groups"],

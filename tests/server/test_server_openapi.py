@@ -46,7 +46,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 @schemathesis.check
 def error_description_is_fixed_text(ctx: Any, response: Response, case: Case) -> bool | None:
     """Every error's description is plain text in RFC 6749 §5.2's characters."""
-    if response.status_code >= 400 and case.method != "HEAD":
+    json_answer = response.headers.get("content-type", [""])[0].startswith("application/json")
+    if response.status_code >= 400 and case.method != "HEAD" and json_answer:
         description = response.json()["error_description"]
         if not DESCRIPTION.match(description):
             raise AssertionError(f"error_description outside RFC 6749 §5.2: {description!r}")
