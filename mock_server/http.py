@@ -209,13 +209,15 @@ def refuse_client_credentials(request: Request) -> None:
         )
 
 
-# Pages: no framing (clickjacking of Allow), no scripts, nothing cached, no referrer (the
-# authorization URL carries state and challenge).
+# Pages: no framing (clickjacking of Allow), no scripts, nothing cached, no referrer to another
+# origin (the authorization URL carries state and challenge). "same-origin", not "no-referrer":
+# under no-referrer a browser sends `Origin: null` with the page's own form post (Fetch,
+# "serializing a request origin"), which GuardMiddleware refuses as foreign.
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     **NO_STORE,
 }
 CSRF_COOKIE = "jwt_mock_csrf"
