@@ -387,10 +387,14 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     url = f"http://{_url_host(args.host)}:{sock.getsockname()[1]}"
     allowed_hosts = list(args.allowed_hosts)
+    # The pages are also reached at the address bound, whatever the issuer says.
+    allowed_origins = [url]
     if ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
         allowed_hosts += LOOPBACK_HOSTS
+        port = sock.getsockname()[1]
+        allowed_origins += [f"http://{name}:{port}" for name in LOOPBACK_HOSTS]
     try:
-        settings = _settings(args, url, allowed_hosts)
+        settings = _settings(args, url, allowed_hosts, allowed_origins)
     except ValueError as error:
         sock.close()
         _complain(f"cannot start: {error}")
@@ -408,7 +412,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings(args: argparse.Namespace, url: str, allowed_hosts: list[str]) -> Settings:
+def _settings(
+    args: argparse.Namespace, url: str, allowed_hosts: list[str], allowed_origins: list[str]
+) -> Settings:
     return Settings(
         issuer=args.issuer or url,
         db_path=args.db,
@@ -419,6 +425,7 @@ def _settings(args: argparse.Namespace, url: str, allowed_hosts: list[str]) -> S
         testing_clock=args.testing_clock,
         password_cost=_password_params(args),
         allowed_hosts=tuple(allowed_hosts),
+        allowed_origins=tuple(allowed_origins),
         request_timeout=args.request_timeout,
         keep_alive_timeout=args.keep_alive_timeout,
         shutdown_timeout=args.shutdown_timeout,

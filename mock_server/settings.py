@@ -99,6 +99,9 @@ class Settings:
     # Host names served besides the issuer's (DNS rebinding: any other Host gets 421). The
     # loopback names are added whenever the issuer or one of these is a loopback name.
     allowed_hosts: tuple[str, ...] = ()
+    # Origins of this server's own pages besides the issuer's (the CLI adds the address it is
+    # bound to, when the issuer names another): any other Origin gets 403.
+    allowed_origins: tuple[str, ...] = ()
     # Slowloris: a request must arrive whole within request_timeout of its first byte (or of
     # the connection); an idle keep-alive connection closes after keep_alive_timeout; SIGTERM
     # waits at most shutdown_timeout for requests in flight. Used by the CLI's uvicorn.
@@ -143,7 +146,8 @@ class Settings:
         parts = urlsplit(self.issuer)
         default_port = 443 if parts.scheme == "https" else 80
         port = "" if (parts.port or default_port) == default_port else f":{parts.port}"
-        return frozenset(f"{parts.scheme}://{name}{port}" for name in self.served_hosts)
+        own = {f"{parts.scheme}://{name}{port}" for name in self.served_hosts}
+        return frozenset({*own, *self.allowed_origins})
 
     @property
     def audience(self) -> str:

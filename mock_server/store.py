@@ -6,7 +6,8 @@ Every write runs in ``BEGIN IMMEDIATE``, so writers are serialised by SQLite its
 with a busy timeout) and the rotation's conditional write is atomic across processes.
 
 Servers with different issuers may share a file: signing keys are shared, but a store sees only
-the sessions of its own issuer, so a refresh token is never redeemable at another issuer.
+the sessions, authorization codes and device codes of its own issuer, so a refresh token or a
+code is never redeemable at another issuer.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ CREATE TABLE IF NOT EXISTS authorization_codes (
     expires_at     REAL NOT NULL,
     used_at        REAL,
     -- The session the code was redeemed for: revoked when the code comes back.
-    family_id      TEXT
+    family_id      TEXT,
+    issuer         TEXT
 );
 CREATE TABLE IF NOT EXISTS device_codes (
     hash           TEXT PRIMARY KEY,
@@ -79,7 +81,8 @@ CREATE TABLE IF NOT EXISTS device_codes (
     last_polled_at REAL,
     status         TEXT NOT NULL,
     username       TEXT,
-    auth_time      REAL
+    auth_time      REAL,
+    issuer         TEXT
 );
 """
 # Spent and expired codes are kept this long after expiry, so a replay is still recognised
@@ -346,9 +349,11 @@ class SqliteStore:
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(signing_keys)")}
                 if "last_exp" not in columns:  # a database from before the column existed
                     conn.execute("ALTER TABLE signing_keys ADD COLUMN last_exp REAL")
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(families)")}
-                if "issuer" not in columns:  # a database from before sessions had an issuer
-                    conn.execute("ALTER TABLE families ADD COLUMN issuer TEXT")
+                for table in ("families", "authorization_codes", "device_codes"):
+                    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                    if "issuer" not in columns:  # a database from before the issuer column
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN issuer TEXT")
+                # Older codes stay without one: they live minutes, and are simply unknown now.
                 if issuer is not None:
                     # Sessions from before then belong to the first issuer that serves the
                     # file after the upgrade: they keep working there, and nowhere else.
@@ -562,8 +567,8 @@ class SqliteStore:
             )
             conn.execute(
                 "INSERT INTO authorization_codes (hash, client_id, redirect_uri, code_challenge, "
-                "username, scope, nonce, auth_time, offline, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "username, scope, nonce, auth_time, offline, expires_at, issuer) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     code_hash,
                     code.client_id,
@@ -575,6 +580,7 @@ class SqliteStore:
                     code.auth_time,
                     int(code.offline),
                     code.expires_at,
+                    self._issuer,
                 ),
             )
 
@@ -589,8 +595,8 @@ class SqliteStore:
             row = conn.execute(
                 "SELECT client_id, redirect_uri, code_challenge, username, scope, nonce, "
                 "auth_time, offline, expires_at, used_at, family_id "
-                "FROM authorization_codes WHERE hash = ?",
-                (code_hash,),
+                "FROM authorization_codes WHERE hash = ? AND issuer = ?",
+                (code_hash, self._issuer),
             ).fetchone()
             if row is None:
                 return RedemptionResult(Redemption.UNKNOWN, None)
@@ -641,7 +647,7 @@ class SqliteStore:
                 )
                 conn.execute(
                     "INSERT INTO device_codes (hash, user_code, client_id, scope, expires_at, "
-                    "interval, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "interval, status, issuer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         device_hash,
                         device.user_code,
@@ -650,6 +656,7 @@ class SqliteStore:
                         device.expires_at,
                         device.interval,
                         device.status.value,
+                        self._issuer,
                     ),
                 )
         except sqlite3.IntegrityError:
@@ -678,8 +685,9 @@ class SqliteStore:
     def pending_device_code(self, user_code: str, now: float) -> DeviceCode | None:
         """The live, undecided device authorization with this (normalised) user code."""
         rows = self._read(
-            self._SELECT_DEVICE + "WHERE user_code = ? AND status = ? AND expires_at > ?",
-            (user_code, DeviceStatus.PENDING.value, now),
+            self._SELECT_DEVICE
+            + "WHERE user_code = ? AND status = ? AND expires_at > ? AND issuer = ?",
+            (user_code, DeviceStatus.PENDING.value, now, self._issuer),
         )
         return self._device(rows[0]) if rows else None
 
@@ -692,8 +700,16 @@ class SqliteStore:
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE device_codes SET status = ?, username = ?, auth_time = ? "
-                "WHERE user_code = ? AND status = ? AND expires_at > ?",
-                (status.value, username, auth_time, user_code, DeviceStatus.PENDING.value, now),
+                "WHERE user_code = ? AND status = ? AND expires_at > ? AND issuer = ?",
+                (
+                    status.value,
+                    username,
+                    auth_time,
+                    user_code,
+                    DeviceStatus.PENDING.value,
+                    now,
+                    self._issuer,
+                ),
             ).rowcount
             return changed == 1
 
@@ -704,8 +720,9 @@ class SqliteStore:
         created once, when the code was approved."""
         with self._write() as conn:
             row = conn.execute(
-                self._SELECT_DEVICE.replace("FROM", ", last_polled_at FROM") + "WHERE hash = ?",
-                (device_hash,),
+                self._SELECT_DEVICE.replace("FROM", ", last_polled_at FROM")
+                + "WHERE hash = ? AND issuer = ?",
+                (device_hash, self._issuer),
             ).fetchone()
             if row is None:
                 return PollResult(Poll.UNKNOWN, None)

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import httpx
 
-from mock_server.store import Family, Rotation, SqliteStore
+from mock_server.store import (
+    AuthorizationCode,
+    DeviceCode,
+    Family,
+    Poll,
+    Redemption,
+    Rotation,
+    SqliteStore,
+)
 from tests.server.helpers import CLIENT_ID
 from tests.support.server import StartServer
 
@@ -144,3 +152,31 @@ def test_a_refresh_token_is_not_redeemable_at_another_issuer(
     assert elsewhere.json()["error"] == "invalid_grant"
     # Refused without spending it: the issuer that made it still rotates it.
     assert httpx.post(f"{a.url}/token", data=refresh).status_code == 200
+
+
+def test_codes_are_invisible_to_another_issuer(tmp_path: Path) -> None:
+    db = str(tmp_path / "codes.sqlite3")
+    a = SqliteStore(db, issuer=ISSUER_A)
+    b = SqliteStore(db, issuer=ISSUER_B)
+    try:
+        code = AuthorizationCode(
+            CLIENT_ID, "http://127.0.0.1:1/cb", "c" * 43, "alice", "openid", None, 1.0,
+            offline=False, expires_at=100.0,
+        )  # fmt: skip
+        a.add_code("code-hash", code, 1.0)
+
+        def issue(_: object) -> tuple[Family, str | None]:
+            return _family("from-code"), None
+
+        assert b.redeem_code("code-hash", 2.0, issue).outcome is Redemption.UNKNOWN
+        device = DeviceCode("BCDFGHJK", CLIENT_ID, "openid", 100.0, 5.0)
+        assert a.add_device_code("device-hash", device, 1.0)
+        assert b.pending_device_code("BCDFGHJK", 2.0) is None
+        assert not b.decide_device_code("BCDFGHJK", 2.0, "alice", 2.0)
+        assert b.poll_device_code("device-hash", CLIENT_ID, 2.0, issue).outcome is Poll.UNKNOWN
+        # Where they were made, they still work.
+        assert a.pending_device_code("BCDFGHJK", 2.0) == device
+        assert a.redeem_code("code-hash", 2.0, issue).outcome is Redemption.REDEEMED
+    finally:
+        a.close()
+        b.close()
