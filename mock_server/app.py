@@ -183,6 +183,13 @@ def _error_page(error: OAuthError | FormError) -> Response:
     return page_response(body, status, headers)
 
 
+def _form_page(body: str, csrf: str, error: OAuthError | None) -> Response:
+    """A page with a form: shown again with the error's status (and Retry-After) on a refusal,
+    always with the CSRF cookie its hidden field must match."""
+    status, headers = (error.status, error.headers) if error else (200, None)
+    return set_csrf_cookie(page_response(body, status, headers), csrf)
+
+
 def _sign_in_page(
     request: AuthorizationRequest,
     csrf: str,
@@ -199,8 +206,7 @@ def _sign_in_page(
         username=username,
         message=error.description if error else None,
     )
-    response = page_response(body, error.status if error else 200, error.headers if error else None)
-    return set_csrf_cookie(response, csrf)
+    return _form_page(body, csrf, error)
 
 
 def _device_page(
@@ -212,8 +218,7 @@ def _device_page(
         username=username[:200],
         message=error.description if error else None,
     )
-    response = page_response(body, error.status if error else 200, error.headers if error else None)
-    return set_csrf_cookie(response, csrf)
+    return _form_page(body, csrf, error)
 
 
 def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:

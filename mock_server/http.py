@@ -209,10 +209,10 @@ def refuse_client_credentials(request: Request) -> None:
         )
 
 
-# Pages: no framing (clickjacking of Allow), no scripts, nothing cached, no referrer to another
-# origin (the authorization URL carries state and challenge). "same-origin", not "no-referrer":
-# under no-referrer a browser sends `Origin: null` with the page's own form post (Fetch,
-# "serializing a request origin"), which GuardMiddleware refuses as foreign.
+# Pages: no framing (clickjacking of Allow), no scripts, nothing cached, and no referrer to
+# another origin (the authorization URL carries state and challenge). "same-origin", not
+# "no-referrer": under no-referrer a browser sends the form's POST with `Origin: null`, which
+# an Origin check must refuse.
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",

@@ -6,19 +6,27 @@ data and errors into answers.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import math
-import re
 import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
+from .authorization import (
+    AUTHORIZATION_PARAMETERS,
+    MAX_ECHOED_LENGTH,
+    S256_CHALLENGE,
+    USER_CODE_ALPHABET,
+    USER_CODE_LENGTH,
+    format_user_code,
+    loopback_redirect_problem,
+    normalize_user_code,
+    pkce_matches,
+    with_query,
+)
 from .keys import SigningKeys
 from .passwords import User, dummy_hash, verify_password
 from .settings import Settings
@@ -50,29 +58,6 @@ DEFAULT_SCOPE = "openid profile email"
 GRANTABLE_SCOPE = " ".join(SCOPES)
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_TYPES = ("password", "refresh_token", "authorization_code", DEVICE_CODE_GRANT)
-# RFC 8628 §6.1: no vowels (no words), no look-alike digits; 20^8 codes, about 34 bits.
-USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
-USER_CODE_LENGTH = 8
-# The parameters of an authorization request that the sign-in form carries back.
-AUTHORIZATION_PARAMETERS = (
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-    "nonce",
-    "prompt",
-    "response_mode",
-)
-_MAX_ECHOED_LENGTH = 512
-_MAX_REDIRECT_URI_LENGTH = 2048
-# RFC 8252 §7.3: loopback IP literals, any port. Not "localhost" (§8.3: it may resolve to
-# another interface, or be redefined; the client listens on 127.0.0.1 and names that).
-_LOOPBACK_NETLOC = re.compile(r"^(?:127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?$")
-_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_CODE_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")  # RFC 7636 §4.1
 ADMIN_GROUP = "admin"
 SCOPE_DESCRIPTIONS = {
     "openid": "OpenID Connect: the person's subject id",
@@ -173,53 +158,6 @@ class SignIn:
 
     auth_time: float
     nonce: str | None = None
-
-
-def _with_query(uri: str, parameters: Mapping[str, str | None]) -> str:
-    """``uri`` with ``parameters`` added to its query, keeping the query it has (§3.1.2)."""
-    parts = urlsplit(uri)
-    added = urlencode({k: v for k, v in parameters.items() if v is not None})
-    query = f"{parts.query}&{added}" if parts.query else added
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-
-
-def loopback_redirect_problem(uri: str | None) -> str | None:
-    """Why ``uri`` is not a redirect URI this server sends codes to, or None when it is."""
-    if not uri:
-        return "The redirect_uri parameter is required"
-    if len(uri) > _MAX_REDIRECT_URI_LENGTH or not all(33 <= ord(c) < 127 for c in uri):
-        return "The redirect_uri is too long or has characters a URI cannot have"
-    try:
-        parts = urlsplit(uri)
-        match = _LOOPBACK_NETLOC.match(parts.netloc) if parts.scheme == "http" else None
-    except ValueError:
-        match = None
-    if match is None or (match.group(1) is not None and not 0 < int(match.group(1)) < 65536):
-        return (
-            "The redirect_uri must be a loopback address with any port, such as "
-            "http://127.0.0.1:PORT/callback or http://[::1]:PORT/callback (RFC 8252 §7.3)"
-        )
-    if "#" in uri:
-        return "The redirect_uri cannot have a fragment"
-    return None
-
-
-def s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def normalize_user_code(text: str) -> str | None:
-    """A user code as typed (any case, dashes, spaces) in its stored form, or None (§6.1)."""
-    code = "".join(c for c in text.upper() if c not in "- \t")
-    if len(code) != USER_CODE_LENGTH or not all(c in USER_CODE_ALPHABET for c in code):
-        return None
-    return code
-
-
-def format_user_code(code: str) -> str:
-    half = len(code) // 2
-    return f"{code[:half]}-{code[half:]}"
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -476,7 +414,7 @@ class TokenServer:
         if problem is not None or redirect_uri is None:
             raise OAuthError(400, "invalid_request", problem or "")
         state = parameters.get("state")
-        if state is not None and len(state) > _MAX_ECHOED_LENGTH:
+        if state is not None and len(state) > MAX_ECHOED_LENGTH:
             raise OAuthError(400, "invalid_request", "The state parameter is too long")
 
         def refuse(error: str, description: str) -> AuthorizationRedirect:
@@ -498,13 +436,13 @@ class TokenServer:
         # A missing method means "plain" (RFC 7636 §4.3), which is refused like a named one.
         if parameters.get("code_challenge_method") != "S256":
             raise refuse("invalid_request", "The code_challenge_method must be S256")
-        if not _S256_CHALLENGE.match(challenge):
+        if not S256_CHALLENGE.match(challenge):
             raise refuse("invalid_request", "The code_challenge is not an S256 challenge")
         requested = self._scope(parameters.get("scope", DEFAULT_SCOPE), GRANTABLE_SCOPE)
         if requested is None:
             raise refuse("invalid_scope", f"The scope must be made of: {GRANTABLE_SCOPE}")
         nonce = parameters.get("nonce")
-        if nonce is not None and len(nonce) > _MAX_ECHOED_LENGTH:
+        if nonce is not None and len(nonce) > MAX_ECHOED_LENGTH:
             raise refuse("invalid_request", "The nonce parameter is too long")
         prompts = parameters.get("prompt", "").split()
         if "none" in prompts:
@@ -529,7 +467,7 @@ class TokenServer:
 
     def _redirect(self, redirect_uri: str, parameters: Mapping[str, str | None]) -> str:
         # RFC 9207: iss on every authorization response, so a client can tell servers apart.
-        return _with_query(redirect_uri, {**parameters, "iss": self.settings.issuer})
+        return with_query(redirect_uri, {**parameters, "iss": self.settings.issuer})
 
     def authorize(
         self, request: AuthorizationRequest, username: str, password: str, client_address: str
@@ -590,9 +528,7 @@ class TokenServer:
                 raise OAuthError(400, "invalid_grant", "The code was issued to another client")
             if grant.redirect_uri != redirect_uri:
                 raise OAuthError(400, "invalid_grant", "The redirect_uri does not match the code")
-            if not _CODE_VERIFIER.match(verifier) or not hmac.compare_digest(
-                s256(verifier), grant.code_challenge
-            ):
+            if not pkce_matches(verifier, grant.code_challenge):
                 raise OAuthError(400, "invalid_grant", "The code_verifier does not match")
             user = self.users.get(grant.username)
             if user is None:

@@ -57,6 +57,11 @@ def hidden_fields(fields: Mapping[str, str]) -> Markup:
     )
 
 
+def _sign_in_fields(username: str) -> Markup:
+    """Username, password and the Allow / Deny buttons, the same on both pages."""
+    return Markup(render("sign_in_fields.html", username=username))
+
+
 def _message(text: str | None) -> Markup:
     if not text:
         return Markup("")
@@ -79,7 +84,7 @@ def sign_in_page(
         scope=", ".join(scope.split()),
         hidden=hidden_fields(hidden),
         redirect_origin=redirect_origin,
-        username=username,
+        fields=_sign_in_fields(username),
         message=_message(message),
     )
 
@@ -96,7 +101,7 @@ def device_page(
         "device.html",
         hidden=hidden_fields(hidden),
         user_code=user_code,
-        username=username,
+        fields=_sign_in_fields(username),
         message=_message(message),
     )
 

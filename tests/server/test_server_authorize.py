@@ -42,7 +42,6 @@ def test_sign_in_page_is_a_safe_form(client: TestClient) -> None:
     assert "frame-ancestors 'none'" in policy
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
-    # No referrer to another origin; "no-referrer" would make the form's Origin "null".
     assert response.headers["referrer-policy"] == "same-origin"
     assert "<script" not in response.text
     form = page_form(response.text)

@@ -67,6 +67,12 @@ def test_authlib_signs_in_with_the_code_flow(
         refreshed = session.refresh_token(metadata["token_endpoint"])
         assert refreshed["refresh_token"] != token["refresh_token"]
 
+    # The access log shows no query string: no code, state or challenge, and no password.
+    logs = live_server.output()
+    assert "GET /authorize" in logs
+    for secret in (parameters["code"], state, verifier, "wonderland", token["id_token"]):
+        assert secret not in logs
+
 
 def test_device_flow_live(live_server: RunningServer, browser: httpx.Client) -> None:
     grant = start(browser)
