@@ -130,19 +130,20 @@ def page_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` of a page route: these statuses are HTML pages for the person (the other
     COMMON ones stay JSON, made before the route)."""
     documented = errors(*statuses)
-    for status in statuses:
-        # Spelled out: with a `model`, FastAPI would put its schema under the route's own
-        # media type (text/html) instead of JSON. ErrorBody is in the components already.
-        answer = {k: v for k, v in documented[status].items() if k != "model"}
-        documented[status] = {
-            **answer,
-            "description": "A page that tells the person what went wrong (or, for a request "
-            "that is not even a form, the JSON error)",
-            "content": {
-                "text/html": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}},
-            },
+    for status, answer in documented.items():
+        # Spelled out: with a `model`, FastAPI puts its schema under the route's own media type
+        # (text/html) instead of JSON. ErrorBody is in the components already.
+        content: dict[str, Any] = {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
         }
+        if status in statuses:
+            content["text/html"] = {"schema": {"type": "string"}}
+            answer["description"] = (
+                "A page that tells the person what went wrong (or, for a request that is not "
+                "even a form, the JSON error)"
+            )
+        answer.pop("model", None)
+        answer["content"] = content
     return documented
 
 

@@ -374,6 +374,10 @@ def test_openapi_documents_every_answer_and_no_422(client: TestClient) -> None:
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             assert {"400", "403", "413", "421"} <= set(operation["responses"]), (path, method)
+            # Made before any route, these are JSON whatever the route answers otherwise.
+            for status in ("403", "413", "421"):
+                content = operation["responses"][status]["content"]
+                assert "application/json" in content, (path, method, status)
     assert {"401", "429"} <= set(spec["paths"]["/token"]["post"]["responses"])
     revoked = spec["paths"]["/revoke"]["post"]["responses"]["200"]
     assert "content" not in revoked
