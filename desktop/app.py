@@ -76,12 +76,14 @@ def real_client_factory(
     def build() -> AuthClientLike:
         url = demo.ensure() if demo is not None else server_url
         from desktop.auth import AuthClient, KeyringStore
+        from desktop.auth.idtoken import IDTokenValidator
 
         return AuthClient(
             url,
             client_id=client_id,
             store=KeyringStore(),
             lock_dir=config_module.state_dir(),
+            id_token_validator=IDTokenValidator(),
         )
 
     return build

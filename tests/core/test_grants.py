@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from desktop.auth.errors import Cancelled, ServerError
+from desktop.auth.errors import Cancelled, ServerError, SubjectMismatch
 from desktop.auth.grants import GrantContext, Progress, TokenResponse
 from desktop.auth.session import AuthClient
 from desktop.auth.store import MemoryStore
@@ -110,7 +110,8 @@ def test_a_profile_of_another_subject_is_refused(fake_server: FakeOIDCServer) ->
         result = client.sign_in(NamelessGrant(), remember=False)
         assert result.status.signed_in and result.status.username == "someone-else"
         assert isinstance(result.profile_error, ServerError)
-        assert "not that of the person who signed in" in str(result.profile_error)
+        assert isinstance(result.profile_error, SubjectMismatch)
+            assert "another person than the one signed in" in str(result.profile_error)
 
 
 def test_tokens_refused_after_they_arrived_are_revoked(fake_server: FakeOIDCServer) -> None:

@@ -20,7 +20,7 @@ from desktop.auth.errors import (
     AuthorizationResponseInvalid,
     ConfigurationError,
     IssuerMismatch,
-    SignInCancelled,
+    Cancelled,
     SignInTimedOut,
     StateMismatch,
 )
@@ -318,7 +318,7 @@ def test_cancel_ends_the_wait(receiver: LoopbackReceiver, pool: ThreadPoolExecut
     cancel = threading.Event()
     waiting = pool.submit(receiver.wait, 30, cancel)
     cancel.set()
-    with pytest.raises(SignInCancelled):
+    with pytest.raises(Cancelled):
         waiting.result(5)
 
 
