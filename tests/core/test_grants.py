@@ -111,7 +111,7 @@ def test_a_profile_of_another_subject_is_refused(fake_server: FakeOIDCServer) ->
         assert result.status.signed_in and result.status.username == "someone-else"
         assert isinstance(result.profile_error, ServerError)
         assert isinstance(result.profile_error, SubjectMismatch)
-            assert "another person than the one signed in" in str(result.profile_error)
+        assert "another person than the one signed in" in str(result.profile_error)
 
 
 def test_tokens_refused_after_they_arrived_are_revoked(fake_server: FakeOIDCServer) -> None:
