@@ -50,6 +50,7 @@ __all__ = [
     "GrantContext",
     "PasswordGrant",
     "Progress",
+    "SignInMethods",
     "TokenResponse",
     "ignore_progress",
 ]
@@ -167,6 +168,37 @@ class PasswordGrant:
 
 Opener = Callable[[str], bool]
 Wait = Callable[[threading.Event, float], bool]
+
+
+@dataclass(frozen=True)
+class SignInMethods:
+    """Which ways of signing in the sign-in dialog offers for a server (see
+    :func:`sign_in_methods`)."""
+
+    password: bool
+    browser: bool
+    device: bool
+
+
+def sign_in_methods(metadata: ServerMetadata) -> SignInMethods:
+    """The dialog's choice: the password fields unless the server's grant list leaves the
+    password grant out (an absent list may still allow it: the server's answer says); the
+    browser where the server has an authorization endpoint and the code grant; the device
+    grant only where there is no browser-capable grant. Nothing at all: the password fields,
+    so the server's own refusal is what the person reads."""
+    listed = metadata.grant_types_supported
+    password = listed is None or "password" in listed
+    browser = metadata.authorization_endpoint is not None and metadata.supports_grant(
+        "authorization_code"
+    )
+    device = (
+        not browser
+        and metadata.device_authorization_endpoint is not None
+        and metadata.supports_grant(DEVICE_CODE_GRANT)
+    )
+    return SignInMethods(
+        password=password or not (browser or device), browser=browser, device=device
+    )
 
 
 def open_browser(url: str) -> bool:
