@@ -126,3 +126,43 @@ def test_tokens_refused_after_they_arrived_are_revoked(fake_server: FakeOIDCServ
         assert not client.status().signed_in
     (revoked,) = fake_server.requests_to("/revoke")
     assert revoked.form["token"] == "refresh-1"
+
+
+def _instance(cls: type[Exception]) -> Exception:
+    """One of each error class, built as the core builds it."""
+    from desktop.auth import errors
+
+    if issubclass(cls, errors.OAuthError):
+        return cls("A sentence.", error="some_error")  # type: ignore[call-arg]
+    if issubclass(cls, errors.InvalidIDToken):
+        return cls("A sentence.", reason="aud")  # type: ignore[call-arg]
+    if issubclass(cls, errors.ServerUnreachable):
+        return cls("A sentence.", url="http://127.0.0.1:9")  # type: ignore[call-arg]
+    return cls("A sentence.")
+
+
+def test_describe_gives_every_error_a_kind_and_its_sentence() -> None:
+    from desktop.auth import errors
+    from desktop.auth.messages import ErrorKind, describe
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        failure = describe(_instance(cls))
+        # Local failures with their own sentence (no listener, an unreadable key) and the root
+        # are "unexpected"; every other error has a kind the widgets react to.
+        local = (errors.AuthError, errors.BrowserSignInError, errors.InvalidDPoPKey)
+        if cls not in local:
+            assert failure.kind is not ErrorKind.UNEXPECTED, name
+        assert failure.message, name
+    # The sign-in refusals that are no outage: not retried as a server problem.
+    for cls in (
+        errors.StateMismatch,
+        errors.IssuerMismatch,
+        errors.InvalidIDToken,
+        errors.SubjectMismatch,
+        errors.AuthorizationDenied,
+        errors.DeviceCodeExpired,
+        errors.SignInTimedOut,
+    ):
+        assert describe(_instance(cls)).kind is ErrorKind.REFUSED, cls
+    assert describe(_instance(errors.Cancelled)).kind is ErrorKind.CANCELLED
