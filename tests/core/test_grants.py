@@ -148,9 +148,15 @@ def test_describe_gives_every_error_a_kind_and_its_sentence() -> None:
     for name in errors.__all__:
         cls = getattr(errors, name)
         failure = describe(_instance(cls))
-        # Local failures with their own sentence (no listener, an unreadable key) and the root
-        # are "unexpected"; every other error has a kind the widgets react to.
-        local = (errors.AuthError, errors.BrowserSignInError, errors.InvalidDPoPKey)
+        # Local failures with their own sentence (no listener, an unreadable key, a lock held
+        # too long) and the root are "unexpected"; every other error has a kind the widgets
+        # react to.
+        local = (
+            errors.AuthError,
+            errors.BrowserSignInError,
+            errors.InvalidDPoPKey,
+            errors.LockTimeout,
+        )
         if cls not in local:
             assert failure.kind is not ErrorKind.UNEXPECTED, name
         assert failure.message, name

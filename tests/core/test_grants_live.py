@@ -176,9 +176,8 @@ def test_a_wrong_state_ends_the_wait_and_no_code_is_redeemed(
     server: RunningServer, http: CountingSession, browser_robot: RobotBrowser
 ) -> None:
     grant = AuthorizationCodeGrant(opener=_opener_rewriting(state="another-tab"), timeout=30)
-    with _client(server, http) as client:
-        with pytest.raises(StateMismatch) as caught:
-            client.sign_in(grant, remember=False)
+    with _client(server, http) as client, pytest.raises(StateMismatch) as caught:
+        client.sign_in(grant, remember=False)
     assert describe(caught.value).kind is ErrorKind.REFUSED
     assert str(caught.value) == messages.REDIRECT_WRONG_STATE
     assert "authorization_code" not in http.token_grants()
@@ -215,9 +214,8 @@ def test_the_browser_sign_in_times_out(server: RunningServer, http: CountingSess
         opened.append(url)
         return True  # a browser opened, and the person walked away
 
-    with _client(server, http) as client:
-        with pytest.raises(SignInTimedOut) as caught:
-            client.sign_in(AuthorizationCodeGrant(opener=ignored, timeout=0.2), remember=False)
+    with _client(server, http) as client, pytest.raises(SignInTimedOut) as caught:
+        client.sign_in(AuthorizationCodeGrant(opener=ignored, timeout=0.2), remember=False)
     assert describe(caught.value) == describe(SignInTimedOut(messages.BROWSER_TIMED_OUT))
     assert describe(caught.value).kind is ErrorKind.REFUSED
     # The listener is closed: the late redirect finds nobody.
@@ -235,11 +233,8 @@ def test_cancel_ends_the_browser_wait(server: RunningServer, http: CountingSessi
         cancel.set()
         return True
 
-    with _client(server, http) as client:
-        with pytest.raises(Cancelled) as caught:
-            client.sign_in(
-                AuthorizationCodeGrant(opener=person_cancels), remember=False, cancel=cancel
-            )
+    with _client(server, http) as client, pytest.raises(Cancelled) as caught:
+        client.sign_in(AuthorizationCodeGrant(opener=person_cancels), remember=False, cancel=cancel)
     assert describe(caught.value).kind is ErrorKind.CANCELLED
     assert "authorization_code" not in http.token_grants()
 
@@ -313,9 +308,8 @@ def test_device_code_expiry_is_a_sentence(server: RunningServer, http: CountingS
         server.advance_clock(601)  # past the code's ten minutes, at the server
         return False
 
-    with _client(server, http) as client:
-        with pytest.raises(DeviceCodeExpired) as caught:
-            client.sign_in(DeviceCodeGrant(wait=wait), remember=False, progress=person.progress)
+    with _client(server, http) as client, pytest.raises(DeviceCodeExpired) as caught:
+        client.sign_in(DeviceCodeGrant(wait=wait), remember=False, progress=person.progress)
     assert str(caught.value) == messages.DEVICE_EXPIRED
     assert caught.value.error == "expired_token"
     assert describe(caught.value).kind is ErrorKind.REFUSED
@@ -330,19 +324,15 @@ def test_device_code_expiry_on_the_clients_clock_stops_polling(
         now[0] += 700  # the client's own clock passes expires_in: no poll is worth making
         return False
 
-    with _client(server, http, clock=lambda: now[0]) as client:
-        with pytest.raises(DeviceCodeExpired):
-            client.sign_in(DeviceCodeGrant(wait=wait), remember=False)
+    with _client(server, http, clock=lambda: now[0]) as client, pytest.raises(DeviceCodeExpired):
+        client.sign_in(DeviceCodeGrant(wait=wait), remember=False)
     assert http.token_grants() == []
 
 
 def test_device_denial_is_a_sentence(server: RunningServer, http: CountingSession) -> None:
     person = DevicePerson(server, decision="deny")
-    with _client(server, http) as client:
-        with pytest.raises(AuthorizationDenied) as caught:
-            client.sign_in(
-                DeviceCodeGrant(wait=person.wait), remember=False, progress=person.progress
-            )
+    with _client(server, http) as client, pytest.raises(AuthorizationDenied) as caught:
+        client.sign_in(DeviceCodeGrant(wait=person.wait), remember=False, progress=person.progress)
     assert str(caught.value) == messages.DEVICE_DENIED
     assert describe(caught.value).kind is ErrorKind.REFUSED
 
@@ -350,11 +340,8 @@ def test_device_denial_is_a_sentence(server: RunningServer, http: CountingSessio
 def test_cancel_ends_the_device_wait(server: RunningServer, http: CountingSession) -> None:
     person = DevicePerson(server, act_at=0)
     person.cancel_at = 2
-    with _client(server, http) as client:
-        with pytest.raises(Cancelled):
-            client.sign_in(
-                DeviceCodeGrant(wait=person.wait), remember=False, progress=person.progress
-            )
+    with _client(server, http) as client, pytest.raises(Cancelled):
+        client.sign_in(DeviceCodeGrant(wait=person.wait), remember=False, progress=person.progress)
     assert len(http.token_grants()) == 1  # the one poll before the cancel
 
 

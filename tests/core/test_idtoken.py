@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from desktop.auth.errors import InvalidIDToken, ServerError, SubjectMismatch
-from desktop.auth.oauth import userinfo_claims
 from desktop.auth.idtoken import (
     IDTokenClaims,
     JWKSCache,
@@ -24,6 +23,7 @@ from desktop.auth.idtoken import (
     signing_algorithms,
     validate_id_token,
 )
+from desktop.auth.oauth import userinfo_claims
 
 ISSUER = "https://id.example.com"
 CLIENT = "jwt-desktop"

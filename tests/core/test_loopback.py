@@ -18,9 +18,9 @@ import pytest
 from desktop.auth.errors import (
     AuthorizationDenied,
     AuthorizationResponseInvalid,
+    Cancelled,
     ConfigurationError,
     IssuerMismatch,
-    Cancelled,
     SignInTimedOut,
     StateMismatch,
 )
