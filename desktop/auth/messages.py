@@ -389,6 +389,7 @@ def describe(error: BaseException) -> Failure:
         (errors.StorageError, ErrorKind.KEYRING, "The system keyring is not available."),
         (errors.NotSignedIn, ErrorKind.NOT_SIGNED_IN, NOT_SIGNED_IN),
         (errors.Cancelled, ErrorKind.CANCELLED, CANCELLED),
+        (errors.OAuthError, ErrorKind.REFUSED, "The server refused the request."),
         (errors.AuthError, ErrorKind.UNEXPECTED, "Something went wrong."),
     )
     for cls, kind, fallback in rules:
