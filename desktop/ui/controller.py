@@ -250,6 +250,9 @@ class SessionController(QObject):
 
     def shutdown(self) -> None:
         """Drop queued work, wait for the request in flight, close the core."""
+        # A sign-in waiting for the person (in the browser, on another device) would otherwise
+        # hold the exit for minutes: it is cancelled, and undone if it already finished.
+        self.cancel_sign_in()
         self._closing = True
         for pool in (self._pool, self._picture_pool):
             pool.clear()

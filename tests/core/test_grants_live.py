@@ -413,3 +413,30 @@ def test_a_substituted_sub_at_userinfo_is_refused(
         assert isinstance(result.profile_error, SubjectMismatch)
         with pytest.raises(SubjectMismatch):
             client.profile()
+
+
+def test_no_code_verifier_or_token_in_the_logs(
+    server: RunningServer,
+    http: CountingSession,
+    browser_robot: RobotBrowser,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level("DEBUG")
+    issued: list[str] = []
+
+    def keep(path: str, response: requests.Response) -> None:
+        if path == "/token" and response.status_code == 200:
+            data = response.json()
+            issued.extend(data[k] for k in ("access_token", "refresh_token", "id_token"))
+
+    http.rewrite = keep
+    with _client(server, http) as client:
+        result = client.sign_in(AuthorizationCodeGrant(), remember=False)
+        text = f"{caplog.text}{capsys.readouterr()}{result!r}{client!r}"
+    (redeem,) = [d for _, p, d in http.seen if d.get("grant_type") == "authorization_code"]
+    secrets = [redeem["code"], redeem["code_verifier"], *issued]
+    assert len(secrets) == 5
+    for secret in secrets:
+        assert secret not in text
+        assert secret not in browser_robot.log()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 import urllib.parse
 import webbrowser
 
@@ -140,3 +141,30 @@ def test_the_device_grant_shows_the_code_large_and_selectable(qtbot: QtBot) -> N
     # A failure ends the waiting state.
     dialog.show_error("refused", messages.DEVICE_EXPIRED)
     assert not dialog.waiting_panel.isVisible() and dialog.device_button.isEnabled()
+
+
+def test_quitting_while_the_browser_sign_in_waits_does_not_hang(
+    qtbot: QtBot,
+    make_app: MakeApp,
+    start_server: StartServer,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    true = shutil.which("true")
+    assert true is not None
+    monkeypatch.setenv("BROWSER", true)
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+    server = start_server()
+    app = make_app(server_url=server.url)
+    dialog = app.dialog
+    qtbot.waitUntil(dialog.browser_button.isVisible, timeout=TIMEOUT_MS)
+    qtbot.mouseClick(dialog.browser_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.url_edit.text().startswith(server.url), timeout=TIMEOUT_MS)
+    port = _redirect_port(dialog.url_edit.text())
+
+    started = time.monotonic()
+    app.shutdown()  # what quitting the app does
+    assert time.monotonic() - started < 10  # not the browser timeout (5 minutes)
+    assert _refused(port)
+    assert stored_sessions(memory_keyring.secrets) == {}
