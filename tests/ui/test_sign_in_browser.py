@@ -1,11 +1,14 @@
 """The sign-in dialog's other ways in: "Sign in with your browser" driven end to end against the
 live bundled server (the browser is the robot: ``$BROWSER``), its waiting state and Cancel; and
-the dialog's states for a server without the password grant or with only the device grant."""
+the device button (code shown large, approved by the robot); the dialog's states for a server
+without the password grant or with only the device grant; quitting while a sign-in waits."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
+import threading
 import time
 import urllib.parse
 import webbrowser
@@ -168,3 +171,48 @@ def test_quitting_while_the_browser_sign_in_waits_does_not_hang(
     assert time.monotonic() - started < 10  # not the browser timeout (5 minutes)
     assert _refused(port)
     assert stored_sessions(memory_keyring.secrets) == {}
+
+
+def test_the_device_button_signs_in_and_shows_the_code(
+    qtbot: QtBot,
+    make_app: MakeApp,
+    start_server: StartServer,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from desktop.auth import grants
+    from tests.support.browser import play_device
+
+    server = start_server()
+    shown: list[tuple[str, str]] = []
+    approved = threading.Event()
+
+    def person(cancel: threading.Event, seconds: float) -> bool:
+        # On the worker thread, between polls: the person has read the code in the dialog
+        # (checked below on the GUI thread) and approves on their phone; the server's clock
+        # moves instead of the test sleeping through the interval.
+        if not approved.is_set():
+            assert approved.wait(TIMEOUT_MS / 1000)
+        server.advance_clock(seconds)
+        return cancel.is_set()
+
+    monkeypatch.setattr(
+        grants, "DeviceCodeGrant", functools.partial(grants.DeviceCodeGrant, wait=person)
+    )
+    app = make_app(server_url=server.url)
+    dialog = app.dialog
+    qtbot.waitUntil(dialog.browser_button.isVisible, timeout=TIMEOUT_MS)
+    # As for a server with the device grant and no browser-capable grant.
+    dialog.set_methods(password=False, browser=False, device=True)
+    qtbot.mouseClick(dialog.device_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(dialog.code_label.isVisible, timeout=TIMEOUT_MS)
+    shown.append((dialog.code_label.text(), dialog.complete_edit.text()))
+    code, complete = shown[0]
+    assert dialog.url_edit.text() == f"{server.url}/device"
+    assert code in dialog.waiting_label.text() and complete.startswith(f"{server.url}/device?")
+    assert play_device(complete).status == "done"
+    approved.set()
+
+    main = wait_for_profile(qtbot, app)
+    assert main.profile is not None and main.profile["preferred_username"] == "alice"
+    assert list(stored_sessions(memory_keyring.secrets)) == [(f"jwt-desktop:{server.url}", "alice")]
