@@ -18,11 +18,12 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from desktop import config as config_module
+from desktop.app import Application
 from desktop.auth import messages
 from desktop.ui.sign_in_dialog import SignInDialog
 from tests.support.browser import RobotBrowser
 from tests.support.keyring import MemoryKeyring
-from tests.support.server import StartServer
+from tests.support.server import RunningServer, StartServer
 from tests.ui.conftest import MakeApp
 from tests.ui.helpers import TIMEOUT_MS, stored_sessions, wait_for_profile
 
@@ -71,6 +72,22 @@ def _refused(port: int) -> bool:
     return False
 
 
+def _waiting_in_an_ignored_browser(
+    qtbot: QtBot, make_app: MakeApp, server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> Application:
+    """The app, its browser sign-in started in a browser that opens and is then ignored (the
+    person never signs in there)."""
+    true = shutil.which("true")
+    assert true is not None
+    monkeypatch.setenv("BROWSER", true)
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+    app = make_app(server_url=server.url)
+    qtbot.waitUntil(app.dialog.browser_button.isVisible, timeout=TIMEOUT_MS)
+    qtbot.mouseClick(app.dialog.browser_button, Qt.MouseButton.LeftButton)
+    return app
+
+
 def test_waiting_in_the_browser_shows_the_url_and_cancel_stops(
     qtbot: QtBot,
     make_app: MakeApp,
@@ -78,17 +95,9 @@ def test_waiting_in_the_browser_shows_the_url_and_cancel_stops(
     memory_keyring: MemoryKeyring,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A browser that opens and is then ignored: the person never signs in there.
-    true = shutil.which("true")
-    assert true is not None
-    monkeypatch.setenv("BROWSER", true)
-    monkeypatch.setattr(webbrowser, "_tryorder", None)
-    monkeypatch.setattr(webbrowser, "_browsers", {})
     server = start_server()
-    app = make_app(server_url=server.url)
+    app = _waiting_in_an_ignored_browser(qtbot, make_app, server, monkeypatch)
     dialog = app.dialog
-    qtbot.waitUntil(dialog.browser_button.isVisible, timeout=TIMEOUT_MS)
-    qtbot.mouseClick(dialog.browser_button, Qt.MouseButton.LeftButton)
 
     qtbot.waitUntil(lambda: dialog.url_edit.text().startswith(server.url), timeout=TIMEOUT_MS)
     assert dialog.waiting_label.text() == messages.CONTINUE_IN_BROWSER
@@ -153,16 +162,9 @@ def test_quitting_while_the_browser_sign_in_waits_does_not_hang(
     memory_keyring: MemoryKeyring,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    true = shutil.which("true")
-    assert true is not None
-    monkeypatch.setenv("BROWSER", true)
-    monkeypatch.setattr(webbrowser, "_tryorder", None)
-    monkeypatch.setattr(webbrowser, "_browsers", {})
     server = start_server()
-    app = make_app(server_url=server.url)
+    app = _waiting_in_an_ignored_browser(qtbot, make_app, server, monkeypatch)
     dialog = app.dialog
-    qtbot.waitUntil(dialog.browser_button.isVisible, timeout=TIMEOUT_MS)
-    qtbot.mouseClick(dialog.browser_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.url_edit.text().startswith(server.url), timeout=TIMEOUT_MS)
     port = _redirect_port(dialog.url_edit.text())
 
