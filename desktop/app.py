@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from desktop import config as config_module
 
 if TYPE_CHECKING:
+    from desktop.auth.grants import Grant, SignInMethods
     from desktop.auth.session import SessionStatus
     from desktop.auth.store import StorageStatus
     from desktop.demo import DemoServer
@@ -76,12 +77,14 @@ def real_client_factory(
     def build() -> AuthClientLike:
         url = demo.ensure() if demo is not None else server_url
         from desktop.auth import AuthClient, KeyringStore
+        from desktop.auth.idtoken import IDTokenValidator
 
         return AuthClient(
             url,
             client_id=client_id,
             store=KeyringStore(),
             lock_dir=config_module.state_dir(),
+            id_token_validator=IDTokenValidator(),
         )
 
     return build
@@ -119,13 +122,16 @@ class Application(QObject):
         self._settings = settings
         self._main: MainWindow | None = None
         self._restoring_username: str | None = None
-        self._pending: tuple[str, bool] | None = None  # username, remember
+        self._pending: tuple[str | None, bool] | None = (
+            None  # username (None: from tokens), remember
+        )
         self._started_core = False
         self._first_frame_done = False
         self._renewed_since_reload = False
 
         self._dialog: SignInDialog | None = None
         self._storage: StorageStatus | None = None
+        self._methods: SignInMethods | None = None  # what the server offers, once discovered
         self._icon: QIcon | None = None
 
     @property
@@ -150,7 +156,11 @@ class Application(QObject):
             status = self._status()
             if status is not None:
                 dialog.set_server(status.server_url)
+            self._dialog = dialog
+            self._apply_methods()
             dialog.submitted.connect(self._on_submitted)
+            dialog.browserRequested.connect(self._on_browser_requested)
+            dialog.deviceRequested.connect(self._on_device_requested)
             dialog.cancelled.connect(self._on_cancelled)
             dialog.rejected.connect(self._on_dialog_dismissed)
             self._dialog = dialog
@@ -175,6 +185,8 @@ class Application(QObject):
             c.refreshed.connect(self._on_refreshed)
             c.busyChanged.connect(self._on_busy_changed)
             c.pictureLoaded.connect(self._on_picture_loaded)
+            c.metadataLoaded.connect(self._on_metadata)
+            c.signInProgress.connect(self._on_sign_in_progress)
             self._controller = c
         return self._controller
 
@@ -228,6 +240,8 @@ class Application(QObject):
             return
         self._started_core = True
         self.controller.warm_up()
+        # Off the GUI thread like every request: which ways of signing in the dialog offers.
+        self.controller.discover()
         if self._restoring_username:
             self.controller.restore(self._restoring_username)
 
@@ -328,6 +342,39 @@ class Application(QObject):
         self._pending = (username, remember)
         self._start_core()
         self.controller.sign_in(PasswordGrant(username, password), remember=remember)
+
+    def _on_browser_requested(self, remember: bool) -> None:
+        from desktop.auth.grants import AuthorizationCodeGrant
+
+        self._sign_in_without_password(AuthorizationCodeGrant(), remember)
+
+    def _on_device_requested(self, remember: bool) -> None:
+        from desktop.auth.grants import DeviceCodeGrant
+
+        self._sign_in_without_password(DeviceCodeGrant(), remember)
+
+    def _sign_in_without_password(self, grant: Grant, remember: bool) -> None:
+        # No typed name: the account is named from the tokens (see _remember_sign_in).
+        self._pending = (None, remember)
+        self._start_core()
+        self.controller.sign_in(grant, remember=remember)
+
+    def _on_sign_in_progress(self, message: str, url: str, code: str, complete: str) -> None:
+        if self._dialog is not None and self._dialog.busy:
+            self._dialog.show_progress(message, url, code, complete)
+
+    def _on_metadata(self, metadata: object) -> None:
+        from desktop.auth.grants import sign_in_methods
+
+        self._methods = sign_in_methods(metadata)  # type: ignore[arg-type]
+        self._apply_methods()
+
+    def _apply_methods(self) -> None:
+        methods, dialog = self._methods, self._dialog
+        if methods is not None and dialog is not None:
+            dialog.set_methods(
+                password=methods.password, browser=methods.browser, device=methods.device
+            )
 
     def _on_signed_in(self, profile: dict[str, Any]) -> None:
         self._remember_sign_in()

@@ -3,6 +3,12 @@
 ``jwt-desktop [--server URL] [--client-id ID] COMMAND`` (``desktop/__main__.py`` hands over to
 :func:`main` whenever a command is given). Errors print one line on stderr and exit non-zero,
 never a traceback. Secrets never reach stdout, stderr or the settings file.
+
+``login`` signs in with ``--browser`` (authorization code + PKCE on a loopback redirect),
+``--device`` (RFC 8628: a URL and a code to type on another device) or a username and password.
+Without any of them it picks from the server's metadata (:func:`choose_method`): the password
+when the server lists the password grant, else the browser when one can be opened
+(``webbrowser``, which honours ``$BROWSER``), else the device grant.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import getpass
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
+from desktop.auth import messages
 from desktop.auth.errors import AuthError, SessionEnded
 from desktop.auth.messages import describe, sign_out_line
 from desktop.config import (
@@ -29,7 +37,9 @@ from desktop.config import (
 )
 
 if TYPE_CHECKING:
-    from desktop.auth.session import AuthClient
+    from desktop.auth.grants import Grant, Progress
+    from desktop.auth.oauth import ServerMetadata
+    from desktop.auth.session import AuthClient, SignInResult
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -77,9 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     login = commands.add_parser(
-        "login", parents=[common], help="sign in with a username and password"
+        "login",
+        parents=[common],
+        help="sign in (browser, device code, or username and password)",
+        description=(
+            "Sign in. Without --browser, --device or --username the method follows the "
+            "server: the password where the server allows the password grant, else the "
+            "browser when one can be opened, else the device code."
+        ),
     )
-    login.add_argument("--username", "-u", metavar="NAME", help="who signs in")
+    method = login.add_mutually_exclusive_group()
+    method.add_argument(
+        "--browser",
+        action="store_true",
+        help="sign in in the web browser ($BROWSER, else the system's); redirect "
+        "http://127.0.0.1:PORT/callback",
+    )
+    method.add_argument(
+        "--device",
+        action="store_true",
+        help="sign in on another device: prints a URL and a code, then waits",
+    )
+    login.add_argument("--username", "-u", metavar="NAME", help="who signs in (password)")
     login.add_argument(
         "--password-stdin",
         action="store_true",
@@ -130,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _error("interrupted")
+        _error("interrupted" if args.command != "login" else messages.CANCELLED)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: still one line, never a traceback
         logger.debug("Unexpected error", exc_info=True)
@@ -144,13 +173,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _login(args: argparse.Namespace) -> int:
     config = load_config()
     server, client_id = _server_and_client(args, config)
-    username = args.username or _ask_username(config)
-    password = _read_password(args, username, server)
+    if (args.browser or args.device) and (args.username or args.password_stdin):
+        raise _Usage("--username and --password-stdin are for the password sign-in only")
     remember = config.remember if args.remember is None else args.remember
-    from desktop.auth.grants import PasswordGrant
-
     with _client(server, client_id) as client:
-        result = client.sign_in(PasswordGrant(username, password), remember=remember)
+        if args.browser:
+            method = "browser"
+        elif args.device:
+            method = "device"
+        elif args.username or args.password_stdin:
+            method = "password"
+        else:
+            from desktop.auth.grants import browser_available
+
+            method = choose_method(client.metadata(), browser=browser_available())
+        grant = _grant(method, args, config, server)
+        result = _sign_in(client, grant, remember)
     status = result.status
     _save(
         replace(
@@ -237,6 +275,84 @@ def _logout(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def choose_method(metadata: ServerMetadata, *, browser: bool) -> str:
+    """``login``'s method without a flag: "password", "browser" or "device".
+
+    The password where the server lists the password grant (the dialog's way, for a
+    first-party server); else the browser where one can be opened; else the device grant;
+    else the browser after all (its error names what the server lacks).
+    """
+    from desktop.auth.grants import DEVICE_CODE_GRANT
+
+    if metadata.grant_types_supported is not None and "password" in metadata.grant_types_supported:
+        return "password"
+    can_browse = metadata.authorization_endpoint is not None and metadata.supports_grant(
+        "authorization_code"
+    )
+    can_device = metadata.device_authorization_endpoint is not None and metadata.supports_grant(
+        DEVICE_CODE_GRANT
+    )
+    if can_browse and (browser or not can_device):
+        return "browser"
+    if can_device:
+        return "device"
+    return "browser" if metadata.authorization_endpoint is not None else "password"
+
+
+def _grant(method: str, args: argparse.Namespace, config: Config, server: str) -> Grant:
+    from desktop.auth import grants
+
+    if method == "browser":
+        return grants.AuthorizationCodeGrant()
+    if method == "device":
+        return grants.DeviceCodeGrant()
+    username = args.username or _ask_username(config)
+    return grants.PasswordGrant(username, _read_password(args, username, server))
+
+
+def _sign_in(client: AuthClient, grant: Grant, remember: bool) -> SignInResult:
+    """Sign in on a worker thread, so that Ctrl-C (on this, the main thread) cancels the wait
+    cleanly: the listener closes, nothing is redeemed, then KeyboardInterrupt goes on."""
+    cancel = threading.Event()
+    outcome: list[SignInResult | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                client.sign_in(grant, remember=remember, cancel=cancel, progress=_progress)
+            )
+        except BaseException as error:  # handed to the main thread, raised there
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, name="sign-in", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        worker.join()
+        raise
+    (result,) = outcome
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _progress(progress: Progress) -> None:
+    """What a grant asks the person to do: one line each, flushed (a script may read it)."""
+    if progress.user_code is not None:
+        line = progress.message
+    elif progress.url is not None and progress.message == messages.CONTINUE_IN_BROWSER:
+        line = messages.open_in_browser(progress.url)
+    elif progress.url is not None:
+        line = f"{progress.message} {progress.url}"
+    else:
+        line = progress.message
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 _COMMANDS = {"login": _login, "status": _status, "profile": _profile, "logout": _logout}
 
 
@@ -252,6 +368,7 @@ def _server_and_client(args: argparse.Namespace, config: Config) -> tuple[str, s
 
 @contextlib.contextmanager
 def _client(server: str, client_id: str) -> Iterator[AuthClient]:
+    from desktop.auth.idtoken import IDTokenValidator
     from desktop.auth.session import AuthClient
     from desktop.auth.store import KeyringStore
 
@@ -261,6 +378,8 @@ def _client(server: str, client_id: str) -> Iterator[AuthClient]:
         client_id=client_id,
         store=KeyringStore(),
         lock_dir=state_dir(),
+        # Built the same way as the GUI's: every ID token is validated before it is used.
+        id_token_validator=IDTokenValidator(),
     )
     try:
         yield client

@@ -8,7 +8,7 @@ enter the core, so callers (the GUI, the CLI) only ever catch these::
     AuthError                       root: str(e) is a sentence for a person
      ├── ConfigurationError         bad server URL, http:// to a non-loopback host, bad metadata
      ├── InputError                 what the person typed cannot be sent (empty username...)
-     ├── Cancelled                  the person cancelled a sign-in in progress
+     ├── Cancelled                  the person cancelled a sign-in in progress (any grant)
      ├── ServerUnreachable          connection refused, DNS failure, timeout (keeps the session)
      ├── ServerError                5xx, or an answer that is not what the standard says
      │                              (HTML instead of JSON, missing fields) (keeps the session)
@@ -25,15 +25,16 @@ enter the core, so callers (the GUI, the CLI) only ever catch these::
      │    ├── AccessDenied          403: the person's groups do not allow the resource
      │    ├── SessionEnded          the refresh token expired, was revoked or reused: the stored
      │    │                         session is gone and the person must sign in again
-     │    └── AuthorizationDenied   the authorization endpoint answered ``error=`` (access_denied…)
+     │    ├── AuthorizationDenied   the person or the server refused the sign-in (access_denied…
+     │    │                         from the authorization endpoint or the device grant's polling)
+     │    └── DeviceCodeExpired     the device code expired before the person approved it
      ├── NotSignedIn                no session to use
      ├── LockTimeout                another process held the session's lock for too long
      ├── StorageError               the session could not be kept in the OS keyring
      │    ├── KeyringUnavailable    the OS keyring is missing, locked or hanging
      │    └── SecretTooLong         the keyring works, but this session does not fit in it
      ├── BrowserSignInError         the browser sign-in ended on this side (listener failed)
-     │    ├── SignInTimedOut        no redirect came back in time
-     │    └── SignInCancelled       the person cancelled the wait
+     │    └── SignInTimedOut        no redirect came back in time
      └── InvalidDPoPKey             a stored DPoP key cannot be read
 """
 
@@ -48,6 +49,7 @@ __all__ = [
     "Cancelled",
     "ClientRejected",
     "ConfigurationError",
+    "DeviceCodeExpired",
     "InputError",
     "InvalidCredentials",
     "InvalidDPoPKey",
@@ -61,7 +63,6 @@ __all__ = [
     "ServerError",
     "ServerUnreachable",
     "SessionEnded",
-    "SignInCancelled",
     "SignInTimedOut",
     "StateMismatch",
     "StorageError",
@@ -198,16 +199,17 @@ class AuthorizationDenied(OAuthError):
     """The authorization endpoint redirected back with an error (``access_denied``, ...)."""
 
 
+class DeviceCodeExpired(OAuthError):
+    """The device grant's code expired (``expired_token``, or its ``expires_in`` passed)."""
+
+
 class BrowserSignInError(AuthError):
-    """The browser sign-in ended on this side: the listener failed, timed out or was cancelled."""
+    """The browser sign-in ended on this side: the listener failed or timed out. (Cancel is
+    :class:`Cancelled`, whichever grant was waiting.)"""
 
 
 class SignInTimedOut(BrowserSignInError):
     """No redirect came back from the browser in time."""
-
-
-class SignInCancelled(BrowserSignInError):
-    """The person cancelled the browser sign-in."""
 
 
 class InvalidDPoPKey(AuthError):

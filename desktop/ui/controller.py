@@ -24,6 +24,7 @@ _log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from desktop.auth.errors import SessionEnded
     from desktop.auth.grants import Grant, Progress
+    from desktop.auth.oauth import ServerMetadata
     from desktop.auth.session import SessionStatus, SignInResult
     from desktop.auth.store import StorageStatus
 
@@ -47,6 +48,7 @@ class AuthClientLike(Protocol):
     def sign_out(self) -> Revocation: ...
     def status(self) -> SessionStatus: ...
     def storage_status(self) -> StorageStatus: ...
+    def metadata(self) -> ServerMetadata: ...
     def close(self) -> None: ...
 
 
@@ -84,6 +86,11 @@ class SessionController(QObject):
         refreshed(): the core renewed the access token.
         busyChanged(bool): whether any request is in flight.
         pictureLoaded(str, bytes): the URL and the image bytes of a profile picture.
+        metadataLoaded(object): the server's :class:`ServerMetadata`, after :meth:`discover`
+            (nothing on failure: the sign-in itself reports it).
+        signInProgress(str, str, str, str): what the person must do for the sign-in in flight
+            to go on: a sentence, a URL to open, a code to enter, the URL with the code in it
+            (empty strings when the grant has none).
     """
 
     storageChecked = Signal(object)
@@ -98,6 +105,8 @@ class SessionController(QObject):
     refreshed = Signal()
     busyChanged = Signal(bool)
     pictureLoaded = Signal(str, bytes)
+    metadataLoaded = Signal(object)
+    signInProgress = Signal(str, str, str, str)
 
     # Private: outcomes and observer events cross from the worker thread to the GUI thread.
     # Only plain values travel in the queued signal (an id, strings); the outcome objects wait
@@ -105,6 +114,7 @@ class SessionController(QObject):
     # queued arguments between threads.
     _finished = Signal(int)
     _observed = Signal(str, str)
+    _progressed = Signal(int, str, str, str, str)
 
     def __init__(
         self,
@@ -134,6 +144,7 @@ class SessionController(QObject):
         self._closing = False
         self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
         self._observed.connect(self._on_observed, Qt.ConnectionType.QueuedConnection)
+        self._progressed.connect(self._on_progressed, Qt.ConnectionType.QueuedConnection)
 
     # -- state readable on the GUI thread -------------------------------------------------
 
@@ -147,7 +158,9 @@ class SessionController(QObject):
         return client.status() if client is not None else None
 
     def busy(self) -> bool:
-        return any(op.name not in ("warm_up", "picture") for op in self._operations.values())
+        return any(
+            op.name not in ("warm_up", "discover", "picture") for op in self._operations.values()
+        )
 
     # -- requests --------------------------------------------------------------------------
 
@@ -155,14 +168,31 @@ class SessionController(QObject):
         """Build the core and probe the keyring in the background (emits storageChecked)."""
         self._submit("warm_up", lambda client, op: client.storage_status())
 
+    def discover(self) -> None:
+        """Fetch the server's metadata (which ways of signing in it offers); emits
+        metadataLoaded."""
+        self._submit("discover", lambda client, op: client.metadata())
+
     def sign_in(self, grant: Grant, *, remember: bool) -> None:
-        """Sign in with ``grant``; emits signInSucceeded, signedInWithoutProfile or
-        signInFailed."""
+        """Sign in with ``grant``; emits signInProgress while it waits for the person, then
+        signInSucceeded, signedInWithoutProfile or signInFailed."""
+        op_id = self._next_id  # the id _submit gives this operation
+
+        def progress(step: Progress) -> None:
+            self._progressed.emit(
+                op_id,
+                step.message,
+                step.url or "",
+                step.user_code or "",
+                step.complete_url or "",
+            )
 
         def call(client: AuthClientLike, op: _Operation) -> object:
             result: SignInResult | None = None
             try:
-                result = client.sign_in(grant, remember=remember, cancel=op.cancelled)
+                result = client.sign_in(
+                    grant, remember=remember, cancel=op.cancelled, progress=progress
+                )
             finally:
                 with op.lock:
                     op.settled = True
@@ -176,6 +206,7 @@ class SessionController(QObject):
 
         self.cancel_sign_in()
         self._sign_in_op = self._submit("sign_in", call)
+        assert self._sign_in_op == op_id
 
     def cancel_sign_in(self) -> None:
         """Forget the sign-in in flight: the worker cannot be stopped, its result is ignored,
@@ -219,6 +250,9 @@ class SessionController(QObject):
 
     def shutdown(self) -> None:
         """Drop queued work, wait for the request in flight, close the core."""
+        # A sign-in waiting for the person (in the browser, on another device) would otherwise
+        # hold the exit for minutes: it is cancelled, and undone if it already finished.
+        self.cancel_sign_in()
         self._closing = True
         for pool in (self._pool, self._picture_pool):
             pool.clear()
@@ -301,6 +335,8 @@ class SessionController(QObject):
     def _succeeded(self, name: str, result: object) -> None:
         if name == "warm_up":
             self.storageChecked.emit(result)
+        elif name == "discover":
+            self.metadataLoaded.emit(result)
         elif name == "sign_in":
             # The sign-in itself succeeded: the session is live (stored, if asked). Only the
             # profile may have failed, and reporting a failed sign-in then would leave a live
@@ -331,6 +367,8 @@ class SessionController(QObject):
         failure = describe(error)
         if name == "sign_in":
             self.signInFailed.emit(failure.kind.value, failure.message)
+        elif name == "discover":
+            _log.info("Discovery for the sign-in dialog failed: %s", failure.message)
         elif name == "warm_up":
             # The core could not even be built (bad configuration, demo server down): every
             # request would fail the same way, so it is reported like a failed request.
@@ -345,6 +383,12 @@ class SessionController(QObject):
                 self.sessionEnded.emit(failure.message)
         else:
             self.requestFailed.emit(failure.kind.value, failure.message)
+
+    @Slot(int, str, str, str, str)
+    def _on_progressed(self, op_id: int, message: str, url: str, code: str, complete: str) -> None:
+        # Only the sign-in in flight speaks: a cancelled one's late progress is dropped.
+        if not self._closing and op_id == self._sign_in_op:
+            self.signInProgress.emit(message, url, code, complete)
 
     @Slot(str, str)
     def _on_observed(self, event: str, message: str) -> None:

@@ -43,8 +43,12 @@ class _WorkerDone:
 
 def _ready(qtbot: QtBot, server_url: str, make_app: MakeApp) -> Application:
     app = make_app(server_url=server_url)
-    # The core is built and the keyring probed first, so the next outcome is the sign-in's.
-    with qtbot.waitSignal(app.controller.storageChecked, timeout=TIMEOUT_MS):
+    # The core is built, the keyring probed and the server's metadata read first, so the next
+    # outcome is the sign-in's.
+    controller = app.controller
+    with qtbot.waitSignals(
+        [controller.storageChecked, controller.metadataLoaded], timeout=TIMEOUT_MS
+    ):
         pass
     return app
 
