@@ -529,6 +529,9 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
     qt_app.setDesktopFileName("jwt-desktop")
     qt_app.setQuitOnLastWindowClosed(False)
     qt_app.setStyleSheet(load_stylesheet())
+    from desktop.ui.theme import SchemeFollower
+
+    SchemeFollower(qt_app)  # light or dark, as the system says (parented to the app)
     demo_server: DemoServer | None = None
     if demo:
         from desktop.demo import DemoServer

@@ -197,7 +197,13 @@ def throttled(retry_after: int | None, *, signing_in: bool) -> str:
 
 
 def session_ended(description: str | None) -> str:
+    """A refused refresh token (invalid_grant). A revoked session (signed out elsewhere, or
+    ended by an administrator in the Sessions view) says so first: the server's description
+    alone ("The refresh token has been revoked") reads like a fault of the app."""
     why = reason(description) if description else "the server refused the session"
+    lowered = why.lower()
+    if "revoked" in lowered and "already used" not in lowered:
+        why = f"it was revoked at the server ({why[:1].lower()}{why[1:]})"
     return f"Your session has ended: {why}. Please sign in again."
 
 

@@ -67,6 +67,7 @@ class SessionsView(QWidget):
         name_widget(self, "sessionsView", "Sessions")
         self._confirm = confirm
         self._sessions: list[SignInSession] = []
+        self._notice = ""  # what the last revocation did, said above the next list
         self.status_label = QLabel("Asking the server for its sessions…")
         name_widget(self.status_label, "sessionsStatus", "Sessions status")
         self.status_label.setWordWrap(True)
@@ -115,10 +116,11 @@ class SessionsView(QWidget):
         for column in range(len(COLUMNS)):
             self.table.resizeColumnToContents(column)
         count = len(sessions)
+        notice, self._notice = self._notice, ""
         set_plain_text(
             self.status_label,
-            f"{count} active sign-in{'s' if count != 1 else ''} at the server. Revoking one "
-            "ends it at its next request.",
+            f"{notice} {count} active sign-in{'s' if count != 1 else ''} at the server. "
+            "Revoking one ends it at its next request.".strip(),
         )
         self.table.show()
         self.revoke_button.show()
@@ -149,7 +151,8 @@ class SessionsView(QWidget):
             text = f"Revoked the session of {who}: it ends at its next request."
         else:
             text = f"The session of {who} had already ended."
-        self.window().statusBar().showMessage(text, 15000)  # type: ignore[attr-defined]
+        self._notice = text
+        set_plain_text(self.status_label, text)
 
     def selected(self) -> SignInSession | None:
         item = self.table.currentItem()

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QMessageBox,
     QPushButton,
     QScrollArea,
@@ -289,9 +290,11 @@ class TokensView(QScrollArea):
         if not self._confirm(self, text):
             return
         self.clipboard.copy(self._inspection.access.token)
-        self.window().statusBar().showMessage(  # type: ignore[attr-defined]
-            f"Access token copied; the clipboard is cleared in {seconds} seconds.", 8000
-        )
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage(
+                f"Access token copied; the clipboard is cleared in {seconds} seconds.", 8000
+            )
 
     def _seconds_left(self) -> float | None:
         decoded = self._inspection.access.decoded if self._inspection else None
@@ -305,9 +308,10 @@ class TokensView(QScrollArea):
         if left is None:
             self.expiry_label.clear()
         elif left > 0:
-            self.expiry_label.setText(f"Access token expires in {describe_wait(left)}")
+            minutes, seconds = divmod(int(left), 60)
+            set_plain_text(self.expiry_label, f"Access token expires in {minutes}:{seconds:02d}")
         else:
-            self.expiry_label.setText("Access token expired: the next request refreshes it")
+            set_plain_text(self.expiry_label, "Access token expired: the next request renews it")
 
     def hideEvent(self, event: Any) -> None:
         self._tick.stop()

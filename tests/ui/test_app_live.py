@@ -177,6 +177,8 @@ def test_transparent_refresh_after_expiry(
 
     status = app._status()
     assert status is not None and status.refresh_count == 1
+    # The reload's own result says the token was renewed on the way.
+    assert "with a new access token" in main.statusBar().currentMessage()
     qtbot.waitUntil(
         lambda: "(1 refresh so far)" in main.session_panel.refresh_label.text(), timeout=TIMEOUT_MS
     )
