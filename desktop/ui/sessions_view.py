@@ -80,7 +80,7 @@ class SessionsView(QWidget):
         self.refresh_button = QPushButton("Re&fresh list")
         name_widget(self.refresh_button, "refreshSessions", "Refresh the list of sessions")
         self.refresh_button.clicked.connect(self.refreshRequested)
-        self.revoke_button = QPushButton("Re&voke…")
+        self.revoke_button = QPushButton("&Revoke…")
         name_widget(self.revoke_button, "revokeSession", "Revoke the selected session")
         self.revoke_button.setEnabled(False)
         self.revoke_button.hide()
