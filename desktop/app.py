@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from desktop.ui.main_window import MainWindow
     from desktop.ui.messages import Failure
     from desktop.ui.sign_in_dialog import SignInDialog
+    from desktop.ui.theme import SchemeFollower
 
 # Set to 1, the app prints "jwt-desktop: shown <title>" once its first window is painted, and
 # quits: the start-up benchmark measures up to that line.
@@ -128,6 +129,7 @@ class Application(QObject):
         self._dialog: SignInDialog | None = None
         self._storage: StorageStatus | None = None
         self._icon: QIcon | None = None
+        self._scheme: SchemeFollower | None = None
 
     @property
     def dialog(self) -> SignInDialog:
@@ -234,7 +236,17 @@ class Application(QObject):
             return self._main
         return None
 
+    def follow_color_scheme(self) -> None:
+        """Light or dark as the system says, now and when it changes (see desktop.ui.theme)."""
+        if self._scheme is None:
+            from desktop.ui.theme import SchemeFollower
+
+            app = QApplication.instance()
+            if isinstance(app, QApplication):
+                self._scheme = SchemeFollower(app, self)
+
     def _apply_resources(self) -> None:
+        self.follow_color_scheme()
         # After the first frame: the SVG image plugin is not needed to paint it.
         path = resource("jwt-desktop.svg")
         if path is not None:
@@ -529,15 +541,14 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
     qt_app.setDesktopFileName("jwt-desktop")
     qt_app.setQuitOnLastWindowClosed(False)
     qt_app.setStyleSheet(load_stylesheet())
-    from desktop.ui.theme import SchemeFollower
-
-    SchemeFollower(qt_app)  # light or dark, as the system says (parented to the app)
     demo_server: DemoServer | None = None
     if demo:
         from desktop.demo import DemoServer
 
         demo_server = DemoServer(db=config_module.state_dir() / "demo.db")
     application = Application(server_url=server_url, demo=demo_server)
+    if os.environ.get(config_module.COLOR_SCHEME_ENV):
+        application.follow_color_scheme()  # forced: before the first frame, not after it
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
     # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
     for signum in (signal.SIGINT, signal.SIGTERM):

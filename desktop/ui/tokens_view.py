@@ -107,8 +107,12 @@ class TokenCard(QGroupBox):
         name_widget(self.opaque_label, f"{key}Opaque", "Opaque token")
         self.opaque_label.setWordWrap(True)
         self.parts: dict[str, QLabel] = {}
+        self.verification_label = QLabel()
+        name_widget(self.verification_label, f"{key}Verification", "Signature check")
+        self.verification_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(self.opaque_label)
+        layout.addWidget(self.verification_label)
         for part in PART_HUES:
             label = QLabel()
             name_widget(label, f"{key}{part.title()}", f"{part.title()} of the token")
@@ -116,10 +120,6 @@ class TokenCard(QGroupBox):
             label.setProperty("tokenPart", part)
             self.parts[part] = label
             layout.addWidget(label)
-        self.verification_label = QLabel()
-        name_widget(self.verification_label, f"{key}Verification", "Signature check")
-        self.verification_label.setWordWrap(True)
-        layout.addWidget(self.verification_label)
         self.claims = QTreeWidget()
         name_widget(self.claims, f"{key}Claims", "Claims")
         self.claims.setHeaderLabels(["Claim", "Value", "Meaning"])

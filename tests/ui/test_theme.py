@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
 
 import desktop.app
-from desktop.ui.theme import COLOR_SCHEME_ENV, SchemeFollower, is_dark
+from desktop.config import COLOR_SCHEME_ENV
+from desktop.ui.theme import SchemeFollower, is_dark
 from desktop.ui.tokens_view import TokenCard, part_colour
 
 STYLESHEET = Path(desktop.app.__file__).resolve().parent.parent / "resources" / "style.qss"
