@@ -7,7 +7,6 @@ no I/O itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,6 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QPushButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -23,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.ui.confirm import Confirm, asker
 from desktop.ui.naming import name_widget
 from desktop.ui.plaintext import set_plain_text
 
@@ -37,15 +36,7 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment is not None else "—"
 
 
-def _confirm_revoke(parent: QWidget, text: str) -> bool:
-    answer = QMessageBox.question(
-        parent,
-        "Revoke session",
-        text,
-        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-        QMessageBox.StandardButton.Cancel,
-    )
-    return answer == QMessageBox.StandardButton.Yes
+_confirm_revoke = asker("Revoke session", "Revoke")
 
 
 class SessionsView(QWidget):
@@ -61,7 +52,7 @@ class SessionsView(QWidget):
         self,
         parent: QWidget | None = None,
         *,
-        confirm: Callable[[QWidget, str], bool] = _confirm_revoke,
+        confirm: Confirm = _confirm_revoke,
     ) -> None:
         super().__init__(parent)
         name_widget(self, "sessionsView", "Sessions")

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QPushButton,
     QScrollArea,
     QTreeWidget,
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.auth.messages import describe_wait
+from desktop.ui.confirm import Confirm, asker
 from desktop.ui.naming import name_widget
 from desktop.ui.plaintext import set_plain_text
 
@@ -82,15 +82,7 @@ class ClipboardGuard(QObject):
         self._digest = None
 
 
-def _confirm_copy(parent: QWidget, text: str) -> bool:
-    answer = QMessageBox.warning(
-        parent,
-        "Copy access token",
-        text,
-        QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel,
-        QMessageBox.StandardButton.Cancel,
-    )
-    return answer == QMessageBox.StandardButton.Ok
+_confirm_copy = asker("Copy access token", "Copy")
 
 
 def _pretty(value: dict[str, Any]) -> str:
@@ -199,7 +191,7 @@ class TokensView(QScrollArea):
         parent: QWidget | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
-        confirm: Callable[[QWidget, str], bool] = _confirm_copy,
+        confirm: Confirm = _confirm_copy,
         clipboard_clear_ms: int = CLIPBOARD_CLEAR_MS,
     ) -> None:
         super().__init__(parent)

@@ -14,12 +14,14 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QLabel, QTreeWidget
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTreeWidget, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop.auth import inspection
 from desktop.auth.inspection import Inspected, TokenInspection
+from desktop.ui.confirm import asker
 from desktop.ui.main_window import MainWindow
 from desktop.ui.tokens_view import CLIPBOARD_CLEAR_MS, TokenCard, TokensView
 from tests.support.keyring import MemoryKeyring
@@ -216,3 +218,27 @@ def test_the_refresh_token_is_never_in_an_inspection(
     assert all(refresh != getattr(shown, name) for name in ("access", "id_token"))
     assert shown.access.token != refresh
     assert "eyJ" not in repr(shown)  # repr names the parts, never the token
+
+
+def test_the_warning_defaults_to_cancel_and_only_its_button_accepts(qtbot: QtBot) -> None:
+    ask = asker("Copy access token", "Copy")
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    seen: list[str] = []
+
+    def press(key_or_button: str) -> None:
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox)
+        default = box.defaultButton()
+        assert default is not None
+        seen.append(default.text())
+        if key_or_button == "Return":
+            qtbot.keyClick(box, Qt.Key.Key_Return)
+        else:
+            next(b for b in box.buttons() if b.text() == key_or_button).click()
+
+    QTimer.singleShot(0, lambda: press("Return"))
+    assert ask(parent, "This puts your access token on the clipboard.") is False
+    QTimer.singleShot(0, lambda: press("Copy"))
+    assert ask(parent, "This puts your access token on the clipboard.") is True
+    assert seen == ["Cancel", "Cancel"]
