@@ -23,12 +23,16 @@ from desktop import config as config_module
 
 if TYPE_CHECKING:
     from desktop.auth.grants import Grant, SignInMethods
-    from desktop.auth.session import SessionStatus
+    from desktop.auth.messages import Revocation
+    from desktop.auth.oauth import ServerMetadata
+    from desktop.auth.session import SessionStatus, SignInResult
     from desktop.auth.store import StorageStatus
     from desktop.demo import DemoServer
-    from desktop.ui.controller import AuthClientLike, SessionController
+    from desktop.ui.controller import AuthClientLike, Reloaded, SessionController
     from desktop.ui.main_window import MainWindow
+    from desktop.ui.messages import Failure
     from desktop.ui.sign_in_dialog import SignInDialog
+    from desktop.ui.theme import SchemeFollower
 
 # Set to 1, the app prints "jwt-desktop: shown <title>" once its first window is painted, and
 # quits: the start-up benchmark measures up to that line.
@@ -122,17 +126,16 @@ class Application(QObject):
         self._settings = settings
         self._main: MainWindow | None = None
         self._restoring_username: str | None = None
-        self._pending: tuple[str | None, bool] | None = (
-            None  # username (None: from tokens), remember
-        )
+        # username (None: named from the tokens), remember
+        self._pending: tuple[str | None, bool] | None = None
         self._started_core = False
         self._first_frame_done = False
-        self._renewed_since_reload = False
 
         self._dialog: SignInDialog | None = None
         self._storage: StorageStatus | None = None
         self._methods: SignInMethods | None = None  # what the server offers, once discovered
         self._icon: QIcon | None = None
+        self._scheme: SchemeFollower | None = None
 
     @property
     def dialog(self) -> SignInDialog:
@@ -173,20 +176,12 @@ class Application(QObject):
             from desktop.ui.controller import SessionController
 
             c = SessionController(self._client_factory, self)
-            c.storageChecked.connect(self._on_storage_checked)
-            c.signInSucceeded.connect(self._on_signed_in)
-            c.signInFailed.connect(self._on_sign_in_failed)
-            c.signedInWithoutProfile.connect(self._on_signed_in_without_profile)
-            c.restoreFinished.connect(self._on_restored)
-            c.profileLoaded.connect(self._on_profile_loaded)
+            # What belongs to the session; each request brings its own handlers.
             c.requestFailed.connect(self._on_request_failed)
             c.sessionEnded.connect(self._on_session_ended)
-            c.signedOut.connect(self._on_signed_out)
             c.refreshed.connect(self._on_refreshed)
-            c.busyChanged.connect(self._on_busy_changed)
-            c.pictureLoaded.connect(self._on_picture_loaded)
-            c.metadataLoaded.connect(self._on_metadata)
             c.signInProgress.connect(self._on_sign_in_progress)
+            c.busyChanged.connect(self._on_busy_changed)
             self._controller = c
         return self._controller
 
@@ -239,11 +234,13 @@ class Application(QObject):
         if self._started_core:
             return
         self._started_core = True
-        self.controller.warm_up()
+        self.controller.warm_up(self._on_storage_checked, self._on_request_failed)
         # Off the GUI thread like every request: which ways of signing in the dialog offers.
-        self.controller.discover()
+        self.controller.discover(self._on_metadata)
         if self._restoring_username:
-            self.controller.restore(self._restoring_username)
+            self.controller.restore(
+                self._restoring_username, self._on_restored, self._on_request_failed
+            )
 
     def _visible_window(self) -> QWidget | None:
         if self._dialog is not None and self._dialog.isVisible():
@@ -252,7 +249,17 @@ class Application(QObject):
             return self._main
         return None
 
+    def follow_color_scheme(self) -> None:
+        """Light or dark as the system says, now and when it changes (see desktop.ui.theme)."""
+        if self._scheme is None:
+            from desktop.ui.theme import SchemeFollower
+
+            app = QApplication.instance()
+            if isinstance(app, QApplication):
+                self._scheme = SchemeFollower(app, self)
+
     def _apply_resources(self) -> None:
+        self.follow_color_scheme()
         # After the first frame: the SVG image plugin is not needed to paint it.
         path = resource("jwt-desktop.svg")
         if path is not None:
@@ -284,6 +291,9 @@ class Application(QObject):
             main.reloadRequested.connect(self._on_reload)
             main.signOutRequested.connect(self._on_sign_out_requested)
             main.retryRequested.connect(self._on_retry)
+            main.tokensRequested.connect(self._on_tokens_requested)
+            main.sessionsRequested.connect(self._on_sessions_requested)
+            main.revokeRequested.connect(self._on_revoke_requested)
             main.quitRequested.connect(self._quit)
             self._main = main
         return self._main
@@ -312,7 +322,9 @@ class Application(QObject):
         main.show_profile(profile)
         picture = profile.get("picture")
         if isinstance(picture, str) and picture and not main.profile_view.avatar.has_picture():
-            self.controller.load_picture(picture)
+            self.controller.load_picture(
+                picture, lambda data: self._on_picture_loaded(picture, data)
+            )
         main.show()
         if self._dialog is not None:
             self._dialog.hide()
@@ -325,23 +337,28 @@ class Application(QObject):
 
     # -- slots ----------------------------------------------------------------------------
 
-    def _on_storage_checked(self, storage: object) -> None:
-        self._storage = storage  # type: ignore[assignment]
+    def _on_storage_checked(self, storage: StorageStatus) -> None:
+        self._storage = storage
         if self._dialog is not None:
-            self._dialog.set_storage(self._storage)  # type: ignore[arg-type]
+            self._dialog.set_storage(storage)
             status = self._status()
             if status is not None:
                 self._dialog.set_server(status.server_url)
 
-    def _on_sign_in_failed(self, kind: str, message: str) -> None:
-        self.dialog.show_error(kind, message)
+    def _on_sign_in_failed(self, failure: Failure) -> None:
+        self.dialog.show_error(failure)
 
     def _on_submitted(self, username: str, password: str, remember: bool) -> None:
         from desktop.auth.grants import PasswordGrant  # light: no requests, no keyring
 
         self._pending = (username, remember)
         self._start_core()
-        self.controller.sign_in(PasswordGrant(username, password), remember=remember)
+        self.controller.sign_in(
+            PasswordGrant(username, password),
+            remember=remember,
+            success=self._on_sign_in_finished,
+            failure=self._on_sign_in_failed,
+        )
 
     def _on_browser_requested(self, remember: bool) -> None:
         from desktop.auth.grants import AuthorizationCodeGrant
@@ -357,16 +374,21 @@ class Application(QObject):
         # No typed name: the account is named from the tokens (see _remember_sign_in).
         self._pending = (None, remember)
         self._start_core()
-        self.controller.sign_in(grant, remember=remember)
+        self.controller.sign_in(
+            grant,
+            remember=remember,
+            success=self._on_sign_in_finished,
+            failure=self._on_sign_in_failed,
+        )
 
     def _on_sign_in_progress(self, message: str, url: str, code: str, complete: str) -> None:
         if self._dialog is not None and self._dialog.busy:
             self._dialog.show_progress(message, url, code, complete)
 
-    def _on_metadata(self, metadata: object) -> None:
+    def _on_metadata(self, metadata: ServerMetadata) -> None:
         from desktop.auth.grants import sign_in_methods
 
-        self._methods = sign_in_methods(metadata)  # type: ignore[arg-type]
+        self._methods = sign_in_methods(metadata)
         self._apply_methods()
 
     def _apply_methods(self) -> None:
@@ -376,11 +398,21 @@ class Application(QObject):
                 password=methods.password, browser=methods.browser, device=methods.device
             )
 
+    def _on_sign_in_finished(self, result: SignInResult) -> None:
+        if result.profile_error is not None or result.profile is None:
+            from desktop.ui.messages import describe
+
+            self._on_signed_in_without_profile(
+                describe(result.profile_error or RuntimeError("no profile"))
+            )
+        else:
+            self._on_signed_in(result.profile)
+
     def _on_signed_in(self, profile: dict[str, Any]) -> None:
         self._remember_sign_in()
         self._show_main(profile)
 
-    def _on_signed_in_without_profile(self, kind: str, message: str) -> None:
+    def _on_signed_in_without_profile(self, failure: Failure) -> None:
         # The password was accepted and the session is live (stored, if asked): the person is
         # signed in, so they get the signed-in window, not a dialog saying the sign-in failed
         # over a session that would silently come back at the next start. What failed is the
@@ -390,14 +422,14 @@ class Application(QObject):
         username = self._remember_sign_in()
         status = self._status()
         name = username or (status.username if status is not None else None) or ""
-        retried = kind in (ErrorKind.UNREACHABLE.value, ErrorKind.SERVER.value)
+        retried = failure.kind in (ErrorKind.UNREACHABLE, ErrorKind.SERVER)
         main = self.main_window()
-        main.show_profile_missing(name, None if retried else message)
+        main.show_profile_missing(name, None if retried else failure.message)
         main.show()
         if retried:
-            main.show_unreachable(message)
+            main.show_unreachable(failure.message)
         else:
-            main.show_error(message)
+            main.show_error(failure.message)
         if self._dialog is not None:
             self._dialog.hide()
             self._dialog.reset()
@@ -422,8 +454,8 @@ class Application(QObject):
         config_module.save_config(self._config)
         return username
 
-    def _on_restored(self, profile: object) -> None:
-        if isinstance(profile, dict):
+    def _on_restored(self, profile: dict[str, Any] | None) -> None:
+        if profile is not None:
             self._restoring_username = None
             self._show_main(profile)
         else:
@@ -436,29 +468,28 @@ class Application(QObject):
                 self._forget_username()
             self._show_dialog(notice.strip() if notice else None)
 
-    def _on_profile_loaded(self, profile: dict[str, Any]) -> None:
-        self._show_main(profile)
+    def _on_profile_loaded(self, reloaded: Reloaded) -> None:
+        self._show_main(reloaded.profile)
         if self._main is not None:
-            self._main.show_reloaded(renewed=self._renewed_since_reload)
-        self._renewed_since_reload = False
+            self._main.show_reloaded(renewed=reloaded.renewed)
 
-    def _on_request_failed(self, kind: str, message: str) -> None:
+    def _on_request_failed(self, failure: Failure) -> None:
         from desktop.ui.messages import ErrorKind
 
         main = self._main
         if main is None or not main.isVisible():
-            self.dialog.show_error(kind, message)
+            self.dialog.show_error(failure)
             return
-        if kind in (ErrorKind.UNREACHABLE.value, ErrorKind.SERVER.value):
+        if failure.kind in (ErrorKind.UNREACHABLE, ErrorKind.SERVER):
             # The session is kept: say so without blocking, and try again later.
-            main.show_unreachable(message)
+            main.show_unreachable(failure.message)
         elif self._restoring_username:
-            self._show_dialog(message)
+            self._show_dialog(failure.message)
         else:
-            main.show_error(message)
+            main.show_error(failure.message)
 
     def _on_reload(self) -> None:
-        self.controller.reload_profile()
+        self.controller.reload_profile(self._on_profile_loaded, self._on_request_failed)
 
     def _on_cancelled(self) -> None:
         self._pending = None
@@ -467,29 +498,65 @@ class Application(QObject):
 
     def _on_retry(self) -> None:
         if self._restoring_username:
-            self.controller.restore(self._restoring_username)
+            self.controller.restore(
+                self._restoring_username, self._on_restored, self._on_request_failed
+            )
         else:
-            self.controller.reload_profile()
+            self._on_reload()
 
-    def _on_session_ended(self, reason: str) -> None:
+    def _on_session_ended(self, failure: Failure) -> None:
         self._forget_username()
-        self._show_dialog(reason)
+        self._show_dialog(failure.message)
 
     def _on_sign_out_requested(self) -> None:
         if self._main is not None:
             self._main.statusBar().showMessage("Signing out…")
-        self.controller.sign_out()
+        self.controller.sign_out(self._on_signed_out)
 
-    def _on_signed_out(self, revocation: str) -> None:
-        from desktop.auth.messages import Revocation, sign_out_notice
+    def _on_signed_out(self, revocation: Revocation) -> None:
+        from desktop.auth.messages import sign_out_notice
 
         self._forget_username()
-        self._show_dialog(sign_out_notice(Revocation(revocation)))
+        self._show_dialog(sign_out_notice(revocation))
 
     def _on_refreshed(self) -> None:
-        self._renewed_since_reload = True
-        if self._main is not None and self._main.isVisible():
-            self._main.show_refreshed()
+        main = self._main
+        if main is not None and main.isVisible():
+            main.show_refreshed()
+            if main.tokens_view_open():
+                # New access token: new jti, new expiry, shown live.
+                self._on_tokens_requested()
+
+    # -- the Tokens and Sessions views ----------------------------------------------------
+
+    def _on_tokens_requested(self) -> None:
+        from desktop.auth.inspection import inspect_session
+
+        main = self.main_window()
+        self.controller.op("tokens", inspect_session, main.tokens_view.show_inspection).failure(
+            main.tokens_view.show_failure
+        ).run()
+
+    def _on_sessions_requested(self) -> None:
+        from desktop.auth.admin import list_sessions
+
+        view = self.main_window().sessions_view
+        self.controller.op("sessions", list_sessions, view.show_sessions).failure(
+            view.show_refusal
+        ).run()
+
+    def _on_revoke_requested(self, session_id: str) -> None:
+        from desktop.auth.admin import revoke_session
+
+        view = self.main_window().sessions_view
+
+        def revoked(ended: bool) -> None:
+            view.show_revoked(session_id, ended)
+            self._on_sessions_requested()
+
+        self.controller.op(
+            "revoke_session", lambda client: revoke_session(client, session_id), revoked
+        ).failure(lambda failure: self.main_window().show_error(failure.message)).run()
 
     def _on_picture_loaded(self, url: str, data: bytes) -> None:
         main = self._main
@@ -531,6 +598,8 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
 
         demo_server = DemoServer(db=config_module.state_dir() / "demo.db")
     application = Application(server_url=server_url, demo=demo_server)
+    if os.environ.get(config_module.COLOR_SCHEME_ENV):
+        application.follow_color_scheme()  # forced: before the first frame, not after it
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
     # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
     for signum in (signal.SIGINT, signal.SIGTERM):

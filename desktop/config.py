@@ -33,6 +33,7 @@ DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
 DEFAULT_CLIENT_ID = "jwt-desktop"
 CONFIG_DIR_ENV = "JWT_DESKTOP_CONFIG_DIR"
 DATA_DIR_ENV = "JWT_DESKTOP_DATA_DIR"
+COLOR_SCHEME_ENV = "JWT_DESKTOP_COLOR_SCHEME"  # dark|light: force a scheme (desktop.ui.theme)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ METADATA_NOT_OBJECT = "The server's metadata document is not a JSON object."
 METADATA_NO_ISSUER = "The server's metadata document has no issuer."
 TOKEN_NOT_JSON = "The server's token answer is not JSON."
 PROFILE_NOT_JSON = "The server's profile answer is not a JSON object."
+PROFILE_OF_ANOTHER = "The server's profile is not that of the person who signed in."
+NO_JWKS = "The server publishes no key set (jwks_uri), so no signature can be checked."
+JWKS_NOT_JSON = "The server's key set is not a JSON object."
+SESSIONS_NOT_JSON = "The server's list of sessions is not what was expected."
 PROFILE_NO_ACCOUNT = "The server's profile names no account (no preferred_username, no sub)."
 
 # -- browser and device sign-in, ID tokens --------------------------------------------------------
@@ -144,6 +148,7 @@ class ErrorKind(str, enum.Enum):
     """What kind of failure, so the widgets can react (clear the password, show a banner...)."""
 
     CREDENTIALS = "credentials"
+    INPUT = "input"  # the dialog's own check: a field left empty
     THROTTLED = "throttled"
     UNREACHABLE = "unreachable"
     SERVER = "server"
@@ -276,8 +281,20 @@ def throttled(retry_after: int | None, *, signing_in: bool) -> str:
 
 
 def session_ended(description: str | None) -> str:
+    """A refused refresh token (invalid_grant). A revoked session (signed out elsewhere, or
+    ended by an administrator in the Sessions view) says so first: the server's description
+    alone ("The refresh token has been revoked") reads like a fault of the app."""
     why = reason(description) if description else "the server refused the session"
+    lowered = why.lower()
+    if "revoked" in lowered and "already used" not in lowered:
+        why = f"it was revoked at the server ({why[:1].lower()}{why[1:]})"
     return f"Your session has ended: {why}. Please sign in again."
+
+
+def sessions_refused(description: str | None) -> str:
+    """The server would not list the sessions (not an admin, or the scope was not granted)."""
+    why = f": {reason(description)}." if description else "."
+    return f"The server does not show you the sessions{why}"
 
 
 def client_rejected(client_id: str, error: str, description: str | None) -> str:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.ui.messages import ErrorKind
+from desktop.ui.messages import ErrorKind, Failure
 from desktop.ui.naming import name_widget
 from desktop.ui.plaintext import set_plain_text
 
@@ -369,13 +369,13 @@ class SignInDialog(QDialog):
             return self.sign_in_button
         return self.browser_button if self.browser_button.isVisibleTo(self) else self.device_button
 
-    def show_error(self, kind: str, message: str) -> None:
+    def show_error(self, failure: Failure) -> None:
         """An inline sentence; a wrong password is cleared and gets the focus back."""
         self.set_busy(False)
-        set_plain_text(self.error_label, message)
+        set_plain_text(self.error_label, failure.message)
         self.error_label.show()
         self._fit()
-        if kind == ErrorKind.CREDENTIALS.value:
+        if failure.kind is ErrorKind.CREDENTIALS:
             self.password_edit.clear()
             self.password_edit.setFocus()
         elif not self.username_edit.text():
@@ -416,11 +416,11 @@ class SignInDialog(QDialog):
         username = self.username_edit.text().strip()
         password = self.password_edit.text()
         if not username:
-            self.show_error("input", "Enter your username.")
+            self.show_error(Failure(ErrorKind.INPUT, "Enter your username."))
             self.username_edit.setFocus()
             return
         if not password:
-            self.show_error("input", "Enter your password.")
+            self.show_error(Failure(ErrorKind.INPUT, "Enter your password."))
             self.password_edit.setFocus()
             return
         self.notice_label.hide()

@@ -151,7 +151,7 @@ def test_the_device_grant_shows_the_code_large_and_selectable(qtbot: QtBot) -> N
     assert dialog.url_edit.text() == uri and dialog.complete_edit.text() == complete
     assert code in dialog.waiting_label.text()
     # A failure ends the waiting state.
-    dialog.show_error("refused", messages.DEVICE_EXPIRED)
+    dialog.show_error(messages.Failure(messages.ErrorKind.REFUSED, messages.DEVICE_EXPIRED))
     assert not dialog.waiting_panel.isVisible() and dialog.device_button.isEnabled()
 
 
