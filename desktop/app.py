@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, QSettings, QTimer, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QApplication, QWidget
 
+from desktop import assets
 from desktop import config as config_module
 
 if TYPE_CHECKING:
@@ -32,14 +33,6 @@ if TYPE_CHECKING:
 # Set to 1, the app prints "jwt-desktop: shown <title>" once its first window is painted, and
 # quits: the start-up benchmark measures up to that line.
 EXIT_WHEN_SHOWN_ENV = "JWT_DESKTOP_EXIT_WHEN_SHOWN"
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
-
-
-def resource(name: str) -> Path | None:
-    """A file from ``resources/`` (found next to the package in a source checkout or an
-    editable install), or None: the app runs without its icon and stylesheet."""
-    path = RESOURCES_DIR / name
-    return path if path.is_file() else None
 
 
 class _FirstFrame(QObject):
@@ -240,9 +233,9 @@ class Application(QObject):
 
     def _apply_resources(self) -> None:
         # After the first frame: the SVG image plugin is not needed to paint it.
-        path = resource("jwt-desktop.svg")
-        if path is not None:
-            self._icon = QIcon(str(path))
+        icon = load_icon()
+        if icon is not None:
+            self._icon = icon
             QApplication.setWindowIcon(self._icon)
             if self._dialog is not None:
                 self._dialog.set_icon(self._icon)
@@ -459,13 +452,20 @@ class Application(QObject):
 
 
 def load_stylesheet() -> str:
-    path = resource("style.qss")
-    if path is None:
-        return ""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
+    return assets.read_text(assets.STYLESHEET) or ""
+
+
+def load_icon() -> QIcon | None:
+    """The app's icon from its resources, or None."""
+    found = assets.resource(assets.ICON)
+    if isinstance(found, Path):
+        return QIcon(str(found))  # from the file: Qt draws the SVG at every size asked
+    # Inside a zipped install there is no file to give Qt: the bytes, drawn once.
+    data = assets.read_bytes(assets.ICON)
+    pixmap = QPixmap()
+    if data is None or not pixmap.loadFromData(data, "SVG"):
+        return None
+    return QIcon(pixmap)
 
 
 def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
