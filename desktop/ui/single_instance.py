@@ -80,18 +80,16 @@ class SingleInstance(QObject):
         server = self._server
         while server is not None and server.hasPendingConnections():
             connection = server.nextPendingConnection()
-            connection.readyRead.connect(lambda c=connection: self._on_ready_read(c))
-            connection.disconnected.connect(connection.deleteLater)
-            if connection.bytesAvailable():
-                self._on_ready_read(connection)
-
-    def _on_ready_read(self, connection: QLocalSocket) -> None:
-        if not connection.canReadLine():
-            return
-        line = bytes(connection.readLine().data())
-        connection.disconnectFromServer()
-        if line == _RAISE:
-            self.activated.emit()
+            # The other start writes its line right after connecting and waits for it to be
+            # read: a short wait here, rather than per-connection slots to keep alive.
+            if connection.bytesAvailable() or connection.waitForReadyRead(_TIMEOUT_MS):
+                line = bytes(connection.readLine().data())
+            else:
+                line = b""
+            connection.disconnectFromServer()
+            connection.deleteLater()
+            if line == _RAISE:
+                self.activated.emit()
 
 
 def notify_running(name: str, timeout_ms: int = _TIMEOUT_MS) -> bool:
