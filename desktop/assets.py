@@ -90,17 +90,15 @@ def desktop_entry(exec_command: str) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def install_desktop_entry(exec_command: str | None = None) -> tuple[Path, Path]:
+def install_desktop_entry(program: str | None = None) -> tuple[Path, Path]:
     """Write the desktop entry and the icon into the XDG folders; returns their paths.
 
-    ``exec_command`` defaults to the ``jwt-desktop`` script next to this interpreter (a venv's
-    or pipx's ``bin``), so the menu starts this very install even when that folder is not on
-    the desktop session's ``PATH``. Raises :class:`OSError` when a file cannot be written,
+    ``program`` defaults to the ``jwt-desktop`` script next to this interpreter (a venv's or
+    pipx's ``bin``), so the menu starts this very install even when that folder is not on the
+    desktop session's ``PATH``. Raises :class:`OSError` when a file cannot be written,
     :class:`FileNotFoundError` when this install lacks its resources.
     """
-    if exec_command is None:
-        exec_command = _exec_command()
-    entry = desktop_entry(exec_command)
+    entry = desktop_entry(_quoted(program or _program()))
     icon = read_bytes(ICON)
     if entry is None or icon is None:
         raise FileNotFoundError("this installation lacks its resources (icon, desktop entry)")
@@ -115,20 +113,20 @@ def install_desktop_entry(exec_command: str | None = None) -> tuple[Path, Path]:
     return entry_path, icon_path
 
 
-def _exec_command() -> str:
+def _program() -> str:
     import shutil
     import sys
 
     script = Path(sys.executable).with_name("jwt-desktop")
     if script.is_file() and os.access(script, os.X_OK):
-        found: str | None = str(script)
-    else:
-        found = shutil.which("jwt-desktop")
-    if found is None:
-        return "jwt-desktop"
-    # The Desktop Entry specification's quoting: a path with a space or a special character
-    # goes in double quotes, with ", `, $ and \ escaped.
-    if any(c in found for c in " \t\n\"'\\><~|&;$*?#()`"):
-        escaped = "".join("\\" + c if c in '"`$\\' else c for c in found)
+        return str(script)
+    return shutil.which("jwt-desktop") or "jwt-desktop"
+
+
+def _quoted(program: str) -> str:
+    # The Desktop Entry specification's Exec quoting: a path with a space or a reserved
+    # character goes in double quotes, with ", `, $ and \ escaped.
+    if any(c in program for c in ' \t\n"\'\\><~|&;$*?#()`'):
+        escaped = "".join("\\" + c if c in '"`$\\' else c for c in program)
         return f'"{escaped}"'
-    return found
+    return program
