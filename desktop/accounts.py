@@ -9,8 +9,8 @@ function here is pure: it takes a :class:`Config` and returns a new one, the cal
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from desktop.config import Account, Config, server_key
 
@@ -33,7 +33,8 @@ class AccountNotFound(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # time, not datetime: this module is imported before the first frame, datetime is slower.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def label(account: Account) -> str:

@@ -126,7 +126,7 @@ def _program() -> str:
 def _quoted(program: str) -> str:
     # The Desktop Entry specification's Exec quoting: a path with a space or a reserved
     # character goes in double quotes, with ", `, $ and \ escaped.
-    if any(c in program for c in ' \t\n"\'\\><~|&;$*?#()`'):
+    if any(c in program for c in " \t\n\"'\\><~|&;$*?#()`"):
         escaped = "".join("\\" + c if c in '"`$\\' else c for c in program)
         return f'"{escaped}"'
     return program

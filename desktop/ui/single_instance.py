@@ -10,8 +10,9 @@ cannot both decide they are first.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
+import contextlib
+import os
+import zlib
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -24,13 +25,40 @@ _TIMEOUT_MS = 1000
 
 
 def socket_name(config_dir: Path) -> str:
-    """A short name (a Unix socket path has ~100 bytes) unique to the user and settings."""
+    """A short name (a Unix socket path has ~100 bytes) unique to the user and settings.
+
+    Not a secret and not a security boundary (the socket is the user's only, see ``claim``):
+    a checksum of the folder is enough, and cheaper to import at start-up than hashlib.
+    """
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return f"jwt-desktop-{user}-{zlib.crc32(str(config_dir).encode()):08x}"
+
+
+def _exclusive(path: Path) -> contextlib.AbstractContextManager[object]:
+    """A blocking lock on ``path`` between processes (fcntl: cheap to import, unlike filelock;
+    where there is no fcntl, no lock: two simultaneous starts may then both open). Raises
+    :class:`OSError` when the lock file cannot be opened."""
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for the uid (a container): the folder still differs
-        user = "user"
-    digest = hashlib.sha256(f"{user}\0{config_dir}".encode()).hexdigest()[:16]
-    return f"jwt-desktop-{digest}"
+        import fcntl
+    except ImportError:
+        return contextlib.nullcontext()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        raise
+    # Closing the descriptor releases the lock.
+    return contextlib.closing(_Descriptor(fd))
+
+
+class _Descriptor:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class SingleInstance(QObject):
@@ -51,22 +79,20 @@ class SingleInstance(QObject):
     def claim(self) -> bool:
         """Become the running instance (True), or hand over to the one running (False: it has
         been asked to raise its window)."""
-        from filelock import FileLock, Timeout
-
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with FileLock(str(self._lock_path), timeout=10):
-                if notify_running(self._name):
-                    return False
-                # Nothing answered: a socket file left there belongs to a crashed run.
-                QLocalServer.removeServer(self._name)
-                server = QLocalServer(self)
-                server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
-                if not server.listen(self._name):
-                    # Run without: a second start then opens a second window, no worse.
-                    return True
-        except Timeout:
-            return True
+            lock = _exclusive(self._lock_path)
+        except OSError:  # no state folder to lock in: check all the same
+            lock = contextlib.nullcontext()
+        with lock:
+            if notify_running(self._name):
+                return False
+            # Nothing answered: a socket file left there belongs to a crashed run.
+            QLocalServer.removeServer(self._name)
+            server = QLocalServer(self)
+            server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+            if not server.listen(self._name):
+                # Run without: a second start then opens a second window, no worse.
+                return True
         server.newConnection.connect(self._on_connection)
         self._server = server
         return True
