@@ -120,6 +120,7 @@ class Application(QObject):
         # The account shown or being restored, (server URL, name): the one a session end or
         # a sign-out forgets.
         self._account: tuple[str, str] | None = None
+        self._switch_notice: str | None = None
         self._controller: SessionController | None = None
         self._settings = settings
         self._main: MainWindow | None = None
@@ -460,7 +461,11 @@ class Application(QObject):
                 self._dialog.hide()
             self._restoring_username = None
             self._show_main(profile)
+            notice, self._switch_notice = self._switch_notice, None
+            if notice and self._main is not None:
+                self._main.statusBar().showMessage(notice)
         else:
+            self._switch_notice = None
             notice = None
             if self._storage is not None and not self._storage.persistent:
                 # Nothing could be read because the keyring is missing or locked: say so,
@@ -524,8 +529,8 @@ class Application(QObject):
         following = accounts.active(self._config)
         if following is not None and self._controller is not None:
             self.switch_account(following.server_url, following.username)
-            if self._main is not None:
-                self._main.statusBar().showMessage(notice)
+            # Said once the next account is shown (its own status line would cover it).
+            self._switch_notice = f"{notice} Now signed in as {following.username}."
             return
         self._show_dialog(notice)
 

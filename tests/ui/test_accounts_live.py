@@ -65,6 +65,7 @@ def test_two_accounts_switch_without_a_password_and_sign_out_of_one(
     main.sign_out_action.trigger()
     qtbot.waitUntil(lambda: _showing(app, "bob"), timeout=TIMEOUT_MS)
     assert dialog_shown.count == 0
+    assert main.statusBar().currentMessage().endswith("Now signed in as bob.")
     assert set(stored_sessions(memory_keyring.secrets)) == {(service, "bob")}
     assert _menu(app) == [("bob", True)]
     assert [a.username for a in config_module.load_config().accounts] == ["bob"]
