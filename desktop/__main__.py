@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     # Imported before Qt: once PySide6 is loaded, its import hook reads the source of every
     # module imported after it, which costs start-up time for nothing.
+    import socket  # noqa: F401 - for the single-instance check (desktop/ui/single_instance.py)
+
     import desktop.accounts
     import desktop.assets
     import desktop.config  # noqa: F401

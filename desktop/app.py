@@ -87,7 +87,13 @@ class Application(QObject):
     Accounts (:mod:`desktop.accounts`): the stored ones are listed in the main window's
     Accounts menu; choosing one restores its stored session (no password), "Add account…"
     opens the dialog with the current session kept, and signing out of one moves on to the
-    most recently used other account of the server, when there is one."""
+    most recently used other account of the server, when there is one.
+
+    Signals:
+        firstFrameShown(): the first window has painted (what is not needed for it waits).
+    """
+
+    firstFrameShown = Signal()
 
     def __init__(
         self,
@@ -229,6 +235,7 @@ class Application(QObject):
         if self._main is not None:
             self._main.install_shortcuts()
         self._start_core()
+        self.firstFrameShown.emit()
 
     def _start_core(self) -> None:
         if self._started_core:
@@ -598,6 +605,7 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
         demo_server = DemoServer(db=config_module.state_dir() / "demo.db")
     application = Application(server_url=server_url, demo=demo_server)
     instance.activated.connect(application.raise_window)
+    application.firstFrameShown.connect(instance.listen)
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
     # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
     for signum in (signal.SIGINT, signal.SIGTERM):
