@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QSettings, QTimer, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QApplication, QWidget
 
+from desktop import accounts, assets
 from desktop import config as config_module
 
 if TYPE_CHECKING:
@@ -37,14 +38,6 @@ if TYPE_CHECKING:
 # Set to 1, the app prints "jwt-desktop: shown <title>" once its first window is painted, and
 # quits: the start-up benchmark measures up to that line.
 EXIT_WHEN_SHOWN_ENV = "JWT_DESKTOP_EXIT_WHEN_SHOWN"
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
-
-
-def resource(name: str) -> Path | None:
-    """A file from ``resources/`` (found next to the package in a source checkout or an
-    editable install), or None: the app runs without its icon and stylesheet."""
-    path = RESOURCES_DIR / name
-    return path if path.is_file() else None
 
 
 class _FirstFrame(QObject):
@@ -96,7 +89,18 @@ def real_client_factory(
 
 class Application(QObject):
     """Owns the controller and the windows, and moves between their states:
-    silent sign-in ("Signing in…"), the sign-in dialog, and the signed-in main window."""
+    silent sign-in ("Signing in…"), the sign-in dialog, and the signed-in main window.
+
+    Accounts (:mod:`desktop.accounts`): the stored ones are listed in the main window's
+    Accounts menu; choosing one restores its stored session (no password), "Add account…"
+    opens the dialog with the current session kept, and signing out of one moves on to the
+    most recently used other account of the server, when there is one.
+
+    Signals:
+        firstFrameShown(): the first window has painted (what is not needed for it waits).
+    """
+
+    firstFrameShown = Signal()
 
     def __init__(
         self,
@@ -113,15 +117,23 @@ class Application(QObject):
         self._quit = quit_app
         config = config_module.load_config()
         if server_url is not None and server_url != config.server_url and demo is None:
-            config = dataclasses.replace(config, server_url=server_url)
+            config = accounts.select_server(config, server_url)
             config_module.save_config(config)
+        if demo is not None:
+            # Not saved: a demo run does not change the server remembered for normal runs.
+            config = accounts.select_server(config, config_module.DEFAULT_SERVER_URL)
         self._config = config
-        self.server_url = (
-            config_module.DEFAULT_SERVER_URL if demo is not None else config.server_url
+        self.server_url = config.server_url
+        self._client_factory_for: Callable[[str], Callable[[], AuthClientLike]] = lambda url: (
+            real_client_factory(url, config.client_id, None)
         )
         if client_factory is None:
             client_factory = real_client_factory(self.server_url, config.client_id, demo)
         self._client_factory = client_factory
+        # The account shown or being restored, (server URL, name): the one a session end or
+        # a sign-out forgets.
+        self._account: tuple[str, str] | None = None
+        self._switch_notice: str | None = None
         self._controller: SessionController | None = None
         self._settings = settings
         self._main: MainWindow | None = None
@@ -197,6 +209,7 @@ class Application(QObject):
         first: QWidget
         if username:
             self._restoring_username = username
+            self._account = (self.server_url, username)
             main = self.main_window()
             main.show_signing_in(username)
             main.show()
@@ -229,6 +242,7 @@ class Application(QObject):
         if self._main is not None:
             self._main.install_shortcuts()
         self._start_core()
+        self.firstFrameShown.emit()
 
     def _start_core(self) -> None:
         if self._started_core:
@@ -261,9 +275,9 @@ class Application(QObject):
     def _apply_resources(self) -> None:
         self.follow_color_scheme()
         # After the first frame: the SVG image plugin is not needed to paint it.
-        path = resource("jwt-desktop.svg")
-        if path is not None:
-            self._icon = QIcon(str(path))
+        icon = load_icon()
+        if icon is not None:
+            self._icon = icon
             QApplication.setWindowIcon(self._icon)
             if self._dialog is not None:
                 self._dialog.set_icon(self._icon)
@@ -295,6 +309,9 @@ class Application(QObject):
             main.sessionsRequested.connect(self._on_sessions_requested)
             main.revokeRequested.connect(self._on_revoke_requested)
             main.quitRequested.connect(self._quit)
+            main.switchRequested.connect(self.switch_account)
+            main.addAccountRequested.connect(self.add_account)
+            main.set_accounts(accounts.listed(self._config), accounts.active(self._config))
             self._main = main
         return self._main
 
@@ -331,9 +348,74 @@ class Application(QObject):
             self._dialog.reset()
 
     def _forget_username(self) -> None:
-        if self._config.last_username is not None:
-            self._config = dataclasses.replace(self._config, last_username=None)
-            config_module.save_config(self._config)
+        """The current account's stored session is gone: drop it from the index."""
+        account, self._account = self._account, None
+        if account is not None:
+            self._save_config(accounts.forget(self._config, *account))
+
+    def _save_config(self, config: config_module.Config) -> None:
+        self._config = config
+        config_module.save_config(config)
+        if self._main is not None:
+            self._main.set_accounts(accounts.listed(config), accounts.active(config))
+
+    # -- accounts and the running instance ----------------------------------------------
+
+    def switch_account(self, server_url: str, username: str) -> None:
+        """Restore ``username``'s stored session at ``server_url`` (no password); the result
+        arrives like a silent sign-in's."""
+        key = (config_module.server_key(server_url), username)
+        current = self._account
+        shown = self._controller is not None and self._controller.signed_in
+        if (
+            shown
+            and current is not None
+            and (config_module.server_key(current[0]), current[1]) == key
+        ):
+            return  # already the one shown
+        factory = None
+        if key[0] != config_module.server_key(self.server_url):
+            factory = self._client_factory_for(server_url)
+            self.server_url = server_url
+            if self._dialog is not None:
+                self._dialog.set_server(server_url)
+        self._account = (server_url, username)
+        self._restoring_username = username
+        self._save_config(accounts.use(self._config, server_url, username))
+        main = self.main_window()
+        main.stop()
+        if main.profile_view.avatar.has_picture():
+            main.profile_view.avatar.set_picture(None)
+        main.show_signing_in(username)
+        main.show()
+        if self._dialog is not None:
+            self._dialog.hide()
+            self._dialog.reset()
+        self._start_core()
+        self.controller.switch_account(
+            username, factory, self._on_restored, self._on_request_failed
+        )
+
+    def add_account(self) -> None:
+        """The sign-in dialog, for another account; the current session stays until the new
+        one is signed in (and stays stored after)."""
+        dialog = self.dialog
+        dialog.reset()
+        dialog.set_username("")
+        dialog.show_notice(None)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def raise_window(self) -> None:
+        """Another start asked for this instance: bring its window to the front."""
+        window = self._visible_window()
+        if window is None:
+            return
+        window.setWindowState(window.windowState() & ~Qt.WindowState.WindowMinimized)
+        window.show()
+        window.raise_()
+        window.activateWindow()
 
     # -- slots ----------------------------------------------------------------------------
 
@@ -446,19 +528,32 @@ class Application(QObject):
         keep = remember and (stored is None or stored.remembered)
         # Without a keyring the box was disabled, not unchecked by the person: keep their choice.
         keyring_usable = self._storage is None or self._storage.persistent
-        self._config = dataclasses.replace(
-            self._config,
-            last_username=username if keep else None,
-            remember=remember if keyring_usable else self._config.remember,
+        config = dataclasses.replace(
+            self._config, remember=remember if keyring_usable else self._config.remember
         )
-        config_module.save_config(self._config)
+        server = stored.server_url if stored is not None else self.server_url
+        if username:
+            if keep:
+                config = accounts.use(config, server, username)
+            else:
+                # Not stored: a session stored earlier for this account was revoked by the
+                # sign-in, and a start must not try to restore it.
+                config = accounts.forget(config, server, username)
+            self._account = (server, username)
+        self._save_config(config)
         return username
 
     def _on_restored(self, profile: dict[str, Any] | None) -> None:
         if profile is not None:
+            if self._dialog is not None and self._dialog.isVisible():
+                self._dialog.hide()
             self._restoring_username = None
             self._show_main(profile)
+            notice, self._switch_notice = self._switch_notice, None
+            if notice and self._main is not None:
+                self._main.statusBar().showMessage(notice)
         else:
+            self._switch_notice = None
             notice = None
             if self._storage is not None and not self._storage.persistent:
                 # Nothing could be read because the keyring is missing or locked: say so,
@@ -516,8 +611,17 @@ class Application(QObject):
     def _on_signed_out(self, revocation: Revocation) -> None:
         from desktop.auth.messages import sign_out_notice
 
+        notice = sign_out_notice(revocation)
         self._forget_username()
-        self._show_dialog(sign_out_notice(revocation))
+        # Signing out of one account leaves the others stored: the next one of this server
+        # takes over at once (as `gh auth logout` does), else the dialog.
+        following = accounts.active(self._config)
+        if following is not None and self._controller is not None:
+            self.switch_account(following.server_url, following.username)
+            # Said once the next account is shown (its own status line would cover it).
+            self._switch_notice = f"{notice} Now signed in as {following.username}."
+            return
+        self._show_dialog(notice)
 
     def _on_refreshed(self) -> None:
         main = self._main
@@ -573,13 +677,20 @@ class Application(QObject):
 
 
 def load_stylesheet() -> str:
-    path = resource("style.qss")
-    if path is None:
-        return ""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
+    return assets.read_text(assets.STYLESHEET) or ""
+
+
+def load_icon() -> QIcon | None:
+    """The app's icon from its resources, or None."""
+    found = assets.resource(assets.ICON)
+    if isinstance(found, Path):
+        return QIcon(str(found))  # from the file: Qt draws the SVG at every size asked
+    # Inside a zipped install there is no file to give Qt: the bytes, drawn once.
+    data = assets.read_bytes(assets.ICON)
+    pixmap = QPixmap()
+    if data is None or not pixmap.loadFromData(data, "SVG"):
+        return None
+    return QIcon(pixmap)
 
 
 def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
@@ -592,6 +703,17 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
     qt_app.setDesktopFileName("jwt-desktop")
     qt_app.setQuitOnLastWindowClosed(False)
     qt_app.setStyleSheet(load_stylesheet())
+    from desktop.ui.single_instance import SingleInstance, socket_name
+
+    # First: a second start (with --demo too) only raises the running window; it starts no
+    # demo server, and builds nothing else.
+    instance = SingleInstance(
+        socket_name(config_module.config_path().parent),
+        config_module.state_dir() / "instance.lock",
+    )
+    if not instance.claim():
+        print("jwt-desktop is already running: its window was brought to the front.")  # noqa: T201
+        return 0
     demo_server: DemoServer | None = None
     if demo:
         from desktop.demo import DemoServer
@@ -600,6 +722,8 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
     application = Application(server_url=server_url, demo=demo_server)
     if os.environ.get(config_module.COLOR_SCHEME_ENV):
         application.follow_color_scheme()  # forced: before the first frame, not after it
+    instance.activated.connect(application.raise_window)
+    application.firstFrameShown.connect(instance.listen)
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
     # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -612,4 +736,5 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
         return qt_app.exec()
     finally:
         ticker.stop()
+        instance.close()
         application.shutdown()

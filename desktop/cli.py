@@ -1,8 +1,12 @@
-"""Headless commands on the same core as the GUI: ``login``, ``status``, ``profile``, ``logout``.
+"""Headless commands on the same core as the GUI: ``login``, ``status``, ``profile``, ``logout``,
+``switch``.
 
-``jwt-desktop [--server URL] [--client-id ID] COMMAND`` (``desktop/__main__.py`` hands over to
-:func:`main` whenever a command is given). Errors print one line on stderr and exit non-zero,
-never a traceback. Secrets never reach stdout, stderr or the settings file.
+``jwt-desktop [--server URL] [--client-id ID] [--user NAME] COMMAND`` (``desktop/__main__.py``
+hands over to :func:`main` whenever a command is given). ``--user`` picks the account a command
+acts on among the stored ones (:mod:`desktop.accounts`); without it, the active account.
+Errors print one line on stderr and exit non-zero, never a traceback. Secrets never reach
+stdout, stderr or the settings file.
+
 
 ``login`` signs in with ``--browser`` (authorization code + PKCE on a loopback redirect),
 ``--device`` (RFC 8628: a URL and a code to type on another device) or a username and password.
@@ -24,11 +28,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
+from desktop import accounts
+from desktop.accounts import AccountNotFound
 from desktop.auth import messages
 from desktop.auth.errors import AuthError, SessionEnded
 from desktop.auth.messages import describe, sign_out_line
 from desktop.config import (
     DEFAULT_CLIENT_ID,
+    Account,
     Config,
     config_path,
     load_config,
@@ -45,7 +52,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("login", "status", "profile", "logout")
+COMMANDS = ("login", "status", "profile", "logout", "switch")
 PROG = "jwt-desktop"
 
 EXIT_OK = 0
@@ -74,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"OAuth client id (default: {DEFAULT_CLIENT_ID})",
     )
     common.add_argument(
+        "--user",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="the stored account to act on (default: the active one; see `status`)",
+    )
+    common.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -85,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         description="Sign in to a token server and use the session from the command line.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands"
+    )
     login = commands.add_parser(
         "login",
         parents=[common],
@@ -123,15 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status",
         parents=[common],
-        help="who is signed in where; exit 0 when signed in, 1 when not",
+        help="list the stored accounts; exit 0 when the active one is signed in, 1 when not",
     )
     profile = commands.add_parser(
         "profile", parents=[common], help="show the signed-in person's profile"
     )
     profile.add_argument("--json", action="store_true", help="print the profile as JSON")
     commands.add_parser(
-        "logout", parents=[common], help="sign out: revoke the session and forget it"
+        "logout",
+        parents=[common],
+        help="sign out of one account: revoke its session and forget it (the others stay)",
     )
+    switch = commands.add_parser(
+        "switch", parents=[common], help="make a stored account the active one (no password)"
+    )
+    switch.add_argument("name", metavar="NAME", help="the account's name (see `status`)")
     return parser
 
 
@@ -152,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().addHandler(logging.NullHandler())
     try:
         return _COMMANDS[args.command](args)
-    except AuthError as exc:
+    except (AuthError, AccountNotFound) as exc:
         _error(str(exc))
         return EXIT_FAILURE
     except _Usage as exc:
@@ -190,15 +211,13 @@ def _login(args: argparse.Namespace) -> int:
         grant = _grant(method, args, config, server)
         result = _sign_in(client, grant, remember)
     status = result.status
-    _save(
-        replace(
-            config,
-            server_url=server,
-            client_id=client_id,
-            last_username=status.username if status.remembered else config.last_username,
-            remember=remember,
-        )
-    )
+    config = replace(accounts.select_server(config, server), client_id=client_id, remember=remember)
+    if status.remembered and status.username:
+        config = accounts.use(config, server, status.username)
+    elif status.username:
+        # Not stored: a session stored earlier for this account was revoked by the sign-in.
+        config = accounts.forget(config, server, status.username)
+    _save(config)
     profile = result.profile or {}
     name = profile.get("name") or profile.get("preferred_username") or status.username
     _out(f"Signed in to {server} as {name}.")
@@ -216,37 +235,56 @@ def _login(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     config = load_config()
     server, client_id = _server_and_client(args, config)
-    username = config.last_username
-    if username is None:
+    target = _account(args, config, server)
+    if target is None:
         _out(f"Not signed in to {server}.")
-        return EXIT_FAILURE
+        signed_in = False
+    else:
+        signed_in = _check_session(target, client_id)
+    others = [a for a in accounts.listed(config) if target is None or a.key != target.key]
+    if others:
+        active = accounts.active(config)
+        _out("Accounts:")
+        for account in accounts.listed(config):
+            mark = "*" if active is not None and account.key == active.key else " "
+            checked = " (checked above)" if target is not None and account.key == target.key else ""
+            _out(f"{mark} {accounts.label(account)}{checked}")
+    return EXIT_OK if signed_in else EXIT_FAILURE
+
+
+def _check_session(account: Account, client_id: str) -> bool:
+    """Say whether ``account``'s stored session works; True when it does."""
+    server, username = account.server_url, account.username
     with _client(server, client_id) as client:
         if not client.load_stored(username):
             storage = client.storage_status()
             _out(f"Not signed in to {server} (no stored session for {username}).")
             if not storage.persistent and storage.reason:
                 _out(storage.reason)
-            return EXIT_FAILURE
+            return False
         try:
             # Proves the session works: with the stored access token while it is valid (no
             # refresh), else refreshing it once.
             client.profile()
         except SessionEnded as exc:
             _out(f"Not signed in to {server}: {exc}")
-            return EXIT_FAILURE
+            return False
         status = client.status()
     _out(f"Signed in to {server} as {username}.")
     _out(f"Session stored in the OS keyring ({status.storage.backend}).")
     if status.access_expires_in is not None:
         _out(f"Access token valid for {_duration(status.access_expires_in)}.")
-    return EXIT_OK
+    return True
 
 
 def _profile(args: argparse.Namespace) -> int:
     config = load_config()
     server, client_id = _server_and_client(args, config)
+    target = _account(args, config, server)
+    if target is not None:
+        server = target.server_url
     with _client(server, client_id) as client:
-        if config.last_username is None or not client.load_stored(config.last_username):
+        if target is None or not client.load_stored(target.username):
             _error(f"not signed in to {server}; run `{PROG} login` first")
             return EXIT_FAILURE
         profile = client.profile()
@@ -260,18 +298,24 @@ def _profile(args: argparse.Namespace) -> int:
 def _logout(args: argparse.Namespace) -> int:
     config = load_config()
     server, client_id = _server_and_client(args, config)
-    username = config.last_username
-    if username is None:
+    target = _account(args, config, server)
+    if target is None:
         _out(f"Not signed in to {server}; nothing to do.")
         return EXIT_OK
+    server, username = target.server_url, target.username
     with _client(server, client_id) as client:
         found = client.load_stored(username)
         outcome = client.sign_out() if found else None
-    _save(replace(config, last_username=None))
+    was_active = accounts.active(config) == target
+    config = accounts.forget(config, server, username)
+    _save(config)
     if outcome is None:
         _out(f"No stored session for {username} at {server}; nothing to revoke.")
     else:
         _out(sign_out_line(outcome, username, server))
+    now_active = accounts.active(config)
+    if was_active and now_active is not None:
+        _out(f"The active account is now {accounts.label(now_active)}.")
     return EXIT_OK
 
 
@@ -353,7 +397,22 @@ def _progress(progress: Progress) -> None:
     sys.stdout.flush()
 
 
-_COMMANDS = {"login": _login, "status": _status, "profile": _profile, "logout": _logout}
+def _switch(args: argparse.Namespace) -> int:
+    config = load_config()
+    server = _explicit_server(args)
+    account = accounts.find(config, args.name, server)
+    _save(accounts.use(config, account.server_url, account.username))
+    _out(f"Switched to {accounts.label(account)}.")
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "login": _login,
+    "status": _status,
+    "profile": _profile,
+    "logout": _logout,
+    "switch": _switch,
+}
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -364,6 +423,28 @@ def _server_and_client(args: argparse.Namespace, config: Config) -> tuple[str, s
 
     server = normalize_server_url(getattr(args, "server", None) or config.server_url)
     return server, getattr(args, "client_id", None) or config.client_id
+
+
+def _explicit_server(args: argparse.Namespace) -> str | None:
+    from desktop.auth.transport import normalize_server_url
+
+    server = getattr(args, "server", None)
+    return normalize_server_url(server) if server else None
+
+
+def _account(args: argparse.Namespace, config: Config, server: str) -> Account | None:
+    """The account a command acts on: ``--user`` (on ``--server`` when given, else on any
+    server), else the active one, else (``--server`` naming another server) that server's most
+    recently used one. None when there is none."""
+    explicit = _explicit_server(args)
+    name = getattr(args, "user", None)
+    if name:
+        return accounts.find(config, name, explicit)
+    current = accounts.active(config)
+    if current is not None and current.key[0] == server:
+        return current
+    on_server = accounts.on_server(config, server)
+    return on_server[0] if on_server else None
 
 
 @contextlib.contextmanager

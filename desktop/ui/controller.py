@@ -300,6 +300,45 @@ class SessionController(QObject):
 
         self._submit("restore", lambda client, op: client.restore(username), restored, failure)
 
+    def switch_account(
+        self,
+        username: str,
+        client_factory: Callable[[], AuthClientLike] | None,
+        success: Success[dict[str, Any] | None],
+        failure: FailureHandler,
+    ) -> None:
+        """Restore another account's stored session, like :meth:`restore` (same handlers).
+
+        The current session stays in the keyring when it is stored there; one that is not
+        (the person chose not to stay signed in) could not be come back to, so it is signed
+        out rather than left alive at the server. ``client_factory`` (another server) replaces
+        the core, in the worker, after the requests queued before.
+        """
+
+        def call(client: AuthClientLike, op: _Operation) -> object:
+            status = client.status()
+            if status.signed_in and not status.remembered:
+                client.sign_out()
+            if client_factory is not None:
+                client = self._replace_client(client_factory)
+            return client.restore(username)
+
+        def restored(profile: dict[str, Any] | None) -> None:
+            self._signed_in = profile is not None
+            success(profile)
+
+        self.cancel_sign_in()
+        self._signed_in = False
+        self._submit("restore", call, restored, failure)
+
+    def _replace_client(self, client_factory: Callable[[], AuthClientLike]) -> AuthClientLike:
+        with self._client_lock:
+            old, self._client = self._client, None
+            self._client_factory = client_factory
+        if old is not None:
+            old.close()
+        return self._client_in_worker()
+
     def reload_profile(self, success: Success[Reloaded], failure: FailureHandler) -> None:
         """Fetch the profile again (refreshing the access token first if it is stale)."""
 

@@ -7,7 +7,7 @@ profile widgets (:mod:`desktop.ui.profile_view`) are made when a profile is firs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QSettings, QTimer, Signal
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.accounts import label
 from desktop.ui import formatting
 from desktop.ui.backoff import Backoff
 from desktop.ui.naming import name_widget
@@ -34,6 +35,7 @@ from desktop.ui.plaintext import set_plain_text
 
 if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus
+    from desktop.config import Account
     from desktop.ui.profile_view import ProfileView, SessionPanel
     from desktop.ui.sessions_view import SessionsView
     from desktop.ui.tokens_view import TokensView
@@ -119,6 +121,8 @@ class MainWindow(QMainWindow):
         tokensRequested(): the Tokens view wants the session's tokens inspected.
         sessionsRequested(): the Sessions view wants the server's list of sessions.
         revokeRequested(str): revoke the session with this id (the person confirmed).
+        switchRequested(str, str): Accounts > an account: its server URL and name.
+        addAccountRequested(): Accounts > Add account….
     """
 
     reloadRequested = Signal()
@@ -128,6 +132,8 @@ class MainWindow(QMainWindow):
     tokensRequested = Signal()
     sessionsRequested = Signal()
     revokeRequested = Signal(str)
+    switchRequested = Signal(str, str)
+    addAccountRequested = Signal()
 
     def __init__(
         self,
@@ -213,6 +219,13 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, i=index: self.show_tab(i))
             view_menu.addAction(action)
             self.view_actions.append(action)
+        self.accounts_menu = self.menuBar().addMenu("&Accounts")
+        self.accounts_menu.setObjectName("accountsMenu")
+        self.add_account_action = QAction("&Add account…", self)
+        self.add_account_action.setObjectName("addAccountAction")
+        self.add_account_action.triggered.connect(self.addAccountRequested)
+        self._account_actions: list[QAction] = []
+        self.set_accounts([], None)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.setObjectName("helpMenu")
         help_menu.addAction(self.about_action)
@@ -220,6 +233,33 @@ class MainWindow(QMainWindow):
         overflow = self.menuBar().findChild(QToolButton, "qt_menubar_ext_button")
         if overflow is not None:
             overflow.setAccessibleName("More menus")
+
+    def set_accounts(self, accounts: Sequence[Account], active: Account | None) -> None:
+        """List the stored accounts in the Accounts menu, the active one checked."""
+        menu = self.accounts_menu
+        menu.clear()
+        for action in self._account_actions:
+            action.deleteLater()
+        self._account_actions = []
+        servers = {account.server_url for account in accounts}
+        for account in accounts:
+            # The server only when there is more than one: the usual case stays short.
+            text = account.username if len(servers) == 1 else label(account)
+            action = QAction(text.replace("&", "&&"), self)
+            action.setCheckable(True)
+            action.setChecked(active is not None and account.key == active.key)
+            action.setData(label(account))
+            action.triggered.connect(
+                lambda _=False, a=account: self.switchRequested.emit(a.server_url, a.username)
+            )
+            menu.addAction(action)
+            self._account_actions.append(action)
+        if accounts:
+            menu.addSeparator()
+        menu.addAction(self.add_account_action)
+
+    def account_actions(self) -> list[QAction]:
+        return list(self._account_actions)
 
     def _build_signing_in_page(self) -> QWidget:
         self.signing_in_label = QLabel("Signing in…")

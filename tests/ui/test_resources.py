@@ -55,6 +55,9 @@ def test_the_stylesheet_applies(qtbot: QtBot) -> None:
 def test_the_app_runs_without_its_resources(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(desktop.app, "RESOURCES_DIR", tmp_path)
-    assert desktop.app.resource("jwt-desktop.svg") is None
+    import desktop.assets
+
+    monkeypatch.setattr(desktop.assets, "_root", lambda: tmp_path)
+    assert desktop.assets.resource("jwt-desktop.svg") is None
+    assert desktop.app.load_icon() is None
     assert desktop.app.load_stylesheet() == ""
