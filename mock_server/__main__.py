@@ -106,6 +106,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _grace(text: str) -> float:
+    # 0 (strict rotation) is the one duration allowed to be zero here.
+    if text.strip() in ("0", "0s"):
+        return 0.0
+    return _duration(text)
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -149,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--refresh-ttl", type=_duration, default="3d", help="sign-in (refresh) lifetime (3d)"
+    )
+    parser.add_argument(
+        "--reuse-grace",
+        type=_grace,
+        default="0",
+        metavar="DURATION",
+        help="how long after a refresh its spent token still works once more, for an answer "
+        "that was lost (0: strict, every reuse revokes the sign-in)",
     )
     parser.add_argument(
         "--issuer", type=_issuer, help="issuer URL (default: http://HOST:PORT as bound)"
@@ -271,6 +286,7 @@ def _serve(args: argparse.Namespace) -> int:
         clients=tuple(args.clients or (DEFAULT_CLIENT_ID,)),
         testing_clock=args.testing_clock,
         password_cost=_password_params(args),
+        reuse_grace=args.reuse_grace,
     )
     try:
         app = create_app(settings, users=users)

@@ -368,7 +368,12 @@ class TokenServer:
         # revoked, expired or unknown token answers invalid_grant whatever scope it brings (a
         # replay still revokes its family), and a bad scope leaves a live token unspent.
         result = self.store.rotate(
-            refresh_token_hash(presented), client_id, refresh_token_hash(new_token), now, narrow
+            refresh_token_hash(presented),
+            client_id,
+            refresh_token_hash(new_token),
+            now,
+            narrow,
+            grace=self.settings.reuse_grace,
         )
         if result.outcome is Rotation.INVALID_SCOPE:
             return oauth_error(400, "invalid_scope", "The scope must be within the original grant")
