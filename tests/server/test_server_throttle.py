@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-import mock_server.app
+import mock_server.server
 from mock_server import ScryptParams
 from mock_server.passwords import parse_hash
 from mock_server.throttle import FailureLimiter
@@ -92,13 +92,13 @@ def test_an_unknown_user_costs_one_full_hash_check(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checked: list[ScryptParams] = []
-    real = mock_server.app.verify_password
+    real = mock_server.server.verify_password
 
     def spy(password: str, encoded: str) -> bool:
         checked.append(parse_hash(encoded)[0])
         return real(password, encoded)
 
-    monkeypatch.setattr(mock_server.app, "verify_password", spy)
+    monkeypatch.setattr(mock_server.server, "verify_password", spy)
     with app_client(clock) as client:
         password_grant(client, "alice", "wrong")
         password_grant(client, "nobody", "wrong")
@@ -127,7 +127,7 @@ def test_concurrent_wrong_passwords_cannot_pass_the_limit(
     entered = 0
     changed = threading.Condition()
     release = threading.Event()
-    real = mock_server.app.verify_password
+    real = mock_server.server.verify_password
 
     def held_check(password: str, encoded: str) -> bool:
         nonlocal entered
@@ -140,7 +140,7 @@ def test_concurrent_wrong_passwords_cannot_pass_the_limit(
             assert release.wait(30)
         return real(password, encoded)
 
-    monkeypatch.setattr(mock_server.app, "verify_password", held_check)
+    monkeypatch.setattr(mock_server.server, "verify_password", held_check)
     with app_client(clock) as client, ThreadPoolExecutor(limit) as pool:
         guesses = [pool.submit(password_grant, client, "alice", f"wrong{i}") for i in range(limit)]
         try:

@@ -1,0 +1,198 @@
+"""ASGI plumbing of the token server: body limit, form parsing, error responses and handlers.
+
+The protocol (server.py) raises ``OAuthError``; this module turns it, and every other failure
+FastAPI or Starlette can raise, into a JSON error answer. Nothing here knows OAuth grants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .server import OAuthError
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FORM_TYPE = "application/x-www-form-urlencoded"
+_MAX_FORM_FIELDS = 32
+
+
+def error_response(
+    status: int, error: str, description: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """RFC 6749 §5.2 error body; never cached, never echoing what the client sent."""
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={**(headers or {}), **NO_STORE},
+    )
+
+
+def oauth_error_response(error: OAuthError) -> JSONResponse:
+    return error_response(error.status, error.error, error.description, error.headers)
+
+
+class FormError(Exception):
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413, whether announced (Content-Length) or not."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit():
+                    await self._refuse(send, 400, "The Content-Length header is malformed")
+                    return
+                if int(value) > self.max_bytes:
+                    await self._refuse(send)
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(
+        self, send: Send, status: int = 413, description: str = "The request body is too large"
+    ) -> None:
+        response = error_response(status, "invalid_request", description)
+        await response({"type": "http"}, _empty_receive, send)
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body as a dict; each parameter at most once."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise FormError(f"The request body must be {FORM_TYPE}")
+    body = await request.body()
+    try:
+        pairs = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=_MAX_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise FormError("The request body is not a valid UTF-8 form") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            # RFC 6749 §3.2: parameters must not be included more than once.
+            raise FormError(f"The parameter {name[:40]!r} is repeated")
+        form[name] = value
+    return form
+
+
+def refuse_client_credentials(request: Request) -> None:
+    """Our clients are public (auth method "none"): HTTP Basic client credentials are an error,
+    answered as RFC 6749 §5.2 says for a client that tried the Authorization header."""
+    scheme = request.headers.get("authorization", "").strip().partition(" ")[0]
+    if scheme.lower() == "basic":
+        raise OAuthError(
+            401,
+            "invalid_client",
+            "Clients of this server are public: send client_id in the body, without credentials",
+            {"WWW-Authenticate": 'Basic realm="jwt-mock-server"'},
+        )
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def form_openapi(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """OpenAPI for a route that reads its form itself (read_form), not through FastAPI."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                FORM_TYPE: {
+                    "schema": {"type": "object", "properties": properties, "required": required}
+                }
+            },
+        }
+    }
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every failure becomes a JSON error answer: never FastAPI's defaults, never a traceback."""
+
+    @app.exception_handler(OAuthError)
+    async def oauth_error(_: Request, error: OAuthError) -> Response:
+        return oauth_error_response(error)
+
+    @app.exception_handler(FormError)
+    async def form_error(_: Request, error: FormError) -> Response:
+        return error_response(400, "invalid_request", error.description)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_: Request, __: ClientDisconnect) -> Response:
+        # The client hung up mid-body: nobody is left to answer, and nothing went wrong here.
+        # Handled, so it is neither a 500 nor a logged traceback; uvicorn drops the answer.
+        return error_response(400, "invalid_request", "The connection closed before the body ended")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> Response:
+        # FastAPI's default echoes the input back; it could be a password.
+        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in error.errors())
+        return error_response(400, "invalid_request", f"The request is malformed ({where})")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            error.status_code,
+            codes.get(error.status_code, "invalid_request"),
+            str(error.detail),
+            error.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, __: Exception) -> Response:
+        return error_response(500, "server_error", "The server hit an unexpected error")
