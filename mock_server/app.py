@@ -92,7 +92,7 @@ def create_app(
         users = (
             load_users(settings.users_file)
             if settings.users_file is not None
-            else demo_users(settings.password_cost)
+            else demo_users()
         )
     server = TokenServer(settings, adjustable, store or SqliteStore(settings.db_path), users)
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .keys import SigningKeys
-from .passwords import User, dummy_hash, verify_password
+from .passwords import SCOPE_CLAIMS, User, dummy_hash_for, verify_password
 from .settings import Settings
 from .store import Family, Rotation, Store
 from .throttle import FailureLimiter
@@ -30,19 +30,6 @@ from .tokens import (
 SCOPES = ("openid", "profile", "email", "groups")
 DEFAULT_SCOPE = " ".join(SCOPES)
 ADMIN_GROUP = "admin"
-_SCOPE_CLAIMS = {
-    "profile": (
-        "preferred_username",
-        "name",
-        "given_name",
-        "family_name",
-        "locale",
-        "zoneinfo",
-        "updated_at",
-    ),
-    "email": ("email", "email_verified"),
-    "groups": ("groups",),
-}
 
 
 class OAuthError(Exception):
@@ -119,7 +106,7 @@ class TokenServer:
         self.keys = SigningKeys(store, clock)
         self.keys.ensure_key()
         self.verifier = AccessTokenVerifier(self.keys, settings)
-        self._dummy_hash = dummy_hash(settings.password_cost)
+        self._dummy_hash = dummy_hash_for(self.users.values(), settings.password_cost)
         self.user_limiter = FailureLimiter(
             clock, settings.max_failures_per_user, settings.failure_window
         )
@@ -334,12 +321,7 @@ class TokenServer:
         return Caller(claims, family, user)
 
     def userinfo(self, caller: Caller) -> dict[str, Any]:
-        profile = caller.user.profile()
-        scopes = str(caller.claims["scope"]).split()
-        allowed = {"sub"}
-        for scope in scopes:
-            allowed.update(_SCOPE_CLAIMS.get(scope, ()))
-        return {k: v for k, v in profile.items() if k in allowed}
+        return caller.user.released(str(caller.claims["scope"]).split())
 
     def sessions(self, caller: Caller) -> dict[str, Any]:
         """The active sessions; ``caller`` passed ``require_admin`` (the route's dependency)."""
@@ -398,8 +380,8 @@ class TokenServer:
                 "aud",
                 "exp",
                 "iat",
-                *_SCOPE_CLAIMS["profile"],
-                *_SCOPE_CLAIMS["email"],
-                *_SCOPE_CLAIMS["groups"],
+                *SCOPE_CLAIMS["profile"],
+                *SCOPE_CLAIMS["email"],
+                *SCOPE_CLAIMS["groups"],
             ],
         }
