@@ -89,11 +89,7 @@ def create_app(
     """The server for ``settings``. ``clock`` is wall-clock time (JWT ``exp``/``iat``)."""
     adjustable = AdjustableClock(clock)
     if users is None:
-        users = (
-            load_users(settings.users_file)
-            if settings.users_file is not None
-            else demo_users()
-        )
+        users = load_users(settings.users_file) if settings.users_file is not None else demo_users()
     server = TokenServer(settings, adjustable, store or SqliteStore(settings.db_path), users)
 
     @asynccontextmanager

@@ -165,8 +165,11 @@ _CLAIM_SCOPE = {claim: scope for scope, claims in SCOPE_CLAIMS.items() for claim
 # Claims a users file cannot set: the token's own (RFC 7519, RFC 9068, OIDC Core §2) and those
 # the server derives from the entry itself.
 RESERVED_CLAIMS = frozenset(
-    "sub iss aud exp nbf iat jti auth_time nonce acr amr azp at_hash c_hash sid scope "
-    "client_id cnf typ groups preferred_username".split()
+    {
+        *("sub", "iss", "aud", "exp", "nbf", "iat", "jti", "auth_time", "nonce", "acr", "amr"),
+        *("azp", "at_hash", "c_hash", "sid", "scope", "client_id", "cnf", "typ", "groups"),
+        "preferred_username",
+    }
 )
 
 

@@ -112,6 +112,7 @@ class Store(Protocol):
         new_hash: str,
         now: float,
         narrow: Callable[[str], str | None] | None = None,
+        *,
         grace: float = 0.0,
     ) -> RotationResult: ...
     def find_by_token(self, token_hash: str) -> Family | None: ...
@@ -294,6 +295,7 @@ class SqliteStore:
         new_hash: str,
         now: float,
         narrow: Callable[[str], str | None] | None = None,
+        *,
         grace: float = 0.0,
     ) -> RotationResult:
         """Spend the token and store ``new_hash`` in its family, all or nothing.

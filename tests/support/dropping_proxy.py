@@ -179,9 +179,7 @@ def _read_request(conn: socket.socket, upstream_host: str) -> tuple[ProxiedReque
     kept = [(n, v) for n, v in headers if n.lower() not in ("host", "connection")]
     sent_headers = [("Host", upstream_host), *kept, ("Connection", "close")]
     raw = (
-        f"{method} {path} HTTP/1.1\r\n"
-        + "".join(f"{n}: {v}\r\n" for n, v in sent_headers)
-        + "\r\n"
+        f"{method} {path} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in sent_headers) + "\r\n"
     ).encode("latin-1") + body[:length]
     return ProxiedRequest(method, path, headers, body[:length]), raw
 
