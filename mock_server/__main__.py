@@ -7,6 +7,7 @@ import copy
 import getpass
 import json
 import logging
+import re
 import socket
 import sqlite3
 import sys
@@ -108,7 +109,7 @@ def _duration(text: str) -> float:
 
 def _grace(text: str) -> float:
     # 0 (strict rotation) is the one duration allowed to be zero here.
-    if text.strip() in ("0", "0s"):
+    if re.fullmatch(r"\s*0+(\.0*)?\s*[smhd]?\s*", text.lower()):
         return 0.0
     return _duration(text)
 

@@ -199,4 +199,11 @@ def create_app(
             adjustable.advance(seconds)
             return JSONResponse({"now": adjustable()})
 
+        @app.post("/_testing/revoke-all", include_in_schema=False)
+        def revoke_all() -> JSONResponse:
+            # mock_server.testing's revoke_all(): every sign-in ends, as if all were revoked.
+            return JSONResponse(
+                {"revoked": server.store.revoke_all(adjustable(), "revoked by a test")}
+            )
+
     return app

@@ -119,6 +119,7 @@ class Store(Protocol):
     def family(self, family_id: str) -> Family | None: ...
     def revoke_family(self, family_id: str, now: float, reason: str) -> bool: ...
     def active_families(self, now: float) -> list[Family]: ...
+    def revoke_all(self, now: float, reason: str) -> int: ...
 
 
 _SELECT_FAMILY = (
@@ -386,6 +387,14 @@ class SqliteStore:
                 (now, reason, family_id),
             ).rowcount
             return changed == 1
+
+    def revoke_all(self, now: float, reason: str) -> int:
+        """Revoke every family not revoked yet; how many were."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE families SET revoked_at = ?, revoked_reason = ? WHERE revoked_at IS NULL",
+                (now, reason),
+            ).rowcount
 
     def active_families(self, now: float) -> list[Family]:
         rows = self._read(_ACTIVE_FAMILIES, (now,))
