@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -107,17 +107,23 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    @app.get("/healthz", tags=["meta"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    # These answer with a JSONResponse, not a dict: FastAPI then builds no response model (a
+    # tenth of start-up, importing pydantic.v1 for the check) and validates nothing per request.
+    # Discovery runs on the event loop, its document encoded once (it depends on settings only);
+    # a fresh Response each time, as middleware may add headers to an answer.
+    metadata = JSONResponse(server.discovery()).body
 
-    @app.get("/.well-known/openid-configuration", tags=["discovery"])
-    def openid_configuration() -> dict[str, Any]:
-        return server.discovery()
+    @app.get("/healthz", tags=["meta"], response_class=JSONResponse)
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
 
-    @app.get("/.well-known/jwks.json", tags=["discovery"])
-    def jwks() -> dict[str, Any]:
-        return server.keys.jwks()
+    @app.get("/.well-known/openid-configuration", tags=["discovery"], response_class=JSONResponse)
+    async def openid_configuration() -> Response:
+        return Response(metadata, media_type="application/json")
+
+    @app.get("/.well-known/jwks.json", tags=["discovery"], response_class=JSONResponse)
+    def jwks() -> Response:
+        return JSONResponse(server.keys.jwks())
 
     # Sync routes: FastAPI runs them on a worker thread, so the slow password hash never
     # blocks the event loop.

@@ -104,7 +104,7 @@ class TokenServer:
         self.store = store
         self.users = dict(users)
         self.keys = SigningKeys(store, clock)
-        self.keys.ensure_key()
+        # No key is made here: SigningKeys makes or loads it on first use, after start-up.
         self.verifier = AccessTokenVerifier(self.keys, settings)
         self._dummy_hash = dummy_hash_for(self.users.values(), settings.password_cost)
         self.user_limiter = FailureLimiter(
