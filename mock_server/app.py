@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -18,19 +19,36 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
 
+from . import pages
 from .fastlane import Endpoint, FastLane
 from .http import (
+    CSRF_FIELD,
     NO_STORE,
     BodyLimitMiddleware,
+    FormError,
+    check_csrf,
     client_address,
+    csrf_token,
     error_response,
     form_openapi,
     install_error_handlers,
+    page_response,
     read_form,
+    read_query,
+    redirect_response,
     refuse_client_credentials,
+    set_csrf_cookie,
 )
 from .passwords import User, demo_users, load_users
-from .server import AdjustableClock, Caller, TokenServer
+from .server import (
+    GRANT_TYPES,
+    AdjustableClock,
+    AuthorizationRedirect,
+    AuthorizationRequest,
+    Caller,
+    OAuthError,
+    TokenServer,
+)
 from .settings import Settings
 from .store import SqliteStore, Store
 
@@ -81,6 +99,124 @@ ClientAddressDep = Annotated[str, Depends(client_address)]
 _STRING = {"type": "string"}
 
 
+def _error_page(error: OAuthError | FormError) -> Response:
+    """An error the person sees instead of a redirect: the request was not safe to send back."""
+    status = error.status if isinstance(error, OAuthError) else 400
+    headers = error.headers if isinstance(error, OAuthError) else None
+    body = pages.message_page("Sign-in error", error.description)
+    return page_response(body, status, headers)
+
+
+def _form_page(body: str, csrf: str, error: OAuthError | None) -> Response:
+    """A page with a form: shown again with the error's status (and Retry-After) on a refusal,
+    always with the CSRF cookie its hidden field must match."""
+    status, headers = (error.status, error.headers) if error else (200, None)
+    return set_csrf_cookie(page_response(body, status, headers), csrf)
+
+
+def _sign_in_page(
+    request: AuthorizationRequest,
+    csrf: str,
+    *,
+    username: str = "",
+    error: OAuthError | None = None,
+) -> Response:
+    redirect = urlsplit(request.redirect_uri)
+    body = pages.sign_in_page(
+        client_id=request.client_id,
+        scope=request.scope,
+        hidden={**request.parameters, CSRF_FIELD: csrf},
+        redirect_origin=f"{redirect.scheme}://{redirect.netloc}",
+        username=username,
+        message=error.description if error else None,
+    )
+    return _form_page(body, csrf, error)
+
+
+def _device_page(
+    csrf: str, *, user_code: str = "", username: str = "", error: OAuthError | None = None
+) -> Response:
+    body = pages.device_page(
+        hidden={CSRF_FIELD: csrf},
+        user_code=user_code[:32],
+        username=username[:200],
+        message=error.description if error else None,
+    )
+    return _form_page(body, csrf, error)
+
+
+def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
+    """The pages a person sees: browser sign-in (/authorize) and device verification (/device).
+    They answer in HTML; an error found before the redirect URI is known to be the client's is
+    a page, never a redirect."""
+
+    @app.get("/authorize", tags=["oauth"], summary="Authorization endpoint: the sign-in page")
+    def authorize_page(request: Request) -> Response:
+        try:
+            authorization = server.authorization_request(read_query(request))
+        except AuthorizationRedirect as refused:
+            return redirect_response(refused.location)
+        except (OAuthError, FormError) as error:
+            return _error_page(error)
+        return _sign_in_page(authorization, csrf_token(request))
+
+    @app.post("/authorize", include_in_schema=False)
+    def authorize_submit(request: Request, form: FormDep, address: ClientAddressDep) -> Response:
+        try:
+            csrf = check_csrf(request, form)
+            authorization = server.authorization_request(form)
+        except AuthorizationRedirect as refused:
+            return redirect_response(refused.location)
+        except OAuthError as error:
+            return _error_page(error)
+        decision = form.get("decision")
+        if decision == "deny":
+            return redirect_response(server.deny(authorization))
+        username = form.get("username", "")
+        try:
+            if decision != "allow":
+                raise OAuthError(400, "invalid_request", "Choose Allow or Deny")
+            location = server.authorize(authorization, username, form.get("password", ""), address)
+        except OAuthError as error:
+            return _sign_in_page(authorization, csrf, username=username, error=error)
+        return redirect_response(location)
+
+    @app.get("/device", tags=["oauth"], summary="Device verification page")
+    def device_page(request: Request) -> Response:
+        try:
+            query = read_query(request)
+        except FormError as error:
+            return _error_page(error)
+        return _device_page(csrf_token(request), user_code=query.get("user_code", ""))
+
+    @app.post("/device", include_in_schema=False)
+    def device_submit(request: Request, form: FormDep, address: ClientAddressDep) -> Response:
+        try:
+            csrf = check_csrf(request, form)
+        except OAuthError as error:
+            return _error_page(error)
+        typed, username = form.get("user_code", ""), form.get("username", "")
+        decision = form.get("decision")
+        try:
+            if decision not in ("allow", "deny"):
+                raise OAuthError(400, "invalid_request", "Choose Allow or Deny")
+            device = server.pending_device(typed, address)
+            server.decide_device(
+                device, decision == "allow", username, form.get("password", ""), address
+            )
+        except OAuthError as error:
+            return _device_page(csrf, user_code=typed, username=username, error=error)
+        if decision == "deny":
+            return page_response(
+                pages.message_page("Request denied", "The device was not signed in.")
+            )
+        return page_response(
+            pages.message_page(
+                "Device signed in", "You can close this page and return to your device."
+            )
+        )
+
+
 def create_app(
     settings: Settings,
     clock: Callable[[], float] = time.time,
@@ -127,6 +263,13 @@ def create_app(
     async def openid_configuration() -> Response:
         return Response(metadata, media_type="application/json")
 
+    # RFC 8414: the same document, where OAuth clients (not only OIDC ones) look.
+    @app.get(
+        "/.well-known/oauth-authorization-server", tags=["discovery"], response_class=JSONResponse
+    )
+    async def authorization_server_metadata() -> Response:
+        return Response(metadata, media_type="application/json")
+
     @app.get("/.well-known/jwks.json", tags=["discovery"], response_class=JSONResponse)
     def jwks() -> Response:
         return JSONResponse(server.keys.jwks())
@@ -136,14 +279,18 @@ def create_app(
     @app.post(
         "/token",
         tags=["oauth"],
-        summary="Token endpoint (RFC 6749): password and refresh_token grants",
+        summary="Token endpoint (RFC 6749): password, refresh, code and device grants",
         openapi_extra=form_openapi(
             {
-                "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+                "grant_type": {"type": "string", "enum": list(GRANT_TYPES)},
                 "client_id": _STRING,
                 "username": _STRING,
                 "password": {"type": "string", "format": "password"},
                 "refresh_token": _STRING,
+                "code": _STRING,
+                "redirect_uri": _STRING,
+                "code_verifier": _STRING,
+                "device_code": _STRING,
                 "scope": _STRING,
             },
             ["grant_type", "client_id"],
@@ -159,6 +306,18 @@ def create_app(
             # loop than the hop to a worker thread (the GIL serialises both anyway).
             return token(form, client_address(request))
         return await run_in_threadpool(token, form, client_address(request))
+
+    # Device sign-in (RFC 8628); its page is with the sign-in pages.
+    @app.post(
+        "/device_authorization",
+        tags=["oauth"],
+        summary="Device authorization endpoint (RFC 8628): a user code for the person",
+        openapi_extra=form_openapi({"client_id": _STRING, "scope": _STRING}, ["client_id"]),
+    )
+    def device_authorization(form: ClientFormDep) -> JSONResponse:
+        return JSONResponse(server.device_authorization(form), headers=NO_STORE)
+
+    _add_sign_in_pages(app, server)
 
     @app.post(
         "/revoke",

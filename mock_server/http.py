@@ -6,17 +6,21 @@ FastAPI or Starlette can raise, into a JSON error answer. Nothing here knows OAu
 
 from __future__ import annotations
 
+import hmac
+import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .pages import CONTENT_SECURITY_POLICY
 from .server import OAuthError
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -108,10 +112,18 @@ async def read_form(request: Request) -> dict[str, str]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM_TYPE:
         raise FormError(f"The request body must be {FORM_TYPE}")
-    body = await request.body()
+    return _parameters(await request.body(), "request body")
+
+
+def read_query(request: Request) -> dict[str, str]:
+    """The query string as a dict, by the same rules as a form (RFC 6749 §3.1)."""
+    return _parameters(request.scope.get("query_string", b""), "query")
+
+
+def _parameters(encoded: bytes, what: str) -> dict[str, str]:
     try:
         pairs = parse_qsl(
-            body.decode("ascii"),
+            encoded.decode("ascii"),
             keep_blank_values=True,
             strict_parsing=False,
             encoding="utf-8",
@@ -119,7 +131,7 @@ async def read_form(request: Request) -> dict[str, str]:
             max_num_fields=_MAX_FORM_FIELDS,
         )
     except (UnicodeDecodeError, ValueError):
-        raise FormError("The request body is not a valid UTF-8 form") from None
+        raise FormError(f"The {what} is not a valid UTF-8 form") from None
     form: dict[str, str] = {}
     for name, value in pairs:
         if name in form:
@@ -140,6 +152,60 @@ def refuse_client_credentials(request: Request) -> None:
             "Clients of this server are public: send client_id in the body, without credentials",
             {"WWW-Authenticate": 'Basic realm="jwt-mock-server"'},
         )
+
+
+# Pages: no framing (clickjacking of Allow), no scripts, nothing cached, and no referrer to
+# another origin (the authorization URL carries state and challenge). "same-origin", not
+# "no-referrer": under no-referrer a browser sends the form's POST with `Origin: null`, which
+# an Origin check must refuse.
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    **NO_STORE,
+}
+CSRF_COOKIE = "jwt_mock_csrf"
+CSRF_FIELD = "csrf_token"
+_CSRF_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def page_response(
+    body: str, status: int = 200, headers: Mapping[str, str] | None = None
+) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers={**(headers or {}), **PAGE_HEADERS})
+
+
+def redirect_response(location: str) -> RedirectResponse:
+    # 303: the browser follows a POST's answer with a GET.
+    return RedirectResponse(location, status_code=303, headers=PAGE_HEADERS)
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token of this browser: its cookie's when it has one (so two open sign-in tabs
+    both stay valid), else a new one. Set it with ``set_csrf_cookie``."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    return token if _CSRF_TOKEN.match(token) else secrets.token_urlsafe(32)
+
+
+def set_csrf_cookie(response: Response, token: str) -> Response:
+    # Double submit: a page of another site can make the browser post here, with the cookie,
+    # but cannot read it to put the same value in the form. SameSite=Strict keeps it home.
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", path="/")
+    return response
+
+
+def check_csrf(request: Request, form: Mapping[str, str]) -> str:
+    """The form's CSRF token when it matches the cookie, else an OAuthError for the page."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = form.get(CSRF_FIELD, "")
+    if not _CSRF_TOKEN.match(cookie) or not hmac.compare_digest(cookie, sent):
+        raise OAuthError(
+            400,
+            "invalid_request",
+            "This form has expired or did not come from this server. Open the page again.",
+        )
+    return sent
 
 
 def client_address(request: Request) -> str:

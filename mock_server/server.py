@@ -13,22 +13,49 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
+from .authorization import (
+    AUTHORIZATION_PARAMETERS,
+    MAX_ECHOED_LENGTH,
+    S256_CHALLENGE,
+    USER_CODE_ALPHABET,
+    USER_CODE_LENGTH,
+    format_user_code,
+    loopback_redirect_problem,
+    normalize_user_code,
+    pkce_matches,
+    with_query,
+)
 from .keys import SigningKeys
 from .passwords import SCOPE_CLAIMS, User, dummy_hash_for, verify_password
 from .settings import Settings
-from .store import Family, Rotation, Store
+from .store import (
+    AuthorizationCode,
+    DeviceCode,
+    Family,
+    Poll,
+    Redemption,
+    Rotation,
+    Store,
+)
 from .throttle import FailureLimiter
 from .tokens import (
     AccessTokenVerifier,
     InvalidToken,
     issue_access_token,
+    issue_id_token,
     new_refresh_token,
     refresh_token_hash,
 )
 
-SCOPES = ("openid", "profile", "email", "groups")
-DEFAULT_SCOPE = " ".join(SCOPES)
+OFFLINE_ACCESS = "offline_access"
+SCOPES = ("openid", "profile", "email", "groups", OFFLINE_ACCESS)
+# What a request that names no scope gets; offline_access only when asked for.
+DEFAULT_SCOPE = "openid profile email groups"
+GRANTABLE_SCOPE = " ".join(SCOPES)
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+GRANT_TYPES = ("password", "refresh_token", "authorization_code", DEVICE_CODE_GRANT)
 ADMIN_GROUP = "admin"
 
 
@@ -74,6 +101,37 @@ class AdjustableClock:
             self._offset += seconds
 
 
+class AuthorizationRedirect(OAuthError):
+    """An authorization error answered on the client's redirect URI (RFC 6749 §4.1.2.1), once
+    that URI is known to be safe: ``location`` carries error, state and iss."""
+
+    def __init__(self, location: str, error: str, description: str) -> None:
+        super().__init__(303, error, description)
+        self.location = location
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A checked authorization request (RFC 6749 §4.1.1 with PKCE and OIDC's nonce/prompt)."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str  # what will be granted: offline_access only with prompt=consent
+    state: str | None
+    code_challenge: str
+    nonce: str | None
+    offline: bool
+    parameters: Mapping[str, str]  # as sent, for the sign-in form's hidden fields
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """A person's sign-in, for the ID token: when, and the nonce of the request if any."""
+
+    auth_time: float
+    nonce: str | None = None
+
+
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
@@ -113,6 +171,9 @@ class TokenServer:
         self.address_limiter = FailureLimiter(
             clock, settings.max_failures_per_address, settings.failure_window
         )
+        self.user_code_limiter = FailureLimiter(
+            clock, settings.max_user_code_failures, settings.failure_window
+        )
 
     # /token
 
@@ -126,10 +187,14 @@ class TokenServer:
             return self._password_grant(form, client_id, client_address)
         if grant_type == "refresh_token":
             return self._refresh_grant(form, client_id)
+        if grant_type == "authorization_code":
+            return self._code_grant(form, client_id)
+        if grant_type == DEVICE_CODE_GRANT:
+            return self._device_grant(form, client_id)
         raise OAuthError(
             400,
             "unsupported_grant_type",
-            "Only the password and refresh_token grants are supported",
+            "The supported grant types are: " + ", ".join(GRANT_TYPES),
         )
 
     def _client(self, client_id: str | None) -> str:
@@ -160,15 +225,24 @@ class TokenServer:
             raise OAuthError(
                 400, "invalid_request", "The username and password parameters are required"
             )
-        scope = self._scope(form.get("scope"), DEFAULT_SCOPE)
-        if scope is None:
-            raise OAuthError(400, "invalid_scope", f"The scope must be made of: {DEFAULT_SCOPE}")
+        scope = self._requested_scope(form.get("scope"))
         user = self.check_password(username, password, client_address)
         now = self.clock()
         refresh_token = new_refresh_token()
-        family = Family(
+        family = self._new_family(user.username, client_id, scope, now)
+        self.store.create_family(family, refresh_token_hash(refresh_token))
+        return self._token_response(user, family, scope, refresh_token, now, sign_in=SignIn(now))
+
+    def _requested_scope(self, requested: str | None) -> str:
+        scope = self._scope(requested if requested is not None else DEFAULT_SCOPE, GRANTABLE_SCOPE)
+        if scope is None:
+            raise OAuthError(400, "invalid_scope", f"The scope must be made of: {GRANTABLE_SCOPE}")
+        return scope
+
+    def _new_family(self, username: str, client_id: str, scope: str, now: float) -> Family:
+        return Family(
             id=secrets.token_urlsafe(16),
-            username=user.username,
+            username=username,
             client_id=client_id,
             scope=scope,
             created_at=now,
@@ -177,8 +251,6 @@ class TokenServer:
             revoked_at=None,
             revoked_reason=None,
         )
-        self.store.create_family(family, refresh_token_hash(refresh_token))
-        return self._token_response(user, family, scope, refresh_token, now)
 
     def check_password(self, username: str, password: str, client_address: str) -> User:
         """The user these credentials name, or an OAuthError: ``invalid_grant`` with one answer
@@ -221,18 +293,41 @@ class TokenServer:
         return user
 
     def _token_response(
-        self, user: User, family: Family, scope: str, refresh_token: str, now: float
+        self,
+        user: User,
+        family: Family,
+        scope: str,
+        refresh_token: str | None,
+        now: float,
+        *,
+        sign_in: SignIn | None = None,
     ) -> dict[str, Any]:
+        """The token response; with an ID token when a person just signed in with ``openid``
+        (a refresh is not a sign-in: OIDC Core §12.2 makes its ID token optional)."""
         access = issue_access_token(
             self.keys, self.settings, user=user, family=family, scope=scope, now=now
         )
-        return {
+        response: dict[str, Any] = {
             "access_token": access.token,
             "token_type": "Bearer",
             "expires_in": access.expires_in,
-            "refresh_token": refresh_token,
-            "scope": scope,
         }
+        if refresh_token is not None:
+            response["refresh_token"] = refresh_token
+        response["scope"] = scope
+        if sign_in is not None and "openid" in scope.split():
+            response["id_token"] = issue_id_token(
+                self.keys,
+                self.settings,
+                user=user,
+                client_id=family.client_id,
+                now=now,
+                auth_time=sign_in.auth_time,
+                nonce=sign_in.nonce,
+                access_token=access.token,
+                profile=self._profile(user, scope),
+            )
+        return response
 
     def _refresh_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
         presented = form.get("refresh_token")
@@ -273,6 +368,268 @@ class TokenServer:
             self.store.revoke_family(family.id, now, "user removed")
             raise OAuthError(400, "invalid_grant", "The user no longer exists")
         return self._token_response(user, family, result.scope or family.scope, new_token, now)
+
+    # Browser sign-in: the authorization endpoint (RFC 6749 §4.1, PKCE RFC 7636, RFC 9207)
+
+    def authorization_request(self, parameters: Mapping[str, str]) -> AuthorizationRequest:
+        """Check an authorization request. Until the client and its redirect URI are known to
+        be good the error is an OAuthError for the person (no redirect to an unchecked URI);
+        after that, an AuthorizationRedirect back to the client."""
+        client_id = self._client(parameters.get("client_id"))
+        redirect_uri = parameters.get("redirect_uri")
+        problem = loopback_redirect_problem(redirect_uri)
+        if problem is not None or redirect_uri is None:
+            raise OAuthError(400, "invalid_request", problem or "")
+        state = parameters.get("state")
+        if state is not None and len(state) > MAX_ECHOED_LENGTH:
+            raise OAuthError(400, "invalid_request", "The state parameter is too long")
+
+        def refuse(error: str, description: str) -> AuthorizationRedirect:
+            location = self._redirect(
+                redirect_uri, {"error": error, "error_description": description, "state": state}
+            )
+            return AuthorizationRedirect(location, error, description)
+
+        response_type = parameters.get("response_type")
+        if not response_type:
+            raise refuse("invalid_request", "The response_type parameter is required")
+        if response_type != "code":
+            raise refuse("unsupported_response_type", "Only response_type=code is supported")
+        if parameters.get("response_mode", "query") != "query":
+            raise refuse("invalid_request", "Only response_mode=query is supported")
+        challenge = parameters.get("code_challenge")
+        if not challenge:
+            raise refuse("invalid_request", "PKCE is required: send a code_challenge (S256)")
+        # A missing method means "plain" (RFC 7636 §4.3), which is refused like a named one.
+        if parameters.get("code_challenge_method") != "S256":
+            raise refuse("invalid_request", "The code_challenge_method must be S256")
+        if not S256_CHALLENGE.match(challenge):
+            raise refuse("invalid_request", "The code_challenge is not an S256 challenge")
+        requested = self._scope(parameters.get("scope", DEFAULT_SCOPE), GRANTABLE_SCOPE)
+        if requested is None:
+            raise refuse("invalid_scope", f"The scope must be made of: {GRANTABLE_SCOPE}")
+        nonce = parameters.get("nonce")
+        if nonce is not None and len(nonce) > MAX_ECHOED_LENGTH:
+            raise refuse("invalid_request", "The nonce parameter is too long")
+        prompts = parameters.get("prompt", "").split()
+        if "none" in prompts:
+            # Every sign-in here asks the person: there is no session to answer silently with.
+            raise refuse("login_required", "The person must sign in")
+        # OIDC Core §11: offline_access only with prompt=consent; otherwise it is ignored
+        # (node-oidc-provider does the same), and no refresh token is issued.
+        offline = OFFLINE_ACCESS in requested.split() and "consent" in prompts
+        scope = " ".join(s for s in requested.split() if s != OFFLINE_ACCESS or offline)
+        if not scope:
+            raise refuse("invalid_scope", "offline_access alone needs prompt=consent")
+        return AuthorizationRequest(
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            state=state,
+            code_challenge=challenge,
+            nonce=nonce,
+            offline=offline,
+            parameters={k: v for k, v in parameters.items() if k in AUTHORIZATION_PARAMETERS},
+        )
+
+    def _redirect(self, redirect_uri: str, parameters: Mapping[str, str | None]) -> str:
+        # RFC 9207: iss on every authorization response, so a client can tell servers apart.
+        return with_query(redirect_uri, {**parameters, "iss": self.settings.issuer})
+
+    def authorize(
+        self, request: AuthorizationRequest, username: str, password: str, client_address: str
+    ) -> str:
+        """The person signed in and allowed: the redirect location with a fresh code."""
+        user = self._page_sign_in(username, password, client_address)
+        now = self.clock()
+        code = secrets.token_urlsafe(32)
+        self.store.add_code(
+            refresh_token_hash(code),
+            AuthorizationCode(
+                client_id=request.client_id,
+                redirect_uri=request.redirect_uri,
+                code_challenge=request.code_challenge,
+                username=user.username,
+                scope=request.scope,
+                nonce=request.nonce,
+                auth_time=now,
+                offline=request.offline,
+                expires_at=now + self.settings.code_ttl,
+            ),
+            now,
+        )
+        return self._redirect(request.redirect_uri, {"code": code, "state": request.state})
+
+    def _page_sign_in(self, username: str, password: str, client_address: str) -> User:
+        if not username or not password:
+            raise OAuthError(400, "invalid_request", "Enter your username and password")
+        return self.check_password(username, password, client_address)
+
+    def deny(self, request: AuthorizationRequest) -> str:
+        """The person pressed Deny: the redirect location with access_denied."""
+        return self._redirect(
+            request.redirect_uri,
+            {
+                "error": "access_denied",
+                "error_description": "The person denied the request",
+                "state": request.state,
+            },
+        )
+
+    def _code_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        code, redirect_uri = form.get("code"), form.get("redirect_uri")
+        verifier = form.get("code_verifier")
+        if not code or not redirect_uri or not verifier:
+            raise OAuthError(
+                400,
+                "invalid_request",
+                "The code, redirect_uri and code_verifier parameters are required",
+            )
+        now = self.clock()
+        refresh_token = new_refresh_token()
+        issued: list[tuple[User, Family]] = []
+
+        def issue(grant: AuthorizationCode) -> tuple[Family, str | None]:
+            # Every mismatch is invalid_grant (RFC 6749 §5.2), and leaves the code unspent.
+            if grant.client_id != client_id:
+                raise OAuthError(400, "invalid_grant", "The code was issued to another client")
+            if grant.redirect_uri != redirect_uri:
+                raise OAuthError(400, "invalid_grant", "The redirect_uri does not match the code")
+            if not pkce_matches(verifier, grant.code_challenge):
+                raise OAuthError(400, "invalid_grant", "The code_verifier does not match")
+            user = self.users.get(grant.username)
+            if user is None:
+                raise OAuthError(400, "invalid_grant", "The user no longer exists")
+            family = self._new_family(user.username, client_id, grant.scope, now)
+            issued.append((user, family))
+            return family, refresh_token_hash(refresh_token) if grant.offline else None
+
+        result = self.store.redeem_code(refresh_token_hash(code), now, issue)
+        messages = {
+            Redemption.UNKNOWN: "The code is invalid",
+            Redemption.EXPIRED: "The code has expired",
+            Redemption.REUSED: "The code was already used; what it issued is revoked",
+        }
+        if result.outcome is not Redemption.REDEEMED or result.code is None or not issued:
+            raise OAuthError(400, "invalid_grant", messages.get(result.outcome, "Code refused"))
+        user, family = issued[0]
+        grant = result.code
+        return self._token_response(
+            user,
+            family,
+            grant.scope,
+            refresh_token if grant.offline else None,
+            now,
+            sign_in=SignIn(grant.auth_time, grant.nonce),
+        )
+
+    # Device sign-in (RFC 8628)
+
+    def device_authorization(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """§3.2: a device code for the client to poll with, a user code for the person."""
+        client_id = self._client(form.get("client_id"))
+        scope = self._requested_scope(form.get("scope"))
+        now = self.clock()
+        device_code = secrets.token_urlsafe(32)
+        base = self.settings.issuer.rstrip("/")
+        while True:  # a user code already in use (about 1 in 10^10) just draws another
+            user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
+            device = DeviceCode(
+                user_code=user_code,
+                client_id=client_id,
+                scope=scope,
+                expires_at=now + self.settings.device_code_ttl,
+                interval=self.settings.device_interval,
+            )
+            if self.store.add_device_code(refresh_token_hash(device_code), device, now):
+                break
+        return {
+            "device_code": device_code,
+            "user_code": format_user_code(user_code),
+            "verification_uri": f"{base}/device",
+            "verification_uri_complete": f"{base}/device?{urlencode({'user_code': user_code})}",
+            "expires_in": int(self.settings.device_code_ttl),
+            "interval": int(self.settings.device_interval),
+        }
+
+    def pending_device(self, typed_code: str, client_address: str) -> DeviceCode:
+        """The pending device authorization a person's typed user code names. Wrong codes are
+        limited per address (§5.1: 34 bits are guessable without a limit)."""
+        key = "address:" + client_address
+        wait = self.user_code_limiter.begin(key)
+        if wait is not None:
+            retry_after = max(1, math.ceil(wait))
+            raise OAuthError(
+                429,
+                "too_many_requests",
+                f"Too many wrong codes. Try again in {retry_after} seconds.",
+                {"Retry-After": str(retry_after)},
+            )
+        device = None
+        try:
+            code = normalize_user_code(typed_code)
+            device = self.store.pending_device_code(code, self.clock()) if code else None
+        finally:
+            self.user_code_limiter.finish(key, failed=device is None)
+        if device is None:
+            raise OAuthError(
+                400, "invalid_user_code", "This code is not valid or has expired; check your device"
+            )
+        return device
+
+    def decide_device(
+        self,
+        device: DeviceCode,
+        allow: bool,
+        username: str,
+        password: str,
+        client_address: str,
+    ) -> None:
+        """Approve (after the person's sign-in) or deny the device's request."""
+        user = self._page_sign_in(username, password, client_address) if allow else None
+        now = self.clock()
+        decided = self.store.decide_device_code(
+            device.user_code, now, user.username if user else None, now if user else None
+        )
+        if not decided:
+            raise OAuthError(
+                400, "invalid_user_code", "This code was used or has expired; check your device"
+            )
+
+    def _device_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        device_code = form.get("device_code")
+        if not device_code:
+            raise OAuthError(400, "invalid_request", "The device_code parameter is required")
+        now = self.clock()
+        refresh_token = new_refresh_token()
+        issued: list[tuple[User, Family]] = []
+
+        def issue(device: DeviceCode) -> tuple[Family, str | None]:
+            user = self.users.get(device.username or "")
+            if user is None:
+                raise OAuthError(400, "invalid_grant", "The user no longer exists")
+            family = self._new_family(user.username, client_id, device.scope, now)
+            issued.append((user, family))
+            return family, refresh_token_hash(refresh_token)
+
+        result = self.store.poll_device_code(refresh_token_hash(device_code), client_id, now, issue)
+        refusals = {
+            Poll.UNKNOWN: ("invalid_grant", "The device code is invalid"),
+            Poll.WRONG_CLIENT: ("invalid_grant", "The device code was issued to another client"),
+            Poll.SPENT: ("invalid_grant", "The device code was already used"),
+            Poll.EXPIRED: ("expired_token", "The device code has expired; start again"),
+            Poll.DENIED: ("access_denied", "The person denied the request"),
+            Poll.SLOW_DOWN: ("slow_down", "Polling too fast; wait 5 seconds longer each time"),
+            Poll.PENDING: ("authorization_pending", "The person has not approved the code yet"),
+        }
+        if result.outcome is not Poll.ISSUED or result.device is None or not issued:
+            error, description = refusals.get(result.outcome, ("invalid_grant", "Refused"))
+            raise OAuthError(400, error, description)
+        user, family = issued[0]
+        auth_time = result.device.auth_time if result.device.auth_time is not None else now
+        return self._token_response(
+            user, family, family.scope, refresh_token, now, sign_in=SignIn(auth_time)
+        )
 
     # /revoke
 
@@ -321,7 +678,13 @@ class TokenServer:
         return Caller(claims, family, user)
 
     def userinfo(self, caller: Caller) -> dict[str, Any]:
-        return caller.user.released(str(caller.claims["scope"]).split())
+        return self._profile(caller.user, str(caller.claims["scope"]))
+
+    @staticmethod
+    def _profile(user: User, scope: str) -> dict[str, Any]:
+        """The person's claims that ``scope`` allows (OIDC Core §5.4), ``sub`` always; a users
+        file's extra claims too (User.released says which scope releases which)."""
+        return user.released(scope.split())
 
     def sessions(self, caller: Caller) -> dict[str, Any]:
         """The active sessions; ``caller`` passed ``require_admin`` (the route's dependency)."""
@@ -355,20 +718,22 @@ class TokenServer:
             )
 
     def discovery(self) -> dict[str, Any]:
+        """OIDC Discovery and RFC 8414 metadata (one document): exactly what the server does."""
         base = self.settings.issuer.rstrip("/")
         return {
             "issuer": self.settings.issuer,
+            "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
+            "device_authorization_endpoint": f"{base}/device_authorization",
             "userinfo_endpoint": f"{base}/userinfo",
             "jwks_uri": f"{base}/.well-known/jwks.json",
             "revocation_endpoint": f"{base}/revoke",
-            "grant_types_supported": ["password", "refresh_token"],
-            # REQUIRED and non-empty (RFC 8414 §2, OIDC Discovery §3), though it describes an
-            # authorization endpoint, and this server has none: sign-in is the password grant.
-            # "none" (OAuth 2.0 Multiple Response Type Encoding Practices §4) is the one
-            # registered value that promises neither a code nor a token, so no client is
-            # invited into a flow that does not exist, as "code" or "token" would.
-            "response_types_supported": ["none"],
+            "grant_types_supported": list(GRANT_TYPES),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
+            "prompt_values_supported": ["none", "login", "consent"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["none"],
@@ -380,6 +745,9 @@ class TokenServer:
                 "aud",
                 "exp",
                 "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
                 *SCOPE_CLAIMS["profile"],
                 *SCOPE_CLAIMS["email"],
                 *SCOPE_CLAIMS["groups"],

@@ -83,6 +83,13 @@ class Settings:
     # Seconds after a rotation in which the token just spent may be presented once more (its
     # answer was lost); 0 is strict rotation. See SqliteStore.rotate.
     reuse_grace: float = 0.0
+    # Browser and device sign-in: an authorization code lives a minute (RFC 6749 §4.1.2 asks
+    # for at most ten); a device code ten minutes, polled every `device_interval` seconds.
+    code_ttl: float = 60
+    device_code_ttl: float = 10 * 60
+    device_interval: float = 5
+    # Wrong user codes allowed per client address and window on the device page (RFC 8628 §5.1).
+    max_user_code_failures: int = 5
 
     def __post_init__(self) -> None:
         problem = issuer_problem(self.issuer)

@@ -1,4 +1,5 @@
-"""The server's state in SQLite: signing keys, sign-in sessions (families) and refresh tokens.
+"""The server's state in SQLite: signing keys, sign-in sessions (families), refresh tokens,
+authorization codes and device codes.
 
 One connection per process, guarded by a lock; several processes may share one database file.
 Every write runs in ``BEGIN IMMEDIATE``, so writers are serialised by SQLite itself (WAL mode,
@@ -49,7 +50,37 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     replaced_by TEXT
 );
 CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
+CREATE TABLE IF NOT EXISTS authorization_codes (
+    hash           TEXT PRIMARY KEY,
+    client_id      TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    username       TEXT NOT NULL,
+    scope          TEXT NOT NULL,
+    nonce          TEXT,
+    auth_time      REAL NOT NULL,
+    offline        INTEGER NOT NULL,
+    expires_at     REAL NOT NULL,
+    used_at        REAL,
+    -- The session the code was redeemed for: revoked when the code comes back.
+    family_id      TEXT
+);
+CREATE TABLE IF NOT EXISTS device_codes (
+    hash           TEXT PRIMARY KEY,
+    user_code      TEXT NOT NULL UNIQUE,
+    client_id      TEXT NOT NULL,
+    scope          TEXT NOT NULL,
+    expires_at     REAL NOT NULL,
+    interval       REAL NOT NULL,
+    last_polled_at REAL,
+    status         TEXT NOT NULL,
+    username       TEXT,
+    auth_time      REAL
+);
 """
+# Spent and expired codes are kept this long after expiry, so a replay is still recognised
+# (and revokes what the code issued) rather than looking unknown.
+CODE_RETENTION_SECONDS = 86400.0
 
 BUSY_TIMEOUT_SECONDS = 15.0
 
@@ -92,6 +123,81 @@ class Rotation(enum.Enum):
 
 
 @dataclass(frozen=True)
+class AuthorizationCode:
+    """What an authorization code stands for (RFC 6749 §4.1.2), stored under the code's hash."""
+
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+    username: str
+    scope: str
+    nonce: str | None
+    auth_time: float
+    offline: bool  # a refresh token may be issued (offline_access with prompt=consent)
+    expires_at: float
+
+
+class Redemption(enum.Enum):
+    REDEEMED = "redeemed"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    REUSED = "reused"  # already redeemed: what it issued is now revoked
+
+
+@dataclass(frozen=True)
+class RedemptionResult:
+    outcome: Redemption
+    code: AuthorizationCode | None
+
+
+# issue(code) -> (the family to create, the hash of its first refresh token or None). It runs
+# inside the redeeming transaction; raising refuses the request and leaves the code unspent.
+IssueForCode = Callable[[AuthorizationCode], tuple[Family, str | None]]
+
+
+class DeviceStatus(enum.Enum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    ISSUED = "issued"
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    """A device authorization (RFC 8628 §3.2), stored under the device code's hash."""
+
+    user_code: str
+    client_id: str
+    scope: str
+    expires_at: float
+    interval: float
+    status: DeviceStatus = DeviceStatus.PENDING
+    username: str | None = None
+    auth_time: float | None = None
+
+
+class Poll(enum.Enum):
+    ISSUED = "issued"  # approved: tokens now, once
+    UNKNOWN = "unknown"
+    WRONG_CLIENT = "wrong_client"
+    EXPIRED = "expired"
+    SLOW_DOWN = "slow_down"  # polled before the interval passed: the interval grows
+    PENDING = "pending"
+    DENIED = "denied"
+    SPENT = "spent"  # tokens were issued for it already
+
+
+@dataclass(frozen=True)
+class PollResult:
+    outcome: Poll
+    device: DeviceCode | None
+
+
+# issue(device) -> (family, refresh token hash), inside the polling transaction.
+IssueForDevice = Callable[[DeviceCode], tuple[Family, str | None]]
+
+
+@dataclass(frozen=True)
 class RotationResult:
     outcome: Rotation
     family: Family | None
@@ -104,7 +210,7 @@ class Store(Protocol):
     def signing_keys(self) -> list[KeyRecord]: ...
     def add_signing_key(self, record: KeyRecord, *, retire_current: bool) -> bool: ...
     def note_key_use(self, kid: str, exp: float) -> None: ...
-    def create_family(self, family: Family, token_hash: str) -> None: ...
+    def create_family(self, family: Family, token_hash: str | None) -> None: ...
     def rotate(
         self,
         token_hash: str,
@@ -120,6 +226,16 @@ class Store(Protocol):
     def revoke_family(self, family_id: str, now: float, reason: str) -> bool: ...
     def active_families(self, now: float) -> list[Family]: ...
     def revoke_all(self, now: float, reason: str) -> int: ...
+    def add_code(self, code_hash: str, code: AuthorizationCode, now: float) -> None: ...
+    def redeem_code(self, code_hash: str, now: float, issue: IssueForCode) -> RedemptionResult: ...
+    def add_device_code(self, device_hash: str, device: DeviceCode, now: float) -> bool: ...
+    def pending_device_code(self, user_code: str, now: float) -> DeviceCode | None: ...
+    def decide_device_code(
+        self, user_code: str, now: float, username: str | None, auth_time: float | None
+    ) -> bool: ...
+    def poll_device_code(
+        self, device_hash: str, client_id: str, now: float, issue: IssueForDevice
+    ) -> PollResult: ...
 
 
 _SELECT_FAMILY = (
@@ -154,6 +270,23 @@ def _refusal(family: Family, client_id: str, now: float) -> Rotation | None:
     if now >= family.expires_at:
         return Rotation.EXPIRED
     return None
+
+
+def _poll_refusal(
+    device: DeviceCode, client_id: str, now: float, last_polled_at: object
+) -> Poll | None:
+    """Why a poll for ``device`` gets no tokens now, or None when it gets them; the first
+    reason that holds, in this order."""
+    too_soon = isinstance(last_polled_at, float) and now - last_polled_at < device.interval
+    reasons = (
+        (device.client_id != client_id, Poll.WRONG_CLIENT),
+        (device.status is DeviceStatus.ISSUED, Poll.SPENT),
+        (now >= device.expires_at, Poll.EXPIRED),
+        (device.status is DeviceStatus.DENIED, Poll.DENIED),
+        (too_soon, Poll.SLOW_DOWN),
+        (device.status is DeviceStatus.PENDING, Poll.PENDING),
+    )
+    return next((outcome for holds, outcome in reasons if holds), None)
 
 
 class SqliteStore:
@@ -268,22 +401,28 @@ class SqliteStore:
 
     # Families and refresh tokens
 
-    def create_family(self, family: Family, token_hash: str) -> None:
+    def create_family(self, family: Family, token_hash: str | None) -> None:
+        """Store a new sign-in, with its first refresh token when it has one."""
         with self._write() as conn:
-            conn.execute(
-                _INSERT_FAMILY,
-                (
-                    family.id,
-                    family.username,
-                    family.client_id,
-                    family.scope,
-                    family.created_at,
-                    family.last_refreshed_at,
-                    family.expires_at,
-                    family.revoked_at,
-                    family.revoked_reason,
-                ),
-            )
+            self._insert_family(conn, family, token_hash)
+
+    @staticmethod
+    def _insert_family(conn: sqlite3.Connection, family: Family, token_hash: str | None) -> None:
+        conn.execute(
+            _INSERT_FAMILY,
+            (
+                family.id,
+                family.username,
+                family.client_id,
+                family.scope,
+                family.created_at,
+                family.last_refreshed_at,
+                family.expires_at,
+                family.revoked_at,
+                family.revoked_reason,
+            ),
+        )
+        if token_hash is not None:
             conn.execute(
                 "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?, ?, ?)",
                 (token_hash, family.id, family.created_at),
@@ -399,3 +538,185 @@ class SqliteStore:
     def active_families(self, now: float) -> list[Family]:
         rows = self._read(_ACTIVE_FAMILIES, (now,))
         return [_family(row) for row in rows]
+
+    # Authorization codes
+
+    def add_code(self, code_hash: str, code: AuthorizationCode, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM authorization_codes WHERE expires_at < ?",
+                (now - CODE_RETENTION_SECONDS,),
+            )
+            conn.execute(
+                "INSERT INTO authorization_codes (hash, client_id, redirect_uri, code_challenge, "
+                "username, scope, nonce, auth_time, offline, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    code_hash,
+                    code.client_id,
+                    code.redirect_uri,
+                    code.code_challenge,
+                    code.username,
+                    code.scope,
+                    code.nonce,
+                    code.auth_time,
+                    int(code.offline),
+                    code.expires_at,
+                ),
+            )
+
+    def redeem_code(self, code_hash: str, now: float, issue: IssueForCode) -> RedemptionResult:
+        """Spend the code and create the session ``issue`` makes for it, all or nothing.
+
+        A code already spent answers REUSED and revokes the session it was spent for (RFC 6749
+        §4.1.2). ``issue`` checks the request against the code (client, redirect URI, PKCE);
+        when it raises, the transaction rolls back and the code stays unspent.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT client_id, redirect_uri, code_challenge, username, scope, nonce, "
+                "auth_time, offline, expires_at, used_at, family_id "
+                "FROM authorization_codes WHERE hash = ?",
+                (code_hash,),
+            ).fetchone()
+            if row is None:
+                return RedemptionResult(Redemption.UNKNOWN, None)
+            (client_id, redirect_uri, challenge, username, scope, nonce, auth_time) = row[:7]
+            offline, expires_at, used_at, family_id = row[7:]
+            code = AuthorizationCode(
+                client_id,
+                redirect_uri,
+                challenge,
+                username,
+                scope,
+                nonce,
+                auth_time,
+                offline=bool(offline),
+                expires_at=expires_at,
+            )
+            if used_at is not None:
+                if family_id is not None:
+                    conn.execute(
+                        "UPDATE families SET revoked_at = ?, revoked_reason = ? "
+                        "WHERE id = ? AND revoked_at IS NULL",
+                        (now, "authorization code reused", family_id),
+                    )
+                return RedemptionResult(Redemption.REUSED, code)
+            if now >= code.expires_at:
+                return RedemptionResult(Redemption.EXPIRED, code)
+            family, token_hash = issue(code)
+            # The conditional write makes the code single-use, whatever runs concurrently.
+            spent = conn.execute(
+                "UPDATE authorization_codes SET used_at = ?, family_id = ? "
+                "WHERE hash = ? AND used_at IS NULL",
+                (now, family.id, code_hash),
+            ).rowcount
+            if spent != 1:
+                return RedemptionResult(Redemption.REUSED, code)
+            self._insert_family(conn, family, token_hash)
+            return RedemptionResult(Redemption.REDEEMED, code)
+
+    # Device codes (RFC 8628)
+
+    def add_device_code(self, device_hash: str, device: DeviceCode, now: float) -> bool:
+        """Store a new device authorization; False when its user code is taken (pick another)."""
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "DELETE FROM device_codes WHERE expires_at < ?",
+                    (now - CODE_RETENTION_SECONDS,),
+                )
+                conn.execute(
+                    "INSERT INTO device_codes (hash, user_code, client_id, scope, expires_at, "
+                    "interval, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        device_hash,
+                        device.user_code,
+                        device.client_id,
+                        device.scope,
+                        device.expires_at,
+                        device.interval,
+                        device.status.value,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    _SELECT_DEVICE = (
+        "SELECT user_code, client_id, scope, expires_at, interval, status, username, auth_time "
+        "FROM device_codes "
+    )
+
+    @staticmethod
+    def _device(row: tuple[object, ...]) -> DeviceCode:
+        user_code, client_id, scope, expires_at, interval, status, username, auth_time = row
+        return DeviceCode(
+            user_code,  # type: ignore[arg-type]
+            client_id,  # type: ignore[arg-type]
+            scope,  # type: ignore[arg-type]
+            expires_at,  # type: ignore[arg-type]
+            interval,  # type: ignore[arg-type]
+            DeviceStatus(status),
+            username,  # type: ignore[arg-type]
+            auth_time,  # type: ignore[arg-type]
+        )
+
+    def pending_device_code(self, user_code: str, now: float) -> DeviceCode | None:
+        """The live, undecided device authorization with this (normalised) user code."""
+        rows = self._read(
+            self._SELECT_DEVICE + "WHERE user_code = ? AND status = ? AND expires_at > ?",
+            (user_code, DeviceStatus.PENDING.value, now),
+        )
+        return self._device(rows[0]) if rows else None
+
+    def decide_device_code(
+        self, user_code: str, now: float, username: str | None, auth_time: float | None
+    ) -> bool:
+        """Approve (``username`` given) or deny (None) a pending code; False when it is not
+        pending any more (decided, expired) or unknown."""
+        status = DeviceStatus.APPROVED if username is not None else DeviceStatus.DENIED
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE device_codes SET status = ?, username = ?, auth_time = ? "
+                "WHERE user_code = ? AND status = ? AND expires_at > ?",
+                (status.value, username, auth_time, user_code, DeviceStatus.PENDING.value, now),
+            ).rowcount
+            return changed == 1
+
+    def poll_device_code(
+        self, device_hash: str, client_id: str, now: float, issue: IssueForDevice
+    ) -> PollResult:
+        """One poll of the token endpoint (RFC 8628 §3.5): its answer, and the tokens' session
+        created once, when the code was approved."""
+        with self._write() as conn:
+            row = conn.execute(
+                self._SELECT_DEVICE.replace("FROM", ", last_polled_at FROM") + "WHERE hash = ?",
+                (device_hash,),
+            ).fetchone()
+            if row is None:
+                return PollResult(Poll.UNKNOWN, None)
+            device = self._device(row[:-1])
+            last_polled_at = row[-1]
+            waiting = _poll_refusal(device, client_id, now, last_polled_at)
+            if waiting in (Poll.SLOW_DOWN, Poll.PENDING):
+                # §3.5: on slow_down the interval grows by 5 seconds, for this request and
+                # every later one.
+                grow = 5 if waiting is Poll.SLOW_DOWN else 0
+                conn.execute(
+                    "UPDATE device_codes SET interval = interval + ?, last_polled_at = ? "
+                    "WHERE hash = ?",
+                    (grow, now, device_hash),
+                )
+            if waiting is not None:
+                return PollResult(waiting, device)
+            family, token_hash = issue(device)
+            spent = conn.execute(
+                "UPDATE device_codes SET status = ?, last_polled_at = ? "
+                "WHERE hash = ? AND status = ?",
+                (DeviceStatus.ISSUED.value, now, device_hash, DeviceStatus.APPROVED.value),
+            ).rowcount
+            if spent != 1:
+                return PollResult(Poll.SPENT, device)
+            self._insert_family(conn, family, token_hash)
+            return PollResult(Poll.ISSUED, device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import secrets
@@ -26,6 +27,8 @@ REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope
 # Tolerance for an `iat` slightly ahead of our clock (another process, another clock).
 _IAT_SKEW = 60.0
 _MAX_TOKEN_LENGTH = 8192
+# An ID token is proof of a sign-in, read once by the client: it need not outlive an hour.
+ID_TOKEN_TTL = 3600.0
 
 
 class InvalidToken(Exception):
@@ -72,6 +75,45 @@ def issue_access_token(
         claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": ACCESS_TOKEN_TYP}
     )
     return IssuedAccessToken(token, exp - iat)
+
+
+def at_hash(access_token: str) -> str:
+    """OIDC Core §3.1.3.6: the left half of the access token's SHA-256 (the hash of RS256)."""
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
+
+
+def issue_id_token(
+    keys: SigningKeys,
+    settings: Settings,
+    *,
+    user: User,
+    client_id: str,
+    now: float,
+    auth_time: float,
+    nonce: str | None,
+    access_token: str,
+    profile: Mapping[str, Any],
+) -> str:
+    """An ID token (OIDC Core §2) for ``client_id``: it says who signed in and when, and carries
+    the profile claims its scopes allow (``profile``)."""
+    import jwt
+
+    iat = int(now)
+    claims: dict[str, Any] = {
+        **profile,
+        "iss": settings.issuer,
+        "sub": user.sub,
+        "aud": client_id,
+        "exp": iat + int(min(settings.access_ttl, ID_TOKEN_TTL)),
+        "iat": iat,
+        "auth_time": int(auth_time),
+        "at_hash": at_hash(access_token),
+    }
+    if nonce is not None:
+        claims["nonce"] = nonce
+    kid, private = keys.sign_for(claims["exp"])
+    return jwt.encode(claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"})
 
 
 def _number(value: object) -> bool:

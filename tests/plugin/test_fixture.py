@@ -70,11 +70,19 @@ CAROL: dict[str, Any] = {
 @pytest.mark.parametrize("jwt_mock_server", [{"users": {"carol": CAROL}}], indirect=True)
 def test_users_with_extra_claims_by_parametrisation(jwt_mock_server: MockServer) -> None:
     assert jwt_mock_server.users == {"carol": "correct horse"}
-    full = userinfo(jwt_mock_server, jwt_mock_server.sign_in("carol")).json()
+    tokens = jwt_mock_server.sign_in("carol")
+    full = userinfo(jwt_mock_server, tokens).json()
     assert full["employee_id"] == "E-1047"  # a custom claim: released with profile
     assert full["birthdate"] == "1990-04-01"  # a standard profile claim
     assert full["groups"] == ["staff"]
-    narrow = userinfo(jwt_mock_server, jwt_mock_server.sign_in("carol", scope="openid email"))
+    assert tokens.id_token is not None
+    id_claims = jwt.decode(tokens.id_token, options={"verify_signature": False})
+    assert (id_claims["employee_id"], id_claims["birthdate"]) == ("E-1047", "1990-04-01")
+    narrow_tokens = jwt_mock_server.sign_in("carol", scope="openid email")
+    assert narrow_tokens.id_token is not None
+    narrow_id = jwt.decode(narrow_tokens.id_token, options={"verify_signature": False})
+    assert "employee_id" not in narrow_id and "birthdate" not in narrow_id
+    narrow = userinfo(jwt_mock_server, narrow_tokens)
     assert narrow.json() == {
         "sub": full["sub"],
         "email": "carol@example.org",

@@ -314,3 +314,16 @@ def test_bad_options_are_usage_errors(
         main(argv)
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_users_file_may_carry_claims_but_not_reserved_ones(tmp_path: Path) -> None:
+    users_file = tmp_path / "users.json"
+    entry = {"username": "carol", "password_hash": hash_password("pw", FAST_HASH)}
+    users_file.write_text(json.dumps({"users": [{**entry, "claims": {"team": "blue"}}]}))
+    carol = load_users(users_file)["carol"]
+    assert carol.released(["openid", "profile"])["team"] == "blue"
+    assert "team" not in carol.released(["openid", "email"])
+    for bad in ({"sub": "someone-else"}, {"groups": ["admin"]}, {"": 1}, ["team"]):
+        users_file.write_text(json.dumps({"users": [{**entry, "claims": bad}]}))
+        with pytest.raises(ValueError, match="claims"):
+            load_users(users_file)

@@ -192,3 +192,35 @@ def test_revoke_with_garbage(client: TestClient) -> None:
         "/revoke", content=b"token=%FF&client_id=" + CLIENT_ID.encode(), headers=FORM
     )
     assert_json_error(response, 400)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content"),
+    [
+        ("POST", "/device_authorization", b"\xff\x00"),
+        ("POST", "/device", b"\xff\x00"),
+        ("POST", "/authorize", b"\xff\x00"),
+        ("POST", "/token", b"grant_type=authorization_code&client_id=jwt-desktop&code=%ff"),
+        ("POST", "/token", b"grant_type=urn:ietf:params:oauth:grant-type:device_code&client_id=x"),
+        ("PUT", "/device_authorization", b""),
+        ("DELETE", "/authorize", b""),
+    ],
+)
+def test_sign_in_endpoints_answer_garbage_with_a_json_4xx(
+    client: TestClient, method: str, path: str, content: bytes
+) -> None:
+    response = client.request(method, path, content=content, headers=FORM)
+    assert 400 <= response.status_code < 500
+    assert response.headers["content-type"] == "application/json"
+    assert "error" in response.json()
+
+
+@pytest.mark.parametrize("path", ["/authorize", "/device"])
+@pytest.mark.parametrize("query", ["%ff%fe", "user_code=A&user_code=B", "=&=&="])
+def test_sign_in_pages_answer_garbage_with_a_4xx_page(
+    client: TestClient, path: str, query: str
+) -> None:
+    response = client.get(f"{path}?{query}", follow_redirects=False)
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert response.headers["content-type"].startswith("text/html")

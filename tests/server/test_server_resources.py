@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from authlib.oauth2 import rfc9207
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from fastapi.testclient import TestClient
@@ -25,28 +26,49 @@ from tests.server.helpers import (
 def test_discovery_names_every_endpoint(client: TestClient) -> None:
     doc = client.get("/.well-known/openid-configuration").json()
     assert doc["issuer"] == ISSUER
+    assert doc["authorization_endpoint"] == f"{ISSUER}/authorize"
     assert doc["token_endpoint"] == f"{ISSUER}/token"
+    assert doc["device_authorization_endpoint"] == f"{ISSUER}/device_authorization"
     assert doc["userinfo_endpoint"] == f"{ISSUER}/userinfo"
     assert doc["revocation_endpoint"] == f"{ISSUER}/revoke"
     assert doc["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
-    assert doc["grant_types_supported"] == ["password", "refresh_token"]
+    assert doc["grant_types_supported"] == [
+        "password",
+        "refresh_token",
+        "authorization_code",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ]
     assert doc["token_endpoint_auth_methods_supported"] == ["none"]
     assert doc["revocation_endpoint_auth_methods_supported"] == ["none"]
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
     assert doc["subject_types_supported"] == ["public"]
-    # No authorization endpoint, so no response type that yields a code or a token.
-    assert doc["response_types_supported"] == ["none"]
-    assert "authorization_endpoint" not in doc
-    assert {"openid", "profile", "email", "groups"} <= set(doc["scopes_supported"])
-    assert {"sub", "preferred_username", "groups", "email"} <= set(doc["claims_supported"])
+    assert doc["response_types_supported"] == ["code"]
+    assert doc["response_modes_supported"] == ["query"]
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert doc["authorization_response_iss_parameter_supported"] is True
+    assert doc["scopes_supported"] == ["openid", "profile", "email", "groups", "offline_access"]
+    assert {"sub", "preferred_username", "groups", "email", "auth_time", "nonce", "at_hash"} <= set(
+        doc["claims_supported"]
+    )
+
+
+def test_rfc8414_metadata_is_the_discovery_document(client: TestClient) -> None:
+    oidc = client.get("/.well-known/openid-configuration")
+    oauth = client.get("/.well-known/oauth-authorization-server")
+    assert oauth.status_code == 200
+    assert oauth.json() == oidc.json()
 
 
 @pytest.mark.parametrize("metadata", [AuthorizationServerMetadata, OpenIDProviderMetadata])
 def test_discovery_validates_as_server_metadata(clock: FakeClock, metadata: Any) -> None:
     # A loopback issuer: the validators accept plain http only there, as the desktop app does.
     with app_client(clock, issuer="http://127.0.0.1:8765") as client:
-        doc = client.get("/.well-known/openid-configuration").json()
-    metadata(doc).validate()
+        documents = [
+            client.get("/.well-known/openid-configuration").json(),
+            client.get("/.well-known/oauth-authorization-server").json(),
+        ]
+    for doc in documents:
+        metadata(doc).validate(metadata_classes=[rfc9207.AuthorizationServerMetadata])
 
 
 def test_jwks_publishes_only_public_rs256_keys(client: TestClient) -> None:

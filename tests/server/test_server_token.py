@@ -34,7 +34,14 @@ def test_password_grant_returns_a_token_set(client: TestClient) -> None:
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Pragma"] == "no-cache"
     body = response.json()
-    assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token", "scope"}
+    assert set(body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "scope",
+        "id_token",
+    }
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 15 * 60
     assert body["scope"] == "openid profile email groups"
@@ -89,7 +96,7 @@ def test_refresh_tokens_are_stored_only_as_hashes(
             "unsupported_grant_type",
         ),
         (
-            {"grant_type": "authorization_code", "client_id": CLIENT_ID},
+            {"grant_type": "implicit", "client_id": CLIENT_ID},
             400,
             "unsupported_grant_type",
         ),
