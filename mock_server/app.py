@@ -217,6 +217,24 @@ def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
         )
 
 
+def _userinfo_endpoint(server: TokenServer) -> Endpoint:
+    # The profile follows from the person and the token's scope alone (users are loaded once),
+    # so its encoding is remembered; the token and its session are still checked every time.
+    profiles: dict[tuple[User, str], bytes] = {}
+
+    async def userinfo(request: Request) -> Response:
+        caller = server.authenticate(request.headers.get("authorization"))
+        key = (caller.user, str(caller.claims["scope"]))
+        body = profiles.get(key)
+        if body is None:
+            body = bytes(JSONResponse(server.userinfo(caller)).body)
+            if len(profiles) < 4096:
+                profiles[key] = body
+        return Response(body, media_type="application/json", headers=NO_STORE)
+
+    return userinfo
+
+
 def create_app(
     settings: Settings,
     clock: Callable[[], float] = time.time,
@@ -336,9 +354,7 @@ def create_app(
     # FastAPI) and runs on the event loop (no worker-thread hop): its work is a signature check,
     # remembered per token, and one read that never waits for a writer. OpenAPI still shows it
     # behind the bearer scheme that the /api routes declare.
-    async def userinfo(request: Request) -> JSONResponse:
-        caller = server.authenticate(request.headers.get("authorization"))
-        return JSONResponse(server.userinfo(caller), headers=NO_STORE)
+    userinfo = _userinfo_endpoint(server)
 
     app.add_api_route(
         "/userinfo",
