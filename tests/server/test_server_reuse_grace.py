@@ -56,7 +56,7 @@ def test_within_the_window_the_previous_token_gets_a_new_pair_and_the_lost_one_d
 ) -> None:
     first = live_sign_in(graceful.url)
     lost = rotated(graceful.url, first["refresh_token"])  # its answer "never arrived"
-    graceful.advance_clock(29)
+    graceful.advance_clock(20)  # within the 30 s, with a margin for a slow machine
     retried = rotated(graceful.url, first["refresh_token"])
     assert retried["refresh_token"] not in (lost["refresh_token"], first["refresh_token"])
     assert signed_in(graceful.url, retried["access_token"])
