@@ -9,7 +9,8 @@ is skipped, saying why). The npm peer is installed with npm into ~/.cache/jwt-de
 (never a dependency of this project); without npm its rows are skipped.
 
 Targets: start to the first answer no slower than the peer; the refresh grant >= 1.5x the
-peer's req/s; discovery and /userinfo (full verification) >= 0.8x the bare route.
+peer's req/s; discovery and /userinfo (full verification) >= 0.8x the bare route (for
+/userinfo, the bare route is sent the same bearer header, so both parse the same request).
 """
 
 from __future__ import annotations
@@ -246,6 +247,11 @@ def test_the_fast_table(tmp_path: Path) -> None:
         for _ in range(ROUNDS):
             runs = {
                 "bare": lambda: _rate(wrk, bare + "/constant"),
+                # The same request as /userinfo's (its bearer header, parsed by the same
+                # pure-Python HTTP parser), so the ratio measures the server's work.
+                "bare, same headers": lambda: _rate(
+                    wrk, bare + "/constant", "-H", f"Authorization: Bearer {access}"
+                ),
                 "discovery": lambda: _rate(wrk, ours + "/.well-known/openid-configuration"),
                 "userinfo": lambda: _rate(
                     wrk, ours + "/userinfo", "-H", f"Authorization: Bearer {access}"
@@ -278,11 +284,11 @@ def test_the_fast_table(tmp_path: Path) -> None:
         (
             "/userinfo (req/s)",
             median["userinfo"],
-            "bare route",
-            median["bare"],
+            "bare+header",
+            median["bare, same headers"],
             ">= 0.8x",
-            None,
-            "",
+            median["bare"],
+            "bare without the header",
         ),
         ("password grant (ms)", ours_pw, "peer", peer_pw, "(info)", None, ""),
     ]
