@@ -88,7 +88,8 @@ class ServerError(RuntimeError):
 
 
 class MockServer:
-    """A running server process. ``url`` (no trailing slash) is also its ``issuer``."""
+    """A running server process. ``url`` has no trailing slash; it is also the ``issuer``
+    unless ``--issuer`` was given."""
 
     def __init__(
         self,
@@ -142,6 +143,12 @@ class MockServer:
 
     @property
     def issuer(self) -> str:
+        """The ``--issuer`` it was started with, else its URL. Sessions belong to their issuer:
+        a restart on the same database keeps them only with the same issuer (or port)."""
+        args = self.args
+        for index, arg in enumerate(args[:-1]):
+            if arg == "--issuer":
+                return args[index + 1]
         return self.url
 
     @property

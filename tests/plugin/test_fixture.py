@@ -75,7 +75,9 @@ def test_users_with_extra_claims_by_parametrisation(jwt_mock_server: MockServer)
     full = userinfo(jwt_mock_server, tokens).json()
     assert full["employee_id"] == "E-1047"  # a custom claim: released with profile
     assert full["birthdate"] == "1990-04-01"  # a standard profile claim
-    assert full["groups"] == ["staff"]
+    assert "groups" not in full  # only with the groups scope
+    grouped = jwt_mock_server.sign_in("carol", scope="openid profile email groups")
+    assert userinfo(jwt_mock_server, grouped).json()["groups"] == ["staff"]
     assert tokens.id_token is not None
     id_claims = jwt.decode(tokens.id_token, options={"verify_signature": False})
     assert (id_claims["employee_id"], id_claims["birthdate"]) == ("E-1047", "1990-04-01")
@@ -111,3 +113,16 @@ def test_running_server_without_pytest_stops_after_the_block() -> None:
     assert not server.running
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/healthz")
+
+
+def test_an_issuer_given_on_the_command_line_is_the_servers_issuer() -> None:
+    # Sessions belong to their issuer (a restart on the same database keeps them only with
+    # the same one), so `issuer` must say which it is, not just where the server listens.
+    with running_server(extra_args=["--issuer", "http://localhost:9"]) as server:
+        assert server.issuer == "http://localhost:9" != server.url
+        discovery = httpx.get(f"{server.url}/.well-known/openid-configuration").json()
+        assert discovery["issuer"] == server.issuer
+        claims = jwt.decode(
+            server.sign_in("alice").access_token, options={"verify_signature": False}
+        )
+        assert claims["iss"] == server.issuer
