@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import copy
+import dataclasses
 import getpass
 import ipaddress
 import json
 import logging
+import os
+import re
 import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import h11
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors.multiprocess import Multiprocess
 
-from .app import create_app
-from .keys import new_key_record
+from .keys import SigningKeys, new_key_record
 from .passwords import hash_password, load_users, upsert_user_file, user_entry
+from .protocol import MAX_HEAD_BYTES, DeadlineConfig
 from .settings import (
     DEFAULT_CLIENT_ID,
     DEFAULT_HOST,
     DEFAULT_PORT,
     DPOP_MODES,
     LOOPBACK_HOSTS,
+    MEMORY_DB,
     ScryptParams,
     Settings,
     default_db_path,
@@ -40,8 +42,30 @@ from .settings import (
 from .store import SqliteStore
 
 LISTENING = "jwt-mock-server listening on {url}"
-# A request head (request line and headers) larger than this is refused with 400 (h11's limit).
-MAX_HEAD_BYTES = 16 * 1024
+
+
+def _import_app() -> Callable[..., Any]:
+    """``create_app``, imported with pydantic's schema building deferred for the models FastAPI
+    defines as it is imported (OpenAPI's, mostly): profiled, building them was the largest
+    single part of start-up (about a quarter of FastAPI's import), and most are used only when
+    /openapi.json is first asked for, which then builds them. The routes' own models are made
+    after the default is restored. The switch is pydantic's internal default: without it (a
+    pydantic that moved it) nothing changes but the time."""
+    try:
+        from pydantic._internal import _config
+    except ImportError:
+        defaults: dict[str, Any] = {}
+    else:
+        defaults = _config.config_defaults  # type: ignore[assignment]
+    saved = defaults.get("defer_build")
+    if saved is not None:
+        defaults["defer_build"] = True
+    try:
+        from .app import create_app
+    finally:
+        if saved is not None:
+            defaults["defer_build"] = saved
+    return create_app
 
 
 def _say(text: str) -> None:
@@ -66,123 +90,9 @@ class StripQueryString(logging.Filter):
 
 def _logging_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"strip_query": {"()": StripQueryString}}
+    config["filters"] = {"strip_query": {"()": "mock_server.__main__.StripQueryString"}}
     config["loggers"]["uvicorn.access"]["filters"] = ["strip_query"]
     return config
-
-
-class _StrictH11Connection(h11.Connection):
-    """h11, refusing a request that has both Content-Length and Transfer-Encoding.
-
-    h11 alone frames such a request by Transfer-Encoding and keeps the connection open; RFC 9112
-    §6.1 says the connection must close after it (the two framings are how requests get
-    smuggled past a proxy). Refused as malformed: a 400 that closes the connection."""
-
-    def next_event(self) -> Any:
-        event = super().next_event()
-        if isinstance(event, h11.Request):
-            names = {name for name, _ in event.headers}
-            if b"content-length" in names and b"transfer-encoding" in names:
-                raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
-        return event
-
-
-class HardenedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with the same JSON error shape as the application for
-    requests it cannot even parse, and a deadline for each request to arrive whole.
-
-    uvicorn times out idle keep-alive connections only: a client trickling a request head or
-    body (slowloris), or connecting and sending nothing, would hold its connection forever.
-    Here a request must arrive whole within ``request_timeout`` of its first byte (or of the
-    connection, for the first request); then it gets a 408 and the connection closes. The
-    application's own time to answer is not counted."""
-
-    request_timeout: float = 10.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.conn = _StrictH11Connection(
-            h11.SERVER,
-            max_incomplete_event_size=self.config.h11_max_incomplete_event_size or MAX_HEAD_BYTES,
-        )
-        self._deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[arg-type]
-        self._watch_request()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_request()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch_request()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_deadline()
-        super().connection_lost(exc)
-
-    def _stop_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _watch_request(self) -> None:
-        state = self.conn.their_state
-        # Between requests, with nothing of the next one yet, the keep-alive timeout rules.
-        idle = (
-            state is h11.IDLE
-            and not self.conn.trailing_data[0]
-            and self.timeout_keep_alive_task is not None
-        )
-        if self.transport.is_closing() or idle or state not in (h11.IDLE, h11.SEND_BODY):
-            self._stop_deadline()
-        elif self._deadline is None:
-            self._deadline = self.loop.call_later(self.request_timeout, self._request_too_slow)
-
-    def _request_too_slow(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
-            return
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            if cycle.response_started:
-                self.transport.close()
-                return
-            # The application waits for the rest of a body that is not coming: it sees a
-            # disconnect, and whatever it answers goes nowhere.
-            cycle.disconnected = True
-            cycle.message_event.set()
-        self._send_json_error(408, "The request did not arrive in time")
-
-    def send_400_response(self, msg: str) -> None:
-        self._send_json_error(400, "The HTTP request is malformed")
-
-    def _send_json_error(self, status: int, description: str) -> None:
-        body = json.dumps({"error": "invalid_request", "error_description": description})
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode("ascii")),
-            (b"x-content-type-options", b"nosniff"),
-            (b"connection", b"close"),
-        ]
-        reason = {400: b"Bad Request", 408: b"Request Timeout"}[status]
-        try:
-            for event in (
-                h11.Response(status_code=status, headers=headers, reason=reason),
-                h11.Data(data=body.encode("ascii")),
-                h11.EndOfMessage(),
-            ):
-                self.transport.write(self.conn.send(event) or b"")
-        except h11.LocalProtocolError:
-            pass  # no answer fits the connection's state: closing it says enough
-        self.transport.close()
-
-
-def protocol_class(request_timeout: float) -> type[HardenedH11Protocol]:
-    """The protocol with this request deadline (uvicorn instantiates the class itself)."""
-    return type("HardenedH11Protocol", (HardenedH11Protocol,), {"request_timeout": request_timeout})
 
 
 class _Server(uvicorn.Server):
@@ -202,6 +112,19 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _grace(text: str) -> float:
+    # 0 (strict rotation) is the one duration allowed to be zero here.
+    if re.fullmatch(r"\s*0+(\.0*)?\s*[smhd]?\s*", text.lower()):
+        return 0.0
+    return _duration(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r} (1-64)")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -249,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--refresh-ttl", type=_duration, default="3d", help="sign-in (refresh) lifetime (3d)"
     )
     parser.add_argument(
+        "--reuse-grace",
+        type=_grace,
+        default="0",
+        metavar="DURATION",
+        help="how long after a refresh its spent token still works once more, for an answer "
+        "that was lost (0: strict, every reuse revokes the sign-in)",
+    )
+    parser.add_argument(
         "--issuer", type=_issuer, help="issuer URL (default: http://HOST:PORT as bound)"
     )
     parser.add_argument(
@@ -269,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dpop-nonce",
         action="store_true",
         help="demand server-provided nonces in DPoP proofs (RFC 9449 §8, §9)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port and the database (1)",
     )
     parser.add_argument(
         "--log-level",
@@ -412,6 +350,9 @@ def _serve(args: argparse.Namespace) -> int:
         sock.close()
         _complain(f"cannot start: {error}")
         return 2
+    if args.workers > 1:
+        return _serve_workers(args, sock, url, settings)
+    create_app = _import_app()
     try:
         app = create_app(settings, users=users)
     except (OSError, sqlite3.Error, ValueError) as error:
@@ -444,29 +385,113 @@ def _settings(
         request_timeout=args.request_timeout,
         keep_alive_timeout=args.keep_alive_timeout,
         shutdown_timeout=args.shutdown_timeout,
+        reuse_grace=args.reuse_grace,
     )
 
 
-def uvicorn_config(app: Any, settings: Settings, log_level: str) -> uvicorn.Config:
-    """uvicorn's configuration for serving ``app`` with ``settings``' timeouts."""
-    return uvicorn.Config(
+def uvicorn_config(app: Any, settings: Settings, log_level: str, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for serving ``app`` (an app, or the import path of a factory,
+    with ``options`` such as ``workers``) with ``settings``' timeouts."""
+    return DeadlineConfig(
         app,
+        request_timeout=settings.request_timeout,
         log_config=_logging_config(),
         log_level=log_level,
         access_log=True,
         server_header=False,
-        http=protocol_class(settings.request_timeout),
+        # By name, not the class: worker processes unpickle the config (and find the deadline
+        # in it), and this module is __main__ only in the parent.
+        http="mock_server.protocol:HardenedH11Protocol",
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
+        timeout_keep_alive=settings.keep_alive_timeout,
         # Without a bound, SIGTERM waits for every request in flight, even one whose client
         # never finishes sending it.
-        timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local client could then
         # pick its own address and dodge the per-address sign-in limit. No proxy sits in front
         # of this server, so the socket's peer is the client.
         proxy_headers=False,
         forwarded_allow_ips=[],
+        **options,
     )
+
+
+# --workers: uvicorn's worker processes share the bound socket; each builds its own app from
+# the settings passed in the environment. They share the state through the SQLite file, whose
+# rotation is one conditional write inside BEGIN IMMEDIATE, atomic across processes.
+_SETTINGS_ENV = "JWT_MOCK_SERVER_WORKER_SETTINGS"
+
+
+def worker_app() -> Any:
+    """The app of one worker process (uvicorn's factory; see _serve_workers)."""
+    create_app = _import_app()
+    data = json.loads(os.environ[_SETTINGS_ENV])
+    for name in ("clients", "allowed_hosts", "allowed_origins"):
+        data[name] = tuple(data[name])
+    data["password_cost"] = ScryptParams(**data["password_cost"])
+    if data["users_file"] is not None:
+        data["users_file"] = Path(data["users_file"])
+    return create_app(Settings(**data))
+
+
+class _Workers(Multiprocess):
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], url: str) -> None:
+        super().__init__(config, sockets)
+        self._url = url
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        # The line scripts wait for, once one worker accepts connections.
+        while not self.should_exit.is_set():
+            if any(process.is_ready(0.05) for process in self.processes):
+                _say(LISTENING.format(url=self._url))
+                return
+            if not any(process.is_alive() for process in self.processes):
+                return
+
+
+def _serve_workers(
+    args: argparse.Namespace, sock: socket.socket, url: str, settings: Settings
+) -> int:
+    problem = None
+    if settings.testing_clock:
+        # Each worker would keep a clock of its own: a test moving it would move one of N.
+        problem = "--testing-clock needs a single worker"
+    elif settings.db_path == MEMORY_DB:
+        problem = "--workers needs a database file (each worker would have its own :memory:)"
+    if problem is not None:
+        sock.close()
+        _complain(problem)
+        return 2
+    try:
+        # Once here, so a bad database or users file is reported once, and the workers find
+        # the signing key made (they would agree on one anyway: add_signing_key is atomic).
+        store = SqliteStore(settings.db_path, issuer=settings.issuer)
+        try:
+            SigningKeys(store, time.time).ensure_key()
+        finally:
+            store.close()
+        if settings.users_file is not None:
+            load_users(settings.users_file)
+    except (OSError, sqlite3.Error, ValueError) as error:
+        sock.close()
+        _complain(f"cannot start: {error}")
+        return 2
+    data = dataclasses.asdict(settings)
+    data["users_file"] = None if settings.users_file is None else str(settings.users_file)
+    os.environ[_SETTINGS_ENV] = json.dumps(data)
+    config = uvicorn_config(
+        "mock_server.__main__:worker_app",
+        settings,
+        args.log_level,
+        factory=True,
+        workers=args.workers,
+    )
+    try:
+        _Workers(config, [sock], url).run()
+    finally:
+        sock.close()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,6 +115,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit():
@@ -123,6 +124,14 @@ class BodyLimitMiddleware:
                 if int(value) > self.max_bytes:
                     await self._refuse(send)
                     return
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked:
+            # The body is at most the Content-Length checked above (the HTTP parser holds the
+            # client to it), or empty: nothing to count, so no wrapper on every message (a
+            # tenth of a small request's time, profiled).
+            await self.app(scope, receive, send)
+            return
         received = 0
         started = False
 

@@ -126,6 +126,43 @@ _DESCRIPTIONS = {
 COMMON = (400, 403, 408, 413, 421)
 
 
+# The answers' bodies documented through ok(); nested models come along with them.
+_ANSWERS: tuple[type[BaseModel], ...] = (
+    TokenResponse,
+    DeviceAuthorization,
+    Health,
+    Discovery,
+    Jwks,
+    UserInfo,
+    Sessions,
+)
+
+
+def ok(
+    model: type[BaseModel], description: str = "Successful Response"
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entry for a 200 JSON answer shaped by ``model``, by reference only.
+
+    A ``response_model`` (or a ``model`` here) makes FastAPI build a pydantic field for the
+    route at start-up, for answers the route builds itself anyway; the reference costs
+    nothing and the document gets the schema when it is first made (answer_schemas)."""
+    assert model in _ANSWERS, model
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {200: {"description": description, "content": {"application/json": {"schema": ref}}}}
+
+
+def answer_schemas() -> dict[str, Any]:
+    """The components/schemas entries of the models ok() refers to."""
+    from pydantic.json_schema import models_json_schema
+
+    _, document = models_json_schema(
+        [(model, "serialization") for model in _ANSWERS],
+        ref_template="#/components/schemas/{model}",
+    )
+    definitions: dict[str, Any] = document.get("$defs", {})
+    return definitions
+
+
 def page_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` of a page route: these statuses are HTML pages for the person (the other
     COMMON ones stay JSON, made before the route)."""

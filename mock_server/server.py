@@ -30,7 +30,7 @@ from .authorization import (
 from .dpop import ALGORITHMS as DPOP_ALGORITHMS
 from .dpop import DPoPError, NonceRotation, ProofRequest, ProofVerifier
 from .keys import SigningKeys
-from .passwords import User, dummy_hash, verify_password
+from .passwords import SCOPE_CLAIMS, User, dummy_hash_for, verify_password
 from .settings import Settings
 from .store import (
     AuthorizationCode,
@@ -69,19 +69,6 @@ SCOPE_DESCRIPTIONS = {
     "groups": "Group membership, in the access token and userinfo",
     OFFLINE_ACCESS: "A refresh token for a browser or device sign-in (with prompt=consent)",
     ADMIN_SCOPE: "List and revoke sessions (granted to members of admin only)",
-}
-_SCOPE_CLAIMS = {
-    "profile": (
-        "preferred_username",
-        "name",
-        "given_name",
-        "family_name",
-        "locale",
-        "zoneinfo",
-        "updated_at",
-    ),
-    "email": ("email", "email_verified"),
-    "groups": ("groups",),
 }
 
 
@@ -192,9 +179,9 @@ class TokenServer:
         self.store = store
         self.users = dict(users)
         self.keys = SigningKeys(store, clock)
-        self.keys.ensure_key()
+        # No key is made here: SigningKeys makes or loads it on first use, after start-up.
         self.verifier = AccessTokenVerifier(self.keys, settings)
-        self._dummy_hash = dummy_hash(settings.password_cost)
+        self._dummy_hash = dummy_hash_for(self.users.values(), settings.password_cost)
         self.user_limiter = FailureLimiter(
             clock, settings.max_failures_per_user, settings.failure_window
         )
@@ -447,6 +434,7 @@ class TokenServer:
             now,
             narrow,
             jkt=jkt,
+            grace=self.settings.reuse_grace,
         )
         if result.outcome is Rotation.INVALID_SCOPE:
             raise OAuthError(400, "invalid_scope", "The scope must be within the original grant")
@@ -881,11 +869,9 @@ class TokenServer:
 
     @staticmethod
     def _profile(user: User, scope: str) -> dict[str, Any]:
-        """The person's claims that ``scope`` allows (OIDC Core §5.4), ``sub`` always."""
-        allowed = {"sub"}
-        for name in scope.split():
-            allowed.update(_SCOPE_CLAIMS.get(name, ()))
-        return {k: v for k, v in user.profile().items() if k in allowed}
+        """The person's claims that ``scope`` allows (OIDC Core §5.4), ``sub`` always; a users
+        file's extra claims too (User.released says which scope releases which)."""
+        return user.released(scope.split())
 
     def sessions(self, caller: Caller) -> dict[str, Any]:
         """The active sessions; ``caller`` passed ``require_admin`` (the route's dependency)."""
@@ -959,9 +945,9 @@ class TokenServer:
                 "auth_time",
                 "nonce",
                 "at_hash",
-                *_SCOPE_CLAIMS["profile"],
-                *_SCOPE_CLAIMS["email"],
-                *_SCOPE_CLAIMS["groups"],
+                *SCOPE_CLAIMS["profile"],
+                *SCOPE_CLAIMS["email"],
+                *SCOPE_CLAIMS["groups"],
             ],
         }
         if self.dpop is not None:

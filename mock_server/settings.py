@@ -113,6 +113,9 @@ class Settings:
     request_timeout: float = 10.0
     keep_alive_timeout: float = 5.0
     shutdown_timeout: float = 5.0
+    # Seconds after a rotation in which the token just spent may be presented once more (its
+    # answer was lost); 0 is strict rotation. See SqliteStore.rotate.
+    reuse_grace: float = 0.0
     # Browser and device sign-in: an authorization code lives a minute (RFC 6749 §4.1.2 asks
     # for at most ten); a device code ten minutes, polled every `device_interval` seconds.
     code_ttl: float = 60
@@ -140,6 +143,8 @@ class Settings:
         ):
             if not 0 < seconds <= 3600:
                 raise ValueError(f"{name} must be above 0 and at most an hour")
+        if not 0 <= self.reuse_grace <= MAX_DURATION:
+            raise ValueError("reuse_grace must be a duration of at most 10 years, or 0")
 
     @property
     def served_hosts(self) -> frozenset[str]:

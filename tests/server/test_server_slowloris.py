@@ -179,3 +179,14 @@ def test_the_timeouts_are_documented(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     for option in ("--request-timeout", "--keep-alive-timeout", "--shutdown-timeout"):
         assert f"`{option}" in readme
+
+
+def test_worker_processes_keep_the_request_deadline(start_server: StartServer) -> None:
+    # --workers hands each process its config by pickling: the deadline must travel with it.
+    server = start_server(
+        testing_clock=False,
+        extra_args=["--workers", "2", "--request-timeout", f"{REQUEST_TIMEOUT}s"],
+    )
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: " + host(server) + b"\r\n")
+        assert timed_408(sock) < REQUEST_TIMEOUT + 5

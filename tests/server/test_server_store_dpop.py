@@ -33,6 +33,30 @@ def test_a_bound_token_without_its_key_is_neither_spent_nor_a_reuse(tmp_path: Pa
         store.close()
 
 
+def test_a_forgiven_re_presentation_still_needs_the_bound_key(tmp_path: Path) -> None:
+    # The reuse grace forgives a lost answer, not a missing proof: the previous token of a
+    # bound sign-in, presented again within the grace, is refused without its key (neither
+    # forgiven nor a reuse), and forgiven with it.
+    store = SqliteStore(str(tmp_path / "state.sqlite3"), issuer=ISSUER)
+    try:
+        store.create_family(BOUND, "h1")
+        lost = store.rotate("h1", "jwt-desktop", "h2", 2.0, jkt="jkt-1", grace=30.0)
+        assert lost.outcome is Rotation.ROTATED
+        for jkt in (None, "jkt-2"):
+            refused = store.rotate("h1", "jwt-desktop", "h3", 3.0, jkt=jkt, grace=30.0)
+            assert refused.outcome is Rotation.WRONG_KEY
+        family = store.family("f1")
+        assert family is not None and family.revoked_at is None
+        retry = store.rotate("h1", "jwt-desktop", "h3", 4.0, jkt="jkt-1", grace=30.0)
+        assert retry.outcome is Rotation.ROTATED
+        assert retry.family is not None and retry.family.dpop_jkt == "jkt-1"
+        # The lost answer's token was spent by the forgiven retry: presenting it is a reuse.
+        reused = store.rotate("h2", "jwt-desktop", "h4", 5.0, jkt="jkt-1", grace=30.0)
+        assert reused.outcome is Rotation.REUSED
+    finally:
+        store.close()
+
+
 def test_a_rotation_with_a_key_binds_an_unbound_family(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "state.sqlite3"), issuer=ISSUER)
     try:
