@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import getpass
 import json
 import logging
+import os
+import re
 import socket
 import sqlite3
 import sys
@@ -19,14 +22,16 @@ import h11
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from .app import create_app
-from .keys import new_key_record
+from .keys import SigningKeys, new_key_record
 from .passwords import hash_password, load_users, upsert_user_file, user_entry
 from .settings import (
     DEFAULT_CLIENT_ID,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    MEMORY_DB,
     ScryptParams,
     Settings,
     default_db_path,
@@ -60,7 +65,7 @@ class StripQueryString(logging.Filter):
 
 def _logging_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"strip_query": {"()": StripQueryString}}
+    config["filters"] = {"strip_query": {"()": "mock_server.__main__.StripQueryString"}}
     config["loggers"]["uvicorn.access"]["filters"] = ["strip_query"]
     return config
 
@@ -104,6 +109,19 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _grace(text: str) -> float:
+    # 0 (strict rotation) is the one duration allowed to be zero here.
+    if re.fullmatch(r"\s*0+(\.0*)?\s*[smhd]?\s*", text.lower()):
+        return 0.0
+    return _duration(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r} (1-64)")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -151,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--refresh-ttl", type=_duration, default="3d", help="sign-in (refresh) lifetime (3d)"
     )
     parser.add_argument(
+        "--reuse-grace",
+        type=_grace,
+        default="0",
+        metavar="DURATION",
+        help="how long after a refresh its spent token still works once more, for an answer "
+        "that was lost (0: strict, every reuse revokes the sign-in)",
+    )
+    parser.add_argument(
         "--issuer", type=_issuer, help="issuer URL (default: http://HOST:PORT as bound)"
     )
     parser.add_argument(
@@ -159,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="clients",
         metavar="ID",
         help=f"a public client id to accept; repeatable (default: {DEFAULT_CLIENT_ID})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port and the database (1)",
     )
     parser.add_argument(
         "--log-level",
@@ -271,28 +304,112 @@ def _serve(args: argparse.Namespace) -> int:
         clients=tuple(args.clients or (DEFAULT_CLIENT_ID,)),
         testing_clock=args.testing_clock,
         password_cost=_password_params(args),
+        reuse_grace=args.reuse_grace,
     )
+    if args.workers > 1:
+        return _serve_workers(args, sock, url, settings)
     try:
         app = create_app(settings, users=users)
     except (OSError, sqlite3.Error, ValueError) as error:
         sock.close()
         _complain(f"cannot start: {error}")
         return 2
-    config = uvicorn.Config(
+    try:
+        _Server(_uvicorn_config(app, args.log_level), url).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def _uvicorn_config(app: Any, log_level: str, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         log_config=_logging_config(),
-        log_level=args.log_level,
+        log_level=log_level,
         access_log=True,
         server_header=False,
-        http=JsonErrorsH11Protocol,
+        # By name, not the class: worker processes unpickle the config, and this module is
+        # __main__ only in the parent.
+        http="mock_server.__main__:JsonErrorsH11Protocol",
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local client could then
         # pick its own address and dodge the per-address sign-in limit. No proxy sits in front
         # of this server, so the socket's peer is the client.
         proxy_headers=False,
         forwarded_allow_ips=[],
+        **options,
+    )
+
+
+# --workers: uvicorn's worker processes share the bound socket; each builds its own app from
+# the settings passed in the environment. They share the state through the SQLite file, whose
+# rotation is one conditional write inside BEGIN IMMEDIATE, atomic across processes.
+_SETTINGS_ENV = "JWT_MOCK_SERVER_WORKER_SETTINGS"
+
+
+def worker_app() -> Any:
+    """The app of one worker process (uvicorn's factory; see _serve_workers)."""
+    data = json.loads(os.environ[_SETTINGS_ENV])
+    data["clients"] = tuple(data["clients"])
+    data["password_cost"] = ScryptParams(**data["password_cost"])
+    if data["users_file"] is not None:
+        data["users_file"] = Path(data["users_file"])
+    return create_app(Settings(**data))
+
+
+class _Workers(Multiprocess):
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], url: str) -> None:
+        super().__init__(config, sockets)
+        self._url = url
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        # The line scripts wait for, once one worker accepts connections.
+        while not self.should_exit.is_set():
+            if any(process.is_ready(0.05) for process in self.processes):
+                _say(LISTENING.format(url=self._url))
+                return
+            if not any(process.is_alive() for process in self.processes):
+                return
+
+
+def _serve_workers(
+    args: argparse.Namespace, sock: socket.socket, url: str, settings: Settings
+) -> int:
+    problem = None
+    if settings.testing_clock:
+        # Each worker would keep a clock of its own: a test moving it would move one of N.
+        problem = "--testing-clock needs a single worker"
+    elif settings.db_path == MEMORY_DB:
+        problem = "--workers needs a database file (each worker would have its own :memory:)"
+    if problem is not None:
+        sock.close()
+        _complain(problem)
+        return 2
+    try:
+        # Once here, so a bad database or users file is reported once, and the workers find
+        # the signing key made (they would agree on one anyway: add_signing_key is atomic).
+        store = SqliteStore(settings.db_path)
+        try:
+            SigningKeys(store, time.time).ensure_key()
+        finally:
+            store.close()
+        if settings.users_file is not None:
+            load_users(settings.users_file)
+    except (OSError, sqlite3.Error, ValueError) as error:
+        sock.close()
+        _complain(f"cannot start: {error}")
+        return 2
+    data = dataclasses.asdict(settings)
+    data["users_file"] = None if settings.users_file is None else str(settings.users_file)
+    os.environ[_SETTINGS_ENV] = json.dumps(data)
+    config = _uvicorn_config(
+        "mock_server.__main__:worker_app",
+        args.log_level,
+        factory=True,
+        workers=args.workers,
     )
     try:
-        _Server(config, url).run(sockets=[sock])
+        _Workers(config, [sock], url).run()
     finally:
         sock.close()
     return 0

@@ -12,13 +12,15 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from typing import TYPE_CHECKING, Any
 
 from .store import KeyRecord, Store
+
+# cryptography and PyJWT are imported where keys are made or read, not at start-up: the server
+# accepts connections before its first key is needed (about 0.1 s of imports, and RSA key
+# generation, which holds the GIL, for a fresh database).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 def _thumbprint(jwk: dict[str, Any]) -> str:
@@ -29,14 +31,32 @@ def _thumbprint(jwk: dict[str, Any]) -> str:
 
 
 def new_key_record(now: float) -> KeyRecord:
+    return _new_key(now).record
+
+
+def _new_key(now: float) -> _LoadedKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode("ascii")
-    jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    return KeyRecord(kid=_thumbprint(jwk), private_pem=pem, created_at=now, retired_at=None)
+    jwk = _public_jwk(private.public_key())
+    record = KeyRecord(kid=_thumbprint(jwk), private_pem=pem, created_at=now, retired_at=None)
+    jwk["kid"] = record.kid
+    return _LoadedKey(record, private, private.public_key(), jwk)
+
+
+def _public_jwk(public: rsa.RSAPublicKey) -> dict[str, Any]:
+    from jwt.algorithms import RSAAlgorithm
+
+    jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+    jwk.pop("key_ops", None)  # RFC 7517 §4.3: not together with "use"
+    jwk.update({"use": "sig", "alg": "RS256"})
+    return jwk
 
 
 _NOTE_AHEAD = 300.0
@@ -51,13 +71,15 @@ class _LoadedKey:
 
 
 def _load(record: KeyRecord) -> _LoadedKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     private = serialization.load_pem_private_key(record.private_pem.encode("ascii"), None)
     if not isinstance(private, rsa.RSAPrivateKey):
         raise ValueError(f"signing key {record.kid} is not an RSA key")
     public = private.public_key()
-    jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
-    jwk.pop("key_ops", None)  # RFC 7517 §4.3: not together with "use"
-    jwk.update({"kid": record.kid, "use": "sig", "alg": "RS256"})
+    jwk = _public_jwk(public)
+    jwk["kid"] = record.kid
     return _LoadedKey(record, private, public, jwk)
 
 
@@ -68,12 +90,26 @@ class SigningKeys:
         self._lock = threading.Lock()
         self._keys: dict[str, _LoadedKey] = {}
         self._noted_until: dict[str, float] = {}
+        self._ensured = False
+        self._ensure_lock = threading.Lock()
 
     def ensure_key(self) -> None:
-        """Make a key if the store has no active one (a fresh database)."""
-        if not any(r.retired_at is None for r in self._store.signing_keys()):
-            self._store.add_signing_key(new_key_record(self._clock()), retire_current=False)
-        self._reload()
+        """Make a key if the store has no active one (a fresh database). Done on first use,
+        so start-up never waits for it; call it to pay the cost at a moment of your choice."""
+        if self._ensured:
+            return
+        with self._ensure_lock:
+            if self._ensured:
+                return
+            made = None
+            if not any(r.retired_at is None for r in self._store.signing_keys()):
+                made = _new_key(self._clock())
+                if self._store.add_signing_key(made.record, retire_current=False):
+                    with self._lock:
+                        # Already parsed: reading its PEM back would cost as much again.
+                        self._keys[made.record.kid] = made
+            self._reload()
+            self._ensured = True
 
     def _reload(self) -> dict[str, _LoadedKey]:
         records = self._store.signing_keys()
@@ -98,6 +134,7 @@ class SigningKeys:
 
     def current(self) -> tuple[str, rsa.RSAPrivateKey]:
         """The key new tokens are signed with (read afresh: another process may have rotated)."""
+        self.ensure_key()
         active = [k for k in self._reload().values() if k.record.retired_at is None]
         if not active:
             raise RuntimeError("no active signing key")
@@ -120,6 +157,7 @@ class SigningKeys:
 
     def verification_key(self, kid: str) -> rsa.RSAPublicKey | None:
         """Our own public key for ``kid``, or None: a token never chooses its key."""
+        self.ensure_key()
         now = self._clock()
         key = self._keys.get(kid)
         if key is None or not self._published(key, now):
@@ -131,6 +169,7 @@ class SigningKeys:
         return key.public
 
     def jwks(self) -> dict[str, Any]:
+        self.ensure_key()
         now = self._clock()
         keys = self._reload().values()
         return {"keys": [k.jwk for k in keys if self._published(k, now)]}

@@ -10,7 +10,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,18 @@ def dummy_hash(params: ScryptParams) -> str:
     return _format(params, os.urandom(16), os.urandom(_KEY_LEN))
 
 
+def _cost(params: ScryptParams) -> int:
+    # scrypt's work grows with N * r * p.
+    return (1 << params.log2_n) * params.r * params.p
+
+
+def dummy_hash_for(users: Iterable[User], default: ScryptParams) -> str:
+    """The dummy hash for this directory: as costly as its costliest real hash (the demo
+    users' cheap one, or a users file's), ``default`` for an empty directory."""
+    costs = [parse_hash(user.password_hash)[0] for user in users]
+    return dummy_hash(max(costs, key=_cost, default=default))
+
+
 @dataclass(frozen=True)
 class User:
     username: str
@@ -91,9 +103,11 @@ class User:
     locale: str = "en-GB"
     zoneinfo: str = "Europe/London"
     updated_at: int = 0
+    # Extra claims from the users file ("claims": {...}), standard or custom; see SCOPE_CLAIMS.
+    claims: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __repr__(self) -> str:
-        # The hash stays out of reprs and logs.
+        # The hash (and claims, which may be personal) stay out of reprs and logs.
         return f"User(username={self.username!r}, groups={self.groups!r})"
 
     def profile(self) -> dict[str, Any]:
@@ -109,7 +123,59 @@ class User:
             "locale": self.locale,
             "zoneinfo": self.zoneinfo,
             "updated_at": self.updated_at,
+            **self.claims,
         }
+
+    def released(self, scopes: Iterable[str]) -> dict[str, Any]:
+        """The claims of this person that ``scopes`` release (OIDC Core §5.4), with ``sub``.
+
+        A claim of a scope this server does not offer (address, phone) or a custom claim comes
+        with ``profile``: a person's extra details are part of their profile.
+        """
+        granted = set(scopes)
+        return {
+            name: value
+            for name, value in self.profile().items()
+            if name == "sub" or claim_scope(name) in granted
+        }
+
+
+# OIDC Core §5.4, for the scopes this server offers (and groups, its own).
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "profile": (
+        "preferred_username",
+        "name",
+        "given_name",
+        "family_name",
+        "middle_name",
+        "nickname",
+        "profile",
+        "picture",
+        "website",
+        "gender",
+        "birthdate",
+        "locale",
+        "zoneinfo",
+        "updated_at",
+    ),
+    "email": ("email", "email_verified"),
+    "groups": ("groups",),
+}
+_CLAIM_SCOPE = {claim: scope for scope, claims in SCOPE_CLAIMS.items() for claim in claims}
+# Claims a users file cannot set: the token's own (RFC 7519, RFC 9068, OIDC Core §2) and those
+# the server derives from the entry itself.
+RESERVED_CLAIMS = frozenset(
+    {
+        *("sub", "iss", "aud", "exp", "nbf", "iat", "jti", "auth_time", "nonce", "acr", "amr"),
+        *("azp", "at_hash", "c_hash", "sid", "scope", "client_id", "cnf", "typ", "groups"),
+        "preferred_username",
+    }
+)
+
+
+def claim_scope(claim: str) -> str:
+    """The scope that releases ``claim``."""
+    return _CLAIM_SCOPE.get(claim, "profile")
 
 
 def subject_for(username: str) -> str:
@@ -119,24 +185,19 @@ def subject_for(username: str) -> str:
 
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
-# The demo users' hashes at the default cost, made once so startup does not pay for them.
-_DEMO_HASHES = {
-    "alice": (
-        "$scrypt$ln=15,r=8,p=3$Ys-X3ZRY6BhCTVNtx8ROJQ$wJG5grUnxoLEigbZGLzC1Bwrl1R9vo13o3oe77lCiHo"
-    ),
-    "bob": (
-        "$scrypt$ln=15,r=8,p=3$zjxL_33uX7RQhAoJdnVIEA$bJ3ys6Kia7mlN1GKXSS_Qwks-g492h0q9GbNfAJhxOU"
-    ),
-}
-_DEMO_PASSWORDS = {"alice": "wonderland", "bob": "builder"}
+# The demo users' passwords are public (README, DESIGN), so a costly hash would protect
+# nothing and only slow every test suite's sign-ins: theirs is scrypt at N=2, r=1, p=1, a salted
+# hash that costs microseconds. The unknown-user dummy follows it (dummy_hash_for), so timing
+# parity holds: with the demo users every check is cheap; with a users file every check costs
+# what the file's hashes cost.
+DEMO_COST = ScryptParams(log2_n=1, r=1, p=1)
+DEMO_PASSWORDS = {"alice": "wonderland", "bob": "builder"}
 _DEMO_UPDATED_AT = 1767225600  # 2026-01-01T00:00:00Z
 
 
-def demo_users(params: ScryptParams) -> dict[str, User]:
+def demo_users() -> dict[str, User]:
     def pw_hash(username: str) -> str:
-        if params == ScryptParams():
-            return _DEMO_HASHES[username]
-        return hash_password(_DEMO_PASSWORDS[username], params)
+        return hash_password(DEMO_PASSWORDS[username], DEMO_COST)
 
     alice = User(
         username="alice",
@@ -180,6 +241,12 @@ def _user_from_json(entry: Mapping[str, Any]) -> User:
     for key in text_fields:
         if key in entry and not isinstance(entry[key], str):
             raise ValueError(f"user {username!r}: {key} must be a string")
+    claims = entry.get("claims", {})
+    if not isinstance(claims, dict) or not all(isinstance(k, str) and k for k in claims):
+        raise ValueError(f"user {username!r}: claims must be an object of named claims")
+    reserved = sorted(RESERVED_CLAIMS.intersection(claims))
+    if reserved:
+        raise ValueError(f"user {username!r}: claims cannot set {', '.join(reserved)}")
     return User(
         username=username,
         password_hash=password_hash,
@@ -193,6 +260,7 @@ def _user_from_json(entry: Mapping[str, Any]) -> User:
         locale=entry.get("locale", "en-GB"),
         zoneinfo=entry.get("zoneinfo", "Europe/London"),
         updated_at=int(entry.get("updated_at", 0)),
+        claims=dict(claims),
     )
 
 

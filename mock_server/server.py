@@ -28,7 +28,7 @@ from .authorization import (
     with_query,
 )
 from .keys import SigningKeys
-from .passwords import User, dummy_hash, verify_password
+from .passwords import SCOPE_CLAIMS, User, dummy_hash_for, verify_password
 from .settings import Settings
 from .store import (
     AuthorizationCode,
@@ -57,19 +57,6 @@ GRANTABLE_SCOPE = " ".join(SCOPES)
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_TYPES = ("password", "refresh_token", "authorization_code", DEVICE_CODE_GRANT)
 ADMIN_GROUP = "admin"
-_SCOPE_CLAIMS = {
-    "profile": (
-        "preferred_username",
-        "name",
-        "given_name",
-        "family_name",
-        "locale",
-        "zoneinfo",
-        "updated_at",
-    ),
-    "email": ("email", "email_verified"),
-    "groups": ("groups",),
-}
 
 
 class OAuthError(Exception):
@@ -175,9 +162,9 @@ class TokenServer:
         self.store = store
         self.users = dict(users)
         self.keys = SigningKeys(store, clock)
-        self.keys.ensure_key()
+        # No key is made here: SigningKeys makes or loads it on first use, after start-up.
         self.verifier = AccessTokenVerifier(self.keys, settings)
-        self._dummy_hash = dummy_hash(settings.password_cost)
+        self._dummy_hash = dummy_hash_for(self.users.values(), settings.password_cost)
         self.user_limiter = FailureLimiter(
             clock, settings.max_failures_per_user, settings.failure_window
         )
@@ -357,7 +344,12 @@ class TokenServer:
         # revoked, expired or unknown token answers invalid_grant whatever scope it brings (a
         # replay still revokes its family), and a bad scope leaves a live token unspent.
         result = self.store.rotate(
-            refresh_token_hash(presented), client_id, refresh_token_hash(new_token), now, narrow
+            refresh_token_hash(presented),
+            client_id,
+            refresh_token_hash(new_token),
+            now,
+            narrow,
+            grace=self.settings.reuse_grace,
         )
         if result.outcome is Rotation.INVALID_SCOPE:
             raise OAuthError(400, "invalid_scope", "The scope must be within the original grant")
@@ -690,11 +682,9 @@ class TokenServer:
 
     @staticmethod
     def _profile(user: User, scope: str) -> dict[str, Any]:
-        """The person's claims that ``scope`` allows (OIDC Core §5.4), ``sub`` always."""
-        allowed = {"sub"}
-        for name in scope.split():
-            allowed.update(_SCOPE_CLAIMS.get(name, ()))
-        return {k: v for k, v in user.profile().items() if k in allowed}
+        """The person's claims that ``scope`` allows (OIDC Core §5.4), ``sub`` always; a users
+        file's extra claims too (User.released says which scope releases which)."""
+        return user.released(scope.split())
 
     def sessions(self, caller: Caller) -> dict[str, Any]:
         """The active sessions; ``caller`` passed ``require_admin`` (the route's dependency)."""
@@ -758,8 +748,8 @@ class TokenServer:
                 "auth_time",
                 "nonce",
                 "at_hash",
-                *_SCOPE_CLAIMS["profile"],
-                *_SCOPE_CLAIMS["email"],
-                *_SCOPE_CLAIMS["groups"],
+                *SCOPE_CLAIMS["profile"],
+                *SCOPE_CLAIMS["email"],
+                *SCOPE_CLAIMS["groups"],
             ],
         }

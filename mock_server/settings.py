@@ -80,6 +80,9 @@ class Settings:
     max_failures_per_address: int = 20
     failure_window: float = 5 * 60
     max_body_bytes: int = 16 * 1024
+    # Seconds after a rotation in which the token just spent may be presented once more (its
+    # answer was lost); 0 is strict rotation. See SqliteStore.rotate.
+    reuse_grace: float = 0.0
     # Browser and device sign-in: an authorization code lives a minute (RFC 6749 §4.1.2 asks
     # for at most ten); a device code ten minutes, polled every `device_interval` seconds.
     code_ttl: float = 60
@@ -95,6 +98,8 @@ class Settings:
         for name, seconds in (("access_ttl", self.access_ttl), ("refresh_ttl", self.refresh_ttl)):
             if not 0 < seconds <= MAX_DURATION:
                 raise ValueError(f"{name} must be a duration of at most 10 years, above 0")
+        if not 0 <= self.reuse_grace <= MAX_DURATION:
+            raise ValueError("reuse_grace must be a duration of at most 10 years, or 0")
 
     @property
     def audience(self) -> str:

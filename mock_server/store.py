@@ -8,6 +8,7 @@ with a busy timeout) and the rotation's conditional write is atomic across proce
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import sqlite3
@@ -44,7 +45,9 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     hash       TEXT PRIMARY KEY,
     family_id  TEXT NOT NULL REFERENCES families(id),
     created_at REAL NOT NULL,
-    used_at    REAL
+    used_at    REAL,
+    -- The token its rotation issued: the reuse grace finds the family's live token through it.
+    replaced_by TEXT
 );
 CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens(family_id);
 CREATE TABLE IF NOT EXISTS authorization_codes (
@@ -215,11 +218,14 @@ class Store(Protocol):
         new_hash: str,
         now: float,
         narrow: Callable[[str], str | None] | None = None,
+        *,
+        grace: float = 0.0,
     ) -> RotationResult: ...
     def find_by_token(self, token_hash: str) -> Family | None: ...
     def family(self, family_id: str) -> Family | None: ...
     def revoke_family(self, family_id: str, now: float, reason: str) -> bool: ...
     def active_families(self, now: float) -> list[Family]: ...
+    def revoke_all(self, now: float, reason: str) -> int: ...
     def add_code(self, code_hash: str, code: AuthorizationCode, now: float) -> None: ...
     def redeem_code(self, code_hash: str, now: float, issue: IssueForCode) -> RedemptionResult: ...
     def add_device_code(self, device_hash: str, device: DeviceCode, now: float) -> bool: ...
@@ -311,6 +317,9 @@ class SqliteStore:
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(signing_keys)")}
                 if "last_exp" not in columns:  # a database from before the column existed
                     conn.execute("ALTER TABLE signing_keys ADD COLUMN last_exp REAL")
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(refresh_tokens)")}
+                if "replaced_by" not in columns:
+                    conn.execute("ALTER TABLE refresh_tokens ADD COLUMN replaced_by TEXT")
         # Reads get a connection of their own: in WAL mode they never wait for a writer, so a
         # read is always quick, even while a write waits for another process's lock. (One
         # in-memory database cannot have two connections; there, nothing else can write.)
@@ -426,12 +435,19 @@ class SqliteStore:
         new_hash: str,
         now: float,
         narrow: Callable[[str], str | None] | None = None,
+        *,
+        grace: float = 0.0,
     ) -> RotationResult:
         """Spend the token and store ``new_hash`` in its family, all or nothing.
 
         ``narrow`` maps the family's scope to the scope asked for, None when it asks beyond
-        it. It is consulted only once the token is known to be live and unspent, so a replayed
-        token revokes its family whatever scope comes with it.
+        it. It is consulted only once the token is known to be live and unspent (or forgiven),
+        so a replayed token revokes its family whatever scope comes with it.
+
+        ``grace`` (seconds, 0 = strict) forgives a lost answer: within it after a token's
+        rotation, that token may be presented again while the token its rotation issued is
+        still unspent. That token is then spent instead, so the family never holds two live
+        refresh tokens. An older token, or one presented later, revokes the family.
         """
         with self._write() as conn:
             row = conn.execute(_FAMILY_BY_REFRESH_HASH, (token_hash,)).fetchone()
@@ -441,22 +457,39 @@ class SqliteStore:
             refusal = _refusal(family, client_id, now)
             if refusal is not None:
                 return RotationResult(refusal, family)
-            (used_at,) = conn.execute(
-                "SELECT used_at FROM refresh_tokens WHERE hash = ?", (token_hash,)
+            used_at, successor = conn.execute(
+                "SELECT used_at, replaced_by FROM refresh_tokens WHERE hash = ?", (token_hash,)
             ).fetchone()
-            if used_at is not None:
+            if used_at is not None and not (
+                grace > 0 and successor is not None and now - used_at <= grace
+            ):
                 return self._reused(conn, family, now)
             scope = family.scope if narrow is None else narrow(family.scope)
             if scope is None:
                 return RotationResult(Rotation.INVALID_SCOPE, family)
             # The conditional write is the single point of truth: of N concurrent requests
-            # with this token, exactly one changes the row.
-            spent = conn.execute(
-                "UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL",
-                (now, token_hash),
-            ).rowcount
+            # with one token, exactly one changes its row. A forgiven token is not spent again:
+            # the live token its lost answer carried is, under the same condition (and gets no
+            # successor, so presenting it later is a reuse).
+            if used_at is None:
+                spent = conn.execute(
+                    "UPDATE refresh_tokens SET used_at = ?, replaced_by = ? "
+                    "WHERE hash = ? AND used_at IS NULL",
+                    (now, new_hash, token_hash),
+                ).rowcount
+            else:
+                spent = conn.execute(
+                    "UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL",
+                    (now, successor),
+                ).rowcount
             if spent != 1:
                 return self._reused(conn, family, now)
+            if used_at is not None:
+                # A retry of this retry, still within the window, finds the new token live.
+                conn.execute(
+                    "UPDATE refresh_tokens SET replaced_by = ? WHERE hash = ?",
+                    (new_hash, token_hash),
+                )
             conn.execute(
                 "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?, ?, ?)",
                 (new_hash, family.id, now),
@@ -464,17 +497,7 @@ class SqliteStore:
             conn.execute("UPDATE families SET last_refreshed_at = ? WHERE id = ?", (now, family.id))
             return RotationResult(
                 Rotation.ROTATED,
-                Family(
-                    family.id,
-                    family.username,
-                    family.client_id,
-                    family.scope,
-                    family.created_at,
-                    now,
-                    family.expires_at,
-                    None,
-                    None,
-                ),
+                dataclasses.replace(family, last_refreshed_at=now),
                 scope,
             )
 
@@ -503,6 +526,14 @@ class SqliteStore:
                 (now, reason, family_id),
             ).rowcount
             return changed == 1
+
+    def revoke_all(self, now: float, reason: str) -> int:
+        """Revoke every family not revoked yet; how many were."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE families SET revoked_at = ?, revoked_reason = ? WHERE revoked_at IS NULL",
+                (now, reason),
+            ).rowcount
 
     def active_families(self, now: float) -> list[Family]:
         rows = self._read(_ACTIVE_FAMILIES, (now,))

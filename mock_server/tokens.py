@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-import jwt
-
 from .keys import SigningKeys
 from .passwords import User
 from .settings import Settings
 from .store import Family
+
+# PyJWT (and cryptography with it) is imported on first use, not at start-up; see keys.py.
 
 ALGORITHM = "RS256"
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (a media type, not a secret)
@@ -53,6 +53,8 @@ class IssuedAccessToken:
 def issue_access_token(
     keys: SigningKeys, settings: Settings, *, user: User, family: Family, scope: str, now: float
 ) -> IssuedAccessToken:
+    import jwt
+
     iat = int(now)
     # Never outlive the sign-in it belongs to.
     exp = max(iat, int(min(now + settings.access_ttl, family.expires_at)))
@@ -95,6 +97,8 @@ def issue_id_token(
 ) -> str:
     """An ID token (OIDC Core §2) for ``client_id``: it says who signed in and when, and carries
     the profile claims its scopes allow (``profile``)."""
+    import jwt
+
     iat = int(now)
     claims: dict[str, Any] = {
         **profile,
@@ -117,6 +121,8 @@ def _number(value: object) -> bool:
 
 
 def _checked_header(token: str) -> dict[str, Any]:
+    import jwt
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -146,6 +152,8 @@ def _verify_signed_content(token: str, keys: SigningKeys, settings: Settings) ->
     """Everything about a token that does not change with time. The header chooses nothing:
     the algorithm is pinned, the key comes from our own set by `kid`, and `jwk` / `jku` / `x5u`
     are never looked at."""
+    import jwt
+
     header = _checked_header(token)
     kid = header.get("kid")
     key = keys.verification_key(kid) if isinstance(kid, str) else None
@@ -200,6 +208,8 @@ class AccessTokenVerifier:
         self._verified: OrderedDict[bytes, tuple[str, Mapping[str, Any]]] = OrderedDict()
 
     def verify(self, token: str, now: float) -> Mapping[str, Any]:
+        import jwt
+
         if len(token) > _MAX_TOKEN_LENGTH:
             raise InvalidToken("The access token is too long")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()

@@ -13,6 +13,7 @@ from mock_server import ScryptParams, Settings, parse_duration
 from mock_server.__main__ import main
 from mock_server.keys import new_key_record
 from mock_server.passwords import (
+    DEMO_COST,
     demo_users,
     dummy_hash,
     hash_password,
@@ -142,9 +143,11 @@ def test_password_hash_is_salted_scrypt() -> None:
         parse_hash("$2b$12$bcrypt-is-not-accepted")
 
 
-def test_demo_users_at_the_default_cost() -> None:
-    users = demo_users(ScryptParams())
-    assert parse_hash(users["alice"].password_hash)[0] == ScryptParams()
+def test_demo_users_have_a_cheap_hash() -> None:
+    # Their passwords are public: a costly hash would protect nothing and slow every sign-in.
+    users = demo_users()
+    assert parse_hash(users["alice"].password_hash)[0] == DEMO_COST
+    assert parse_hash(users["bob"].password_hash)[0] == DEMO_COST
     assert verify_password("wonderland", users["alice"].password_hash)
     assert users["alice"].groups == ("staff", "admin")
     assert users["bob"].groups == ("staff",)
@@ -311,3 +314,16 @@ def test_bad_options_are_usage_errors(
         main(argv)
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_users_file_may_carry_claims_but_not_reserved_ones(tmp_path: Path) -> None:
+    users_file = tmp_path / "users.json"
+    entry = {"username": "carol", "password_hash": hash_password("pw", FAST_HASH)}
+    users_file.write_text(json.dumps({"users": [{**entry, "claims": {"team": "blue"}}]}))
+    carol = load_users(users_file)["carol"]
+    assert carol.released(["openid", "profile"])["team"] == "blue"
+    assert "team" not in carol.released(["openid", "email"])
+    for bad in ({"sub": "someone-else"}, {"groups": ["admin"]}, {"": 1}, ["team"]):
+        users_file.write_text(json.dumps({"users": [{**entry, "claims": bad}]}))
+        with pytest.raises(ValueError, match="claims"):
+            load_users(users_file)

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 import mock_server.server
 from mock_server import ScryptParams
-from mock_server.passwords import parse_hash
+from mock_server.passwords import DEMO_COST, User, hash_password, parse_hash, subject_for
 from mock_server.throttle import FailureLimiter
-from tests.server.helpers import FakeClock, app_client, password_grant
+from tests.server.helpers import FAST_HASH, FakeClock, app_client, password_grant
 
 
 def fail(client: TestClient, username: str = "alice", times: int = 1) -> None:
@@ -88,9 +88,30 @@ def test_unknown_user_and_wrong_password_get_the_same_answer(client: TestClient)
     }
 
 
-def test_an_unknown_user_costs_one_full_hash_check(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+# The users file's costly hash (OWASP's, as add-user makes) and the demo users' cheap one.
+FILE_COST = ScryptParams(log2_n=11, r=8, p=1)
+
+
+def _file_users() -> dict[str, User]:
+    carol = User("carol", hash_password("pw", FILE_COST), subject_for("carol"), "Carol")
+    dave = User("dave", hash_password("pw", FAST_HASH), subject_for("dave"), "Dave")
+    return {u.username: u for u in (carol, dave)}
+
+
+@pytest.mark.parametrize(
+    ("users", "known", "cost"),
+    [(None, "alice", DEMO_COST), (_file_users(), "carol", FILE_COST)],
+    ids=["demo users", "users file"],
+)
+def test_an_unknown_user_costs_what_a_real_check_costs(
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    users: dict[str, User] | None,
+    known: str,
+    cost: ScryptParams,
 ) -> None:
+    # Timing parity in both set-ups: the dummy hash has the costliest real hash's parameters,
+    # so "no such user" and "wrong password" run the same scrypt.
     checked: list[ScryptParams] = []
     real = mock_server.server.verify_password
 
@@ -99,11 +120,10 @@ def test_an_unknown_user_costs_one_full_hash_check(
         return real(password, encoded)
 
     monkeypatch.setattr(mock_server.server, "verify_password", spy)
-    with app_client(clock) as client:
-        password_grant(client, "alice", "wrong")
+    with app_client(clock, users=users) as client:
+        password_grant(client, known, "wrong")
         password_grant(client, "nobody", "wrong")
-    settings_cost = client.app.state.server.settings.password_cost  # type: ignore[attr-defined]
-    assert checked == [settings_cost, settings_cost]
+    assert checked == [cost, cost]
 
 
 def test_tries_in_flight_count_against_the_limit(clock: FakeClock) -> None:

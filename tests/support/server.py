@@ -7,108 +7,32 @@ only when it accepts connections). Every server started is stopped at the test's
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
 import sys
-import threading
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from mock_server.passwords import DEMO_PASSWORDS
+from mock_server.testing import MockServer
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_LISTENING = re.compile(r"^jwt-mock-server listening on (http://\S+)$")
-START_TIMEOUT = 60.0
 # A cheap scrypt cost (2^10) for servers whose tests are not about the hash cost; the server
 # default (2^15, p=3) is tested on its own.
 TEST_PASSWORD_COST = 10
 
 
-class RunningServer:
-    """One live server process. ``url`` has no trailing slash."""
+class RunningServer(MockServer):
+    """One live server process (mock_server.testing's, with this repo's defaults)."""
 
     def __init__(self, args: Sequence[str], db: Path, env: dict[str, str]) -> None:
         self.db = db
-        self.args = list(args)
-        self._lines: list[str] = []
-        self._lines_lock = threading.Lock()
-        self._ready = threading.Event()
-        self._url: str | None = None
-        self._process = subprocess.Popen(
-            self.args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            cwd=REPO_ROOT,
-            env=env,
-        )
-        # The pipe is drained all the time: a full pipe would block the server's logging.
-        self._reader = threading.Thread(target=self._read, name="mock-server-output", daemon=True)
-        self._reader.start()
-        if not self._ready.wait(START_TIMEOUT) or self._url is None:
-            self.stop()
-            raise RuntimeError(f"the mock server did not start:\n{self.output()}")
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            with self._lines_lock:
-                self._lines.append(line)
-            match = _LISTENING.match(line.strip())
-            if match and self._url is None:
-                self._url = match.group(1)
-                self._ready.set()
-        self._ready.set()  # EOF: the process ended; wake a waiting start
-
-    @property
-    def url(self) -> str:
-        assert self._url is not None
-        return self._url
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process.poll() is None
-
-    def output(self) -> str:
-        """Everything the server printed so far (stdout and stderr: its logs)."""
-        with self._lines_lock:
-            return "".join(self._lines)
+        super().__init__(args, DEMO_PASSWORDS, "jwt-desktop", REPO_ROOT, env)
 
     def advance_clock(self, seconds: float) -> None:
         """Move the server's clock forward (needs ``testing_clock=True``, the default)."""
-        body = urllib.parse.urlencode({"seconds": repr(float(seconds))}).encode("ascii")
-        request = urllib.request.Request(
-            f"{self.url}/_testing/advance",
-            data=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            json.load(response)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the process (SIGTERM, then SIGKILL) and wait for it. Idempotent."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout)
-        self._reader.join(timeout)
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        self.advance(seconds)
 
     def __repr__(self) -> str:
         return f"RunningServer(url={self._url!r}, pid={self.pid}, db={str(self.db)!r})"
