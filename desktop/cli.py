@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from desktop.auth.errors import AuthError, SessionEnded
-from desktop.auth.messages import describe, sign_out_line
+from desktop.auth.errors import AuthError, SessionEnded, StorageError
+from desktop.auth.messages import Revocation, describe, sign_out_line
 from desktop.config import (
     DEFAULT_CLIENT_ID,
     Config,
@@ -41,6 +41,9 @@ PROG = "jwt-desktop"
 EXIT_OK = 0
 EXIT_FAILURE = 1  # an error, or (for ``status``) not signed in
 EXIT_USAGE = 2  # argparse's own code for bad usage
+# The OS keyring is locked, not answering or out of date, or a refreshed session could not be
+# saved in it: nothing was forgotten, try again once the keyring is unlocked.
+EXIT_KEYRING = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -74,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         parents=[common],
         description="Sign in to a token server and use the session from the command line.",
+        epilog=(
+            f"exit status: {EXIT_OK} success; {EXIT_FAILURE} failure (or, for status, not signed "
+            f"in); {EXIT_USAGE} bad usage; {EXIT_KEYRING} OS keyring trouble (locked, not "
+            "answering, or the session could not be saved in it): the session is kept, try "
+            f"again once the keyring is unlocked; {EXIT_INTERRUPTED} interrupted."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     login = commands.add_parser(
@@ -123,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().addHandler(logging.NullHandler())
     try:
         return _COMMANDS[args.command](args)
+    except StorageError as exc:
+        _error(str(exc))
+        return EXIT_KEYRING
     except AuthError as exc:
         _error(str(exc))
         return EXIT_FAILURE
@@ -170,6 +182,7 @@ def _login(args: argparse.Namespace) -> int:
         _out(f"The session is stored in the OS keyring ({status.storage.backend}).")
     elif remember:
         _out(f"The session was not stored: {status.storage.reason}")
+        return EXIT_KEYRING  # signed in for nothing: the next command will not find it
     else:
         _out("The session was not stored (--no-remember), so it ends now.")
     return EXIT_OK
@@ -183,11 +196,8 @@ def _status(args: argparse.Namespace) -> int:
         _out(f"Not signed in to {server}.")
         return EXIT_FAILURE
     with _client(server, client_id) as client:
-        if not client.load_stored(username):
-            storage = client.storage_status()
+        if not client.load_stored(username):  # raises when the keyring cannot tell
             _out(f"Not signed in to {server} (no stored session for {username}).")
-            if not storage.persistent and storage.reason:
-                _out(storage.reason)
             return EXIT_FAILURE
         try:
             # Proves the session works: with the stored access token while it is valid (no
@@ -197,6 +207,8 @@ def _status(args: argparse.Namespace) -> int:
             _out(f"Not signed in to {server}: {exc}")
             return EXIT_FAILURE
         status = client.status()
+        if not _written_back(client):
+            return EXIT_KEYRING
     _out(f"Signed in to {server} as {username}.")
     _out(f"Session stored in the OS keyring ({status.storage.backend}).")
     if status.access_expires_in is not None:
@@ -212,6 +224,8 @@ def _profile(args: argparse.Namespace) -> int:
             _error(f"not signed in to {server}; run `{PROG} login` first")
             return EXIT_FAILURE
         profile = client.profile()
+        if not _written_back(client):
+            return EXIT_KEYRING
     if args.json:
         _out(json.dumps(profile, indent=2, sort_keys=True, ensure_ascii=False))
     else:
@@ -227,8 +241,12 @@ def _logout(args: argparse.Namespace) -> int:
         _out(f"Not signed in to {server}; nothing to do.")
         return EXIT_OK
     with _client(server, client_id) as client:
+        # A keyring that cannot be read raises here: nothing is revoked nor forgotten.
         found = client.load_stored(username)
         outcome = client.sign_out() if found else None
+        if not _written_back(client):
+            _out(sign_out_line(outcome or Revocation.REVOKED, username, server))
+            return EXIT_KEYRING  # the username stays remembered: the entry is still there
     _save(replace(config, last_username=None))
     if outcome is None:
         _out(f"No stored session for {username} at {server}; nothing to revoke.")
@@ -261,11 +279,22 @@ def _client(server: str, client_id: str) -> Iterator[AuthClient]:
         client_id=client_id,
         store=KeyringStore(),
         lock_dir=state_dir(),
+        write_back=False,  # this process ends soon: it never refreshes what it cannot save
     )
     try:
         yield client
     finally:
         client.close()
+
+
+def _written_back(client: AuthClient) -> bool:
+    """Before the process ends (and its memory with it): replay a keyring write that failed.
+    False, with the reason on stderr, when the keyring still lags behind the session."""
+    unsaved = client.status().unsaved
+    if unsaved is None or client.write_back():
+        return True
+    _error(unsaved)
+    return False
 
 
 def _ask_username(config: Config) -> str:
