@@ -132,12 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().addHandler(logging.NullHandler())
     try:
         return _COMMANDS[args.command](args)
-    except StorageError as exc:
-        _error(str(exc))
-        return EXIT_KEYRING
     except AuthError as exc:
         _error(str(exc))
-        return EXIT_FAILURE
+        return EXIT_KEYRING if isinstance(exc, StorageError) else EXIT_FAILURE
     except _Usage as exc:
         _error(str(exc))
         return EXIT_USAGE

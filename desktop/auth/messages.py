@@ -326,13 +326,14 @@ def describe(error: BaseException) -> Failure:
         else:
             wait = "Wait a while, then try again."
         return Failure(ErrorKind.THROTTLED, f"Too many failed sign-in attempts. {wait}")
-    if isinstance(error, errors.ServerUnreachable) and error.sent:
-        return Failure(ErrorKind.UNREACHABLE, _sentence(str(error), "The answer was lost."))
     if isinstance(error, errors.ServerUnreachable):
-        return Failure(
-            ErrorKind.UNREACHABLE,
-            f"Cannot reach the server at {error.url}. Check that it is running.",
+        # An answer lost after sending is not "cannot reach": the core's sentence says which.
+        text = (
+            _sentence(str(error), "The answer was lost.")
+            if error.sent
+            else f"Cannot reach the server at {error.url}. Check that it is running."
         )
+        return Failure(ErrorKind.UNREACHABLE, text)
     # The rest: the core's own sentence says it best.
     rules: tuple[tuple[type[BaseException], ErrorKind, str], ...] = (
         (errors.ServerError, ErrorKind.SERVER, "The server had a problem."),

@@ -418,9 +418,10 @@ class AuthClient:
         whatever the server said; the result says what the server did.
 
         Raises :class:`KeyringUnavailable` or :class:`LockTimeout` (forgetting nothing) when
-        the session is stored but the current refresh token cannot be known: the keyring cannot be read and our copy is
-        not proven current. A keyring entry that could not be deleted afterwards is reported
-        in ``status().unsaved`` and deleted by a later :meth:`write_back`.
+        the session is stored but the current refresh token cannot be known (the keyring
+        cannot be read and our copy is not proven current, or the lock is held too long).
+        A keyring entry that could not be deleted afterwards is reported in
+        ``status().unsaved`` and deleted by a later :meth:`write_back`.
         """
         outcome = Revocation.REVOKED
         unsaved: str | None = None
@@ -721,49 +722,43 @@ class AuthClient:
             return False, None, None, None  # nothing can have been stored there earlier
         try:
             with self._lock.hold(self.server_url, username) as held:
-                if not remember:
-                    # The person chose not to stay signed in: a session stored earlier would
-                    # otherwise restore them silently next time. Revoke it rather than only
-                    # forget it, so it does not live on at the server (a window still using it
-                    # then ends its session too).
-                    try:
-                        stored = self._store.load(
-                            self.server_url, username, generation=held.generation
-                        )
-                    except StorageError:
-                        stored = None
-                    if stored is not None:
-                        self._revoke(stored.refresh_token)
-                    if stored is not None or held.marker is not None:
-                        held.advance(SIGNED_OUT)
-                        self._delete_stored(username, held)
-                    return False, None, None, None
-                if self._write_back:
-                    generation = held.advance()
-                    try:
-                        self._store.save(
-                            self.server_url, username, self._stored_from(tokens, generation)
-                        )
-                    except SecretTooLong as exc:
-                        self._store.forget(self.server_url, username)
-                        return False, str(exc), None, None
-                    except StorageError as exc:  # kept: written back once the keyring answers
-                        return True, None, generation, messages.not_saved(str(exc), lasting=True)
-                    return True, None, generation, None
-                # A short-lived process: the earlier session stays current unless this one
-                # is really stored (its copy would die with the process).
-                generation = (held.generation or 0) + 1
+                if remember:
+                    return self._store_new_session(held, username, tokens)
+                # The person chose not to stay signed in: a session stored earlier would
+                # otherwise restore them silently next time. Revoke it rather than only forget
+                # it, so it does not live on at the server (a window still using it then ends
+                # its session too).
                 try:
-                    self._store.save(
-                        self.server_url, username, self._stored_from(tokens, generation)
-                    )
-                except StorageError as exc:
-                    self._store.forget(self.server_url, username)
-                    return False, str(exc), None, None
-                held.advance()
-                return True, None, generation, None
+                    stored = self._store.load(self.server_url, username, generation=held.generation)
+                except StorageError:
+                    stored = None
+                if stored is not None:
+                    self._revoke(stored.refresh_token)
+                if stored is not None or held.marker is not None:
+                    held.advance(SIGNED_OUT)
+                    self._delete_stored(username, held)
+                return False, None, None, None
         except LockTimeout as exc:
             return False, str(exc), None, None
+
+    def _store_new_session(
+        self, held: HeldLock, username: str, tokens: TokenSet
+    ) -> tuple[bool, str | None, int | None, str | None]:
+        # A short-lived process leaves the earlier session current unless the new one is
+        # really stored (its copy dies with it); a long-lived one writes it back later.
+        generation = (held.generation or 0) + 1
+        if self._write_back:
+            held.advance()
+        try:
+            self._store.save(self.server_url, username, self._stored_from(tokens, generation))
+        except StorageError as exc:
+            if self._write_back and not isinstance(exc, SecretTooLong):
+                return True, None, generation, messages.not_saved(str(exc), lasting=True)
+            self._store.forget(self.server_url, username)
+            return False, str(exc), None, None
+        if not self._write_back:
+            held.advance()
+        return True, None, generation, None
 
     def _locked(self, username: str, in_store: bool) -> AbstractContextManager[HeldLock | None]:
         """The cross-process lock, needed only when the session is stored (shared)."""
