@@ -9,6 +9,7 @@ needs a refresh gets one (a 401, then the refresh), with no sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -213,6 +214,19 @@ def test_a_cli_refresh_that_could_not_be_saved_is_reported_at_once(
     assert family[0] is not None  # the spent family was revoked, not left alive
 
 
+@contextlib.contextmanager
+def _proxy(port: int) -> Iterator[DroppingProxy]:
+    proxy = DroppingProxy(f"http://127.0.0.1:{port}")
+    try:
+        yield proxy
+    finally:
+        # DroppingProxy.close() closes its listener, which does not wake the thread blocked in
+        # accept() on Linux (it then waits 30 s for it); a shutdown does.
+        with contextlib.suppress(OSError):
+            proxy._listener.shutdown(socket.SHUT_RDWR)
+        proxy.close()
+
+
 def _reserve_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -227,7 +241,7 @@ def test_a_lost_refresh_answer_is_retried_once(
     the same token. A strict server calls that reuse and ends the session (with its usual
     sentence, not "signed out elsewhere"); one with a reuse grace answers it."""
     port = _reserve_port()
-    with DroppingProxy(f"http://127.0.0.1:{port}") as proxy:
+    with _proxy(port) as proxy:
         extra = ["--port", str(port), "--issuer", proxy.url]
         server = start_server(
             access_ttl="60s", extra_args=[*extra, *(["--reuse-grace", "30s"] if grace else [])]
@@ -255,7 +269,7 @@ def test_a_lost_refresh_answer_is_retried_once(
 
 def test_a_lost_answer_is_not_could_not_connect(start_server: Any) -> None:
     port = _reserve_port()
-    with DroppingProxy(f"http://127.0.0.1:{port}") as proxy:
+    with _proxy(port) as proxy:
         start_server(extra_args=["--port", str(port), "--issuer", proxy.url])
         client = AuthClient(proxy.url, store=KeyringStore(timeout=5))
         try:
