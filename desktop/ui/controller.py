@@ -4,7 +4,11 @@ Every core call does network or keyring I/O, so each one runs on a private
 :class:`QThreadPool` (as a runnable Qt makes from a callable); the result comes back through a
 queued signal and is handled on the GUI thread, which owns every widget. The core itself is
 built lazily in the first task, so the first frame never waits for ``requests``, ``keyring`` or
-``jwt`` to import."""
+``jwt`` to import.
+
+While the keyring lags behind the session (a write failed: locked, restarting), a timer asks
+the core to write it back every few seconds, off the GUI thread, until it succeeds.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThreadPool, QTimer, Signal, Slot
 
+from desktop.auth.errors import LockTimeout
 from desktop.auth.messages import Revocation
 from desktop.ui.messages import ErrorKind, describe
+
+WRITE_BACK_MS = 5000
 
 _log = logging.getLogger(__name__)
 
@@ -47,6 +54,7 @@ class AuthClientLike(Protocol):
     def sign_out(self) -> Revocation: ...
     def status(self) -> SessionStatus: ...
     def storage_status(self) -> StorageStatus: ...
+    def write_back(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -132,6 +140,10 @@ class SessionController(QObject):
         self._sign_in_op: int | None = None
         self._signed_in = False
         self._closing = False
+        self._write_back_timer = QTimer(self)
+        self._write_back_timer.setInterval(WRITE_BACK_MS)
+        self._write_back_timer.timeout.connect(self._write_back_if_needed)
+        self._write_back_timer.start()
         self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
         self._observed.connect(self._on_observed, Qt.ConnectionType.QueuedConnection)
 
@@ -147,7 +159,8 @@ class SessionController(QObject):
         return client.status() if client is not None else None
 
     def busy(self) -> bool:
-        return any(op.name not in ("warm_up", "picture") for op in self._operations.values())
+        background = ("warm_up", "picture", "write_back")
+        return any(op.name not in background for op in self._operations.values())
 
     # -- requests --------------------------------------------------------------------------
 
@@ -217,9 +230,19 @@ class SessionController(QObject):
         self._signed_in = False
         self._submit("sign_out", lambda client, op: client.sign_out())
 
+    @Slot()
+    def _write_back_if_needed(self) -> None:
+        status = self.status()
+        if status is None or status.unsaved is None or self._closing:
+            return
+        if any(op.name == "write_back" for op in self._operations.values()):
+            return  # one at a time: a hanging keyring gets no pile of calls
+        self._submit("write_back", lambda client, op: client.write_back())
+
     def shutdown(self) -> None:
         """Drop queued work, wait for the request in flight, close the core."""
         self._closing = True
+        self._write_back_timer.stop()
         for pool in (self._pool, self._picture_pool):
             pool.clear()
         for pool in (self._pool, self._picture_pool):
@@ -289,8 +312,10 @@ class SessionController(QObject):
             if operation.cancelled.is_set():
                 return
             self._sign_in_op = None
-        if operation.name == "discard":
-            return  # a cancelled sign-in undone: nothing to tell anyone
+        if operation.name in ("discard", "write_back"):
+            # A cancelled sign-in undone: nothing to tell anyone. A write-back: the session
+            # panel shows the stored state on its next tick.
+            return
         if operation.name == "picture":
             self._picture_done(self._picture_urls.pop(op_id), result, error)
         elif isinstance(error, BaseException):
@@ -335,8 +360,15 @@ class SessionController(QObject):
             # The core could not even be built (bad configuration, demo server down): every
             # request would fail the same way, so it is reported like a failed request.
             self.requestFailed.emit(failure.kind.value, failure.message)
+        elif name == "sign_out" and (
+            failure.kind is ErrorKind.KEYRING or isinstance(error, LockTimeout)
+        ):
+            # Nothing was forgotten (the current refresh token could not be known): still
+            # signed in, and the person is told why the sign-out did not happen.
+            self._signed_in = True
+            self.requestFailed.emit(failure.kind.value, failure.message)
         elif name == "sign_out":
-            # The core forgets the session locally whatever happened; only report it.
+            # The core forgets the session locally whatever else happened; only report it.
             self.signedOut.emit(Revocation.NOT_CONFIRMED.value)
         elif failure.kind is ErrorKind.SESSION_ENDED:
             # The core's observer may have reported this already (see _on_observed).
