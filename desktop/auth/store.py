@@ -10,8 +10,9 @@ Keyring calls can hang (a locked Secret Service waiting for a prompt nobody sees
 peer). Every call therefore runs in a *daemon* worker thread and is abandoned after ``timeout``
 seconds: a hung keyring never blocks the caller for longer, and never blocks interpreter exit.
 A keyring that failed is tried again on the next use (a locked keyring is often unlocked a
-moment later, a killed daemon is restarted by D-Bus activation); only while an abandoned call is
-still hanging does the store refuse at once, so at most one hung thread exists per store.
+moment later, a killed daemon is restarted by D-Bus activation); only while two abandoned calls
+still hang does the store refuse at once, so hung threads never pile up. A locked Secret Service
+collection is reported as locked without asking it to unlock (no prompt pops up, none hangs).
 
 A write that failed is not forgotten: :class:`WriteBackStore` remembers it and replays it before
 the stored value is trusted again, unless the session's marker (below) says it was superseded.
@@ -333,6 +334,8 @@ class MemoryStore:
         return f"MemoryStore(entries={len(self._tokens)})"
 
 
+_MAX_STUCK = 2  # abandoned keyring calls that may hang at once, per store
+
 _DEFAULT_MAX_SECRET_BYTES = WINDOWS_MAX_SECRET_BYTES if sys.platform == "win32" else None
 
 
@@ -356,7 +359,7 @@ class KeyringStore:
         self._max_secret_bytes = max_secret_bytes
         self._lock = threading.Lock()
         self._status: StorageStatus | None = None
-        self._stuck: threading.Thread | None = None  # an abandoned call still hanging
+        self._stuck: list[threading.Thread] = []  # abandoned calls, maybe still hanging
         self._backend_name = "unknown"
 
     # -- TokenStore --------------------------------------------------------------------------
@@ -423,10 +426,10 @@ class KeyringStore:
 
     def _call(self, what: str, fn: Callable[[_Keyring], T]) -> T:
         with self._lock:
-            if self._stuck is not None and self._stuck.is_alive():
-                # Still hanging: another thread would only hang beside it.
+            self._stuck = [thread for thread in self._stuck if thread.is_alive()]
+            if len(self._stuck) >= _MAX_STUCK:
+                # Those still hang: more threads would only hang beside them.
                 raise KeyringUnavailable(messages.keyring_unusable("hung", timeout=self._timeout))
-            self._stuck = None
         results: list[T] = []
         errors: list[BaseException] = []
         done = threading.Event()
@@ -443,7 +446,7 @@ class KeyringStore:
         thread.start()
         if not done.wait(self._timeout):
             with self._lock:
-                self._stuck = thread
+                self._stuck.append(thread)
             raise self._fail(messages.keyring_unusable("hung", timeout=self._timeout))
         if errors:
             raise self._translate(what, errors[0])
@@ -458,6 +461,13 @@ class KeyringStore:
         self._backend_name = _backend_name(backend)
         if _is_unusable_backend(backend):
             raise _NoUsableBackend(backend)
+        if _secret_service_locked(backend):
+            import keyring.errors
+
+            # Asking would start an unlock prompt: on a desktop it pops up at a random moment
+            # (or behind a screen lock), and without a prompter the call may never return.
+            # The person unlocks the keyring themselves; the next call finds it unlocked.
+            raise keyring.errors.KeyringLocked("the collection is locked")
         return fn(backend)
 
     def _translate(self, what: str, exc: BaseException) -> KeyringUnavailable:
@@ -582,6 +592,32 @@ class _NoUsableBackend(Exception):
 def _backend_name(backend: object) -> str:
     name = getattr(backend, "name", None)
     return name if isinstance(name, str) and name else type(backend).__name__
+
+
+def _secret_service_locked(backend: object) -> bool:
+    """Whether ``backend`` is the Secret Service one and its collection is locked (asked over
+    a connection closed afterwards, which keyring's own locked path does not do)."""
+    from keyring.backends import SecretService
+
+    if not isinstance(backend, SecretService.Keyring):
+        chained = getattr(backend, "backends", None)
+        if not isinstance(chained, list) or not chained:
+            return False
+        backend = chained[0]  # the chainer's highest priority: the one that will answer
+        if not isinstance(backend, SecretService.Keyring):
+            return False
+    import secretstorage
+
+    connection = secretstorage.dbus_init()
+    try:
+        path = getattr(backend, "preferred_collection", None)
+        if isinstance(path, str):
+            collection = secretstorage.Collection(connection, path)
+        else:
+            collection = secretstorage.get_default_collection(connection)
+        return bool(collection.is_locked())
+    finally:
+        connection.close()
 
 
 def _is_unusable_backend(backend: object) -> bool:
