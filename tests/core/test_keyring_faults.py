@@ -29,6 +29,7 @@ from desktop.auth.session import AuthClient
 from desktop.auth.store import KeyringStore
 from desktop.cli import EXIT_KEYRING, main
 from desktop.config import Config, load_config, save_config
+from tests.core.test_cli import _cli
 from tests.support.dropping_proxy import DroppingProxy, is_refresh_grant
 from tests.support.keyring import SecretServiceKeyring
 from tests.support.server import RunningServer
@@ -40,18 +41,6 @@ LOCKED = "The OS keyring is locked: unlock it and try again; your session is kep
 @pytest.fixture
 def server(start_server: Any) -> RunningServer:
     return start_server(access_ttl="60s")
-
-
-def _cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "desktop", *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def _families(server: RunningServer) -> list[tuple[Any, Any]]:

@@ -7,11 +7,17 @@ from __future__ import annotations
 import pytest
 from pytestqt.qtbot import QtBot
 
+from desktop.auth.errors import KeyringUnavailable
+from desktop.auth.grants import PasswordGrant
+from desktop.auth.messages import keyring_unusable
 from desktop.ui import controller
 from tests.support.keyring import SecretServiceKeyring
 from tests.support.server import StartServer
 from tests.ui.conftest import MakeApp
+from tests.ui.fakes import FakeClient
 from tests.ui.helpers import TIMEOUT_MS, sign_in
+
+LOCKED = keyring_unusable("locked")
 
 
 def test_the_session_panel_reports_an_unsaved_session_and_writes_it_back(
@@ -63,3 +69,24 @@ def test_the_session_panel_reports_an_unsaved_session_and_writes_it_back(
         if faulty_keyring.stored(service, "alice") is not None:
             faulty_keyring.restore()
             faulty_keyring.backend.delete_password(service, "alice")
+
+
+def test_a_sign_out_refused_for_keyring_trouble_keeps_the_session(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(controller, "WRITE_BACK_MS", 50)
+    client = FakeClient()
+    control = controller.SessionController(lambda: client)
+    try:
+        with qtbot.waitSignal(control.signInSucceeded, timeout=TIMEOUT_MS):
+            control.sign_in(PasswordGrant("alice", "wonderland"), remember=True)
+        client.unsaved = "The session could not be saved in the OS keyring (locked)."
+        qtbot.waitUntil(lambda: client.write_backs >= 2, timeout=TIMEOUT_MS)  # retried
+        client.sign_out_error = KeyringUnavailable(LOCKED)
+        with qtbot.waitSignal(control.requestFailed, timeout=TIMEOUT_MS) as failed:
+            control.sign_out()
+        assert failed.args == ["keyring", LOCKED]
+        assert control.signed_in
+        assert client.username == "alice"
+    finally:
+        control.shutdown()
