@@ -47,6 +47,14 @@ EXIT_KEYRING = 3
 EXIT_INTERRUPTED = 130
 
 
+_EXIT_HELP = (
+    f"exit status: {EXIT_OK} success; {EXIT_FAILURE} failure (or, for status, not signed in); "
+    f"{EXIT_USAGE} bad usage; {EXIT_KEYRING} OS keyring trouble (locked, not answering, or the "
+    "session could not be saved in it): the session is kept, try again once the keyring is "
+    f"unlocked; {EXIT_INTERRUPTED} interrupted."
+)
+
+
 class _Usage(Exception):
     """A usage problem found after parsing (e.g. no username and no terminal to ask on)."""
 
@@ -77,16 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         parents=[common],
         description="Sign in to a token server and use the session from the command line.",
-        epilog=(
-            f"exit status: {EXIT_OK} success; {EXIT_FAILURE} failure (or, for status, not signed "
-            f"in); {EXIT_USAGE} bad usage; {EXIT_KEYRING} OS keyring trouble (locked, not "
-            "answering, or the session could not be saved in it): the session is kept, try "
-            f"again once the keyring is unlocked; {EXIT_INTERRUPTED} interrupted."
-        ),
+        epilog=_EXIT_HELP,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     login = commands.add_parser(
-        "login", parents=[common], help="sign in with a username and password"
+        "login", parents=[common], epilog=_EXIT_HELP, help="sign in with a username and password"
     )
     login.add_argument("--username", "-u", metavar="NAME", help="who signs in")
     login.add_argument(
@@ -103,14 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status",
         parents=[common],
+        epilog=_EXIT_HELP,
         help="who is signed in where; exit 0 when signed in, 1 when not",
     )
     profile = commands.add_parser(
-        "profile", parents=[common], help="show the signed-in person's profile"
+        "profile", parents=[common], epilog=_EXIT_HELP, help="show the signed-in person's profile"
     )
     profile.add_argument("--json", action="store_true", help="print the profile as JSON")
     commands.add_parser(
-        "logout", parents=[common], help="sign out: revoke the session and forget it"
+        "logout",
+        parents=[common],
+        epilog=_EXIT_HELP,
+        help="sign out: revoke the session and forget it",
     )
     return parser
 

@@ -283,3 +283,10 @@ def test_a_keyring_that_fails_is_tried_again_on_the_next_use(
     faulty_keyring.unlock()
     assert store.load("https://id.example", "alice") is None  # no permanent "unavailable"
     assert store.status().persistent
+
+
+def test_help_documents_the_keyring_exit_status(capsys: Any) -> None:
+    for command in (["--help"], ["status", "--help"], ["logout", "--help"]):
+        assert main(command) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"{EXIT_KEYRING} OS keyring trouble" in out
