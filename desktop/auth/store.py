@@ -12,7 +12,7 @@ seconds: a hung keyring never blocks the caller for longer, and never blocks int
 A keyring that failed is tried again on the next use (a locked keyring is often unlocked a
 moment later, a killed daemon is restarted by D-Bus activation); only while two abandoned calls
 still hang does the store refuse at once, so hung threads never pile up. A locked Secret Service
-collection is reported as locked without asking it to unlock (no prompt pops up, none hangs).
+collection is reported as locked without asking to unlock it (no prompt pops up, none hangs).
 
 A write that failed is not forgotten: :class:`WriteBackStore` remembers it and replays it before
 the stored value is trusted again, unless the session's marker (below) says it was superseded.
@@ -461,14 +461,7 @@ class KeyringStore:
         self._backend_name = _backend_name(backend)
         if _is_unusable_backend(backend):
             raise _NoUsableBackend(backend)
-        if _secret_service_locked(backend):
-            import keyring.errors
-
-            # Asking would start an unlock prompt: on a desktop it pops up at a random moment
-            # (or behind a screen lock), and without a prompter the call may never return.
-            # The person unlocks the keyring themselves; the next call finds it unlocked.
-            raise keyring.errors.KeyringLocked("the collection is locked")
-        return fn(backend)
+        return fn(_without_prompts(backend))
 
     def _translate(self, what: str, exc: BaseException) -> KeyringUnavailable:
         import keyring.errors
@@ -594,30 +587,55 @@ def _backend_name(backend: object) -> str:
     return name if isinstance(name, str) and name else type(backend).__name__
 
 
-def _secret_service_locked(backend: object) -> bool:
-    """Whether ``backend`` is the Secret Service one and its collection is locked (asked over
-    a connection closed afterwards, which keyring's own locked path does not do)."""
+_no_prompt_class: list[type[Any]] = []
+
+
+def _without_prompts(backend: Any) -> Any:
+    """``backend``, or for keyring's Secret Service backend a twin that reports a locked
+    collection or item as locked instead of asking to unlock it.
+
+    Asking starts an unlock prompt: on a desktop it pops up at a random moment (or behind a
+    screen lock), and without a prompter the call may never return, leaving a thread hung for
+    good. The person unlocks the keyring themselves; the next call finds it unlocked. The twin
+    also closes its D-Bus connection on that path, which keyring's own does not.
+    """
     from keyring.backends import SecretService
 
-    if not isinstance(backend, SecretService.Keyring):
-        chained = getattr(backend, "backends", None)
-        if not isinstance(chained, list) or not chained:
-            return False
-        backend = chained[0]  # the chainer's highest priority: the one that will answer
-        if not isinstance(backend, SecretService.Keyring):
-            return False
-    import secretstorage
+    if type(backend) is not SecretService.Keyring:
+        return backend
+    if not _no_prompt_class:
+        import keyring.errors
+        import secretstorage
 
-    connection = secretstorage.dbus_init()
-    try:
-        path = getattr(backend, "preferred_collection", None)
-        if isinstance(path, str):
-            collection = secretstorage.Collection(connection, path)
-        else:
-            collection = secretstorage.get_default_collection(connection)
-        return bool(collection.is_locked())
-    finally:
-        connection.close()
+        class NoPromptSecretService(SecretService.Keyring):
+            def get_preferred_collection(self) -> Any:
+                connection = secretstorage.dbus_init()
+                try:
+                    path = getattr(self, "preferred_collection", None)
+                    if isinstance(path, str):
+                        collection = secretstorage.Collection(connection, path)
+                    else:
+                        collection = secretstorage.get_default_collection(connection)
+                    locked = collection.is_locked()
+                except Exception:
+                    connection.close()
+                    raise
+                if locked:
+                    connection.close()
+                    raise keyring.errors.KeyringLocked("the collection is locked")
+                return collection
+
+            def unlock(self, item: Any) -> None:
+                if item.is_locked():
+                    raise keyring.errors.KeyringLocked("the item is locked")
+
+        # Defining a backend class registers it with keyring's backend discovery; this one is
+        # only ever used here.
+        getattr(NoPromptSecretService, "_classes", set()).discard(NoPromptSecretService)
+        _no_prompt_class.append(NoPromptSecretService)
+    twin: Any = object.__new__(_no_prompt_class[0])  # no __init__: it would probe again
+    twin.__dict__.update(backend.__dict__)  # the same settings (preferred collection...)
+    return twin
 
 
 def _is_unusable_backend(backend: object) -> bool:
