@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from desktop import accounts
 from desktop.accounts import AccountNotFound
 from desktop.auth import messages
-from desktop.auth.errors import AuthError, SessionEnded
-from desktop.auth.messages import describe, sign_out_line
+from desktop.auth.errors import AuthError, SessionEnded, StorageError
+from desktop.auth.messages import Revocation, describe, sign_out_line
 from desktop.config import (
     DEFAULT_CLIENT_ID,
     Account,
@@ -58,7 +58,18 @@ PROG = "jwt-desktop"
 EXIT_OK = 0
 EXIT_FAILURE = 1  # an error, or (for ``status``) not signed in
 EXIT_USAGE = 2  # argparse's own code for bad usage
+# The OS keyring is locked, not answering or out of date, or a refreshed session could not be
+# saved in it: nothing was forgotten, try again once the keyring is unlocked.
+EXIT_KEYRING = 3
 EXIT_INTERRUPTED = 130
+
+
+_EXIT_HELP = (
+    f"exit status: {EXIT_OK} success; {EXIT_FAILURE} failure (or, for status, not signed in); "
+    f"{EXIT_USAGE} bad usage; {EXIT_KEYRING} OS keyring trouble (locked, not answering, or the "
+    "session could not be saved in it): the session is kept, try again once the keyring is "
+    f"unlocked; {EXIT_INTERRUPTED} interrupted."
+)
 
 
 class _Usage(Exception):
@@ -97,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         parents=[common],
         description="Sign in to a token server and use the session from the command line.",
+        epilog=_EXIT_HELP,
     )
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", title="commands"
@@ -138,15 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status",
         parents=[common],
+        epilog=_EXIT_HELP,
         help="list the stored accounts; exit 0 when the active one is signed in, 1 when not",
     )
     profile = commands.add_parser(
-        "profile", parents=[common], help="show the signed-in person's profile"
+        "profile", parents=[common], epilog=_EXIT_HELP, help="show the signed-in person's profile"
     )
     profile.add_argument("--json", action="store_true", help="print the profile as JSON")
     commands.add_parser(
         "logout",
         parents=[common],
+        epilog=_EXIT_HELP,
         help="sign out of one account: revoke its session and forget it (the others stay)",
     )
     switch = commands.add_parser(
@@ -175,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except (AuthError, AccountNotFound) as exc:
         _error(str(exc))
-        return EXIT_FAILURE
+        return EXIT_KEYRING if isinstance(exc, StorageError) else EXIT_FAILURE
     except _Usage as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -227,6 +241,7 @@ def _login(args: argparse.Namespace) -> int:
         _out(f"The session is stored in the OS keyring ({status.storage.backend}).")
     elif remember:
         _out(f"The session was not stored: {status.storage.reason}")
+        return EXIT_KEYRING  # signed in for nothing: the next command will not find it
     else:
         _out("The session was not stored (--no-remember), so it ends now.")
     return EXIT_OK
@@ -238,9 +253,9 @@ def _status(args: argparse.Namespace) -> int:
     target = _account(args, config, server)
     if target is None:
         _out(f"Not signed in to {server}.")
-        signed_in = False
+        outcome = EXIT_FAILURE
     else:
-        signed_in = _check_session(target, client_id)
+        outcome = _check_session(target, client_id)
     others = [a for a in accounts.listed(config) if target is None or a.key != target.key]
     if others:
         active = accounts.active(config)
@@ -249,32 +264,31 @@ def _status(args: argparse.Namespace) -> int:
             mark = "*" if active is not None and account.key == active.key else " "
             checked = " (checked above)" if target is not None and account.key == target.key else ""
             _out(f"{mark} {accounts.label(account)}{checked}")
-    return EXIT_OK if signed_in else EXIT_FAILURE
+    return outcome
 
 
-def _check_session(account: Account, client_id: str) -> bool:
-    """Say whether ``account``'s stored session works; True when it does."""
+def _check_session(account: Account, client_id: str) -> int:
+    """Say whether ``account``'s stored session works; the exit status that says it."""
     server, username = account.server_url, account.username
     with _client(server, client_id) as client:
-        if not client.load_stored(username):
-            storage = client.storage_status()
+        if not client.load_stored(username):  # raises when the keyring cannot tell
             _out(f"Not signed in to {server} (no stored session for {username}).")
-            if not storage.persistent and storage.reason:
-                _out(storage.reason)
-            return False
+            return EXIT_FAILURE
         try:
             # Proves the session works: with the stored access token while it is valid (no
             # refresh), else refreshing it once.
             client.profile()
         except SessionEnded as exc:
             _out(f"Not signed in to {server}: {exc}")
-            return False
+            return EXIT_FAILURE
         status = client.status()
+        if not _written_back(client):
+            return EXIT_KEYRING
     _out(f"Signed in to {server} as {username}.")
     _out(f"Session stored in the OS keyring ({status.storage.backend}).")
     if status.access_expires_in is not None:
         _out(f"Access token valid for {_duration(status.access_expires_in)}.")
-    return True
+    return EXIT_OK
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -288,6 +302,8 @@ def _profile(args: argparse.Namespace) -> int:
             _error(f"not signed in to {server}; run `{PROG} login` first")
             return EXIT_FAILURE
         profile = client.profile()
+        if not _written_back(client):
+            return EXIT_KEYRING
     if args.json:
         _out(json.dumps(profile, indent=2, sort_keys=True, ensure_ascii=False))
     else:
@@ -304,8 +320,12 @@ def _logout(args: argparse.Namespace) -> int:
         return EXIT_OK
     server, username = target.server_url, target.username
     with _client(server, client_id) as client:
+        # A keyring that cannot be read raises here: nothing is revoked nor forgotten.
         found = client.load_stored(username)
         outcome = client.sign_out() if found else None
+        if not _written_back(client):
+            _out(sign_out_line(outcome or Revocation.REVOKED, username, server))
+            return EXIT_KEYRING  # the account stays remembered: the entry is still there
     was_active = accounts.active(config) == target
     config = accounts.forget(config, server, username)
     _save(config)
@@ -461,11 +481,22 @@ def _client(server: str, client_id: str) -> Iterator[AuthClient]:
         lock_dir=state_dir(),
         # Built the same way as the GUI's: every ID token is validated before it is used.
         id_token_validator=IDTokenValidator(),
+        write_back=False,  # this process ends soon: it never refreshes what it cannot save
     )
     try:
         yield client
     finally:
         client.close()
+
+
+def _written_back(client: AuthClient) -> bool:
+    """Before the process ends (and its memory with it): replay a keyring write that failed.
+    False, with the reason on stderr, when the keyring still lags behind the session."""
+    unsaved = client.status().unsaved
+    if unsaved is None or client.write_back():
+        return True
+    _error(unsaved)
+    return False
 
 
 def _ask_username(config: Config) -> str:

@@ -63,9 +63,12 @@ def issue_access_token(
     """A signed access token; with ``jkt`` it is bound to that DPoP key (RFC 9449 §6)."""
     import jwt
 
-    iat = int(now)
-    # Never outlive the sign-in it belongs to.
-    exp = max(iat, int(min(now + settings.access_ttl, family.expires_at)))
+    # NumericDate may carry fractions (RFC 7519 §2), but whole seconds are what most libraries
+    # expect. Rounding `exp` down would cut a 1 s token to 0-1 s; so `iat` is rounded down (never
+    # "issued in the future") and `exp` up: a token lives at least its lifetime, at most one
+    # second more. Never outlive the sign-in it belongs to.
+    iat = math.floor(now)
+    exp = max(iat, min(math.ceil(now + settings.access_ttl), math.floor(family.expires_at)))
     kid, private = keys.sign_for(exp)
     claims = {
         "iss": settings.issuer,
@@ -86,7 +89,8 @@ def issue_access_token(
     token = jwt.encode(
         claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": ACCESS_TOKEN_TYP}
     )
-    return IssuedAccessToken(token, exp - iat)
+    # expires_in counts from now, rounded down: a client never believes it lives longer.
+    return IssuedAccessToken(token, max(0, min(int(settings.access_ttl), math.floor(exp - now))))
 
 
 def at_hash(access_token: str) -> str:
@@ -111,13 +115,13 @@ def issue_id_token(
     the profile claims its scopes allow (``profile``)."""
     import jwt
 
-    iat = int(now)
+    iat = math.floor(now)  # rounded as the access token's (see issue_access_token)
     claims: dict[str, Any] = {
         **profile,
         "iss": settings.issuer,
         "sub": user.sub,
         "aud": client_id,
-        "exp": iat + int(min(settings.access_ttl, ID_TOKEN_TTL)),
+        "exp": math.ceil(now + min(settings.access_ttl, ID_TOKEN_TTL)),
         "iat": iat,
         "auth_time": int(auth_time),
         "at_hash": at_hash(access_token),

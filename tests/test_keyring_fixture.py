@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.keyring import SecretServiceKeyring
 
 
@@ -31,3 +33,26 @@ def test_child_process_reads_what_the_test_stored(
     finally:
         secret_service_keyring.backend.delete_password("jwt-desktop-fixture", "carol")
     assert secret_service_keyring.stored("jwt-desktop-fixture", "carol") is None
+
+
+def test_the_fixture_locks_unlocks_and_restarts_the_real_keyring(
+    faulty_keyring: SecretServiceKeyring,
+) -> None:
+    import keyring.errors
+
+    backend = faulty_keyring.backend
+    backend.set_password("jwt-desktop-fixture", "dave", "v1")
+    faulty_keyring.lock()
+    with pytest.raises(keyring.errors.KeyringLocked):
+        backend.get_password("jwt-desktop-fixture", "dave")
+    faulty_keyring.unlock()
+    assert backend.get_password("jwt-desktop-fixture", "dave") == "v1"
+    first = faulty_keyring.kill_daemon()
+    with pytest.raises(keyring.errors.KeyringLocked):  # activated again, locked
+        backend.get_password("jwt-desktop-fixture", "dave")
+    second = faulty_keyring.daemon_pid()
+    assert second is not None and second != first
+    faulty_keyring.unlock()
+    assert backend.get_password("jwt-desktop-fixture", "dave") == "v1"
+    assert faulty_keyring.entries("jwt-desktop-fixture") == 1
+    backend.delete_password("jwt-desktop-fixture", "dave")

@@ -9,7 +9,8 @@ enter the core, so callers (the GUI, the CLI) only ever catch these::
      ├── ConfigurationError         bad server URL, http:// to a non-loopback host, bad metadata
      ├── InputError                 what the person typed cannot be sent (empty username...)
      ├── Cancelled                  the person cancelled a sign-in in progress (any grant)
-     ├── ServerUnreachable          connection refused, DNS failure, timeout (keeps the session)
+     ├── ServerUnreachable          connection refused, DNS failure, timeout, answer lost
+     │                              (``sent``: it may have reached the server) (keeps the session)
      ├── ServerError                5xx, or an answer that is not what the standard says
      │                              (HTML instead of JSON, missing fields) (keeps the session)
      │    ├── AuthorizationResponseInvalid  a browser redirect not to be trusted; no code used
@@ -88,11 +89,14 @@ class Cancelled(AuthError):
 
 
 class ServerUnreachable(AuthError):
-    """The server could not be reached (refused, DNS, timeout). The session is kept."""
+    """The server could not be reached (refused, DNS, timeout), or the answer was lost. The
+    session is kept. ``sent``: the request may have reached the server (the connection was
+    lost or timed out after sending, or the answer was cut off)."""
 
-    def __init__(self, message: str, *, url: str) -> None:
+    def __init__(self, message: str, *, url: str, sent: bool = False) -> None:
         super().__init__(message)
         self.url = url
+        self.sent = sent
 
 
 class ServerError(AuthError):

@@ -157,6 +157,7 @@ class ErrorKind(str, enum.Enum):
     CONFIGURATION = "configuration"
     NOT_SIGNED_IN = "not_signed_in"
     KEYRING = "keyring"
+    BUSY = "busy"  # another jwt-desktop process held the session's lock for too long
     CANCELLED = "cancelled"
     REFUSED = "refused"  # the sign-in was declined, expired, or its answer is not trusted
     UNEXPECTED = "unexpected"
@@ -241,7 +242,7 @@ def issuer_mismatch(named: str, issuer: str) -> str:
 
 
 def unreachable(origin: str, why: str) -> str:
-    """``why``: 'timeout', 'tls' or 'connect'."""
+    """``why``: 'timeout', 'tls', 'lost' (after sending), 'cut' (answer cut) or 'connect'."""
     if why == "timeout":
         return f"The server at {origin} did not answer in time."
     if why == "tls":
@@ -249,11 +250,18 @@ def unreachable(origin: str, why: str) -> str:
             f"The server at {origin} could not prove its identity (TLS certificate "
             "verification failed)."
         )
+    if why == "lost":
+        return (
+            f"The connection to the server at {origin} was lost after the request was sent "
+            "(it may have been carried out)."
+        )
+    if why == "cut":
+        return f"The answer of the server at {origin} was cut off."
     return f"Could not connect to the server at {origin}."
 
 
-def request_failed(origin: str, exc_name: str) -> str:
-    return f"The request to {origin} failed ({exc_name})."
+def request_failed(origin: str) -> str:
+    return f"The request to {origin} failed."
 
 
 def redirect_refused(origin: str, status: int) -> str:
@@ -314,6 +322,16 @@ def access_denied(description: str | None) -> str:
 
 MEMORY_ONLY = "The session is kept in memory only and ends when the program exits."
 _FOR_THIS_RUN = "the session is kept in memory for this run only."
+_KEPT = "your session is kept"
+HELD_ELSEWHERE = (
+    "The stored session is out of date: another jwt-desktop process holds the current one and "
+    "could not save it in the OS keyring yet. Unlock the keyring and try again; your session is "
+    "kept."
+)
+LOST_UNSAVED = (
+    "Your session has ended: its last refresh could not be saved in the OS keyring before the "
+    "program that made it exited. Please sign in again."
+)
 
 
 def keyring_unusable(why: str, *, detail: str | None = None, timeout: float = 0.0) -> str:
@@ -323,12 +341,36 @@ def keyring_unusable(why: str, *, detail: str | None = None, timeout: float = 0.
         where = f" ({detail})" if detail else ""
         return f"No OS keyring is available{where}; {_FOR_THIS_RUN}"
     if why == "locked":
-        return f"The OS keyring is locked; {_FOR_THIS_RUN}"
+        return f"The OS keyring is locked: unlock it and try again; {_KEPT}."
     if why == "hung":
-        return f"The OS keyring did not answer within {timeout:g} seconds; {_FOR_THIS_RUN}"
+        return f"The OS keyring did not answer within {timeout:g} seconds: try again; {_KEPT}."
     if why == "failed":
-        return f"The OS keyring failed ({detail}); {_FOR_THIS_RUN}"
+        return f"The OS keyring failed ({detail}): try again; {_KEPT}."
     return "The OS keyring is not available."
+
+
+def not_saved(why: str, *, lasting: bool) -> str:
+    """A refreshed (or new) session that could not be written to the keyring. ``lasting``: the
+    process keeps it and writes it back later (the GUI); else it ends with the process."""
+    why = why.rstrip(".")
+    if lasting:
+        return (
+            f"The session could not be saved in the OS keyring ({why}). It keeps working here "
+            "and is saved as soon as the keyring answers; until then other jwt-desktop windows "
+            "and commands cannot use it."
+        )
+    return (
+        f"The refreshed session could not be saved in the OS keyring ({why}). The stored one "
+        "is spent, so the next command will ask you to sign in again."
+    )
+
+
+def not_forgotten(why: str) -> str:
+    """``logout`` revoked the session but could not delete the keyring entry."""
+    return (
+        f"The session was revoked, but its keyring entry could not be deleted ({why.rstrip('.')}"
+        "); it is deleted on the next command once the keyring answers."
+    )
 
 
 def secret_too_long(size: int, limit: int) -> str:
@@ -386,10 +428,13 @@ def describe(error: BaseException) -> Failure:
             wait = "Wait a while, then try again."
         return Failure(ErrorKind.THROTTLED, f"Too many failed sign-in attempts. {wait}")
     if isinstance(error, errors.ServerUnreachable):
-        return Failure(
-            ErrorKind.UNREACHABLE,
-            f"Cannot reach the server at {error.url}. Check that it is running.",
+        # An answer lost after sending is not "cannot reach": the core's sentence says which.
+        text = (
+            _sentence(str(error), "The answer was lost.")
+            if error.sent
+            else f"Cannot reach the server at {error.url}. Check that it is running."
         )
+        return Failure(ErrorKind.UNREACHABLE, text)
     # The rest: the core's own sentence says it best.
     rules: tuple[tuple[type[BaseException], ErrorKind, str], ...] = (
         # Before ServerError: an answer not to be trusted is no outage to retry later.
@@ -404,6 +449,7 @@ def describe(error: BaseException) -> Failure:
         (errors.ClientRejected, ErrorKind.CONFIGURATION, "The server does not accept this app."),
         (errors.ConfigurationError, ErrorKind.CONFIGURATION, "The setup is invalid."),
         (errors.StorageError, ErrorKind.KEYRING, "The system keyring is not available."),
+        (errors.LockTimeout, ErrorKind.BUSY, "Another jwt-desktop process is busy. Try again."),
         (errors.NotSignedIn, ErrorKind.NOT_SIGNED_IN, NOT_SIGNED_IN),
         (errors.Cancelled, ErrorKind.CANCELLED, CANCELLED),
         (errors.OAuthError, ErrorKind.REFUSED, "The server refused the request."),

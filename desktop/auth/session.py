@@ -17,6 +17,19 @@ Refresh itself (:meth:`AuthClient._refresh`) is single-flight:
   spent), so the server never sees the same refresh token twice, which it would treat as theft;
   and when the access token it stored is still valid, that one is adopted with no request.
 
+**A refresh token is presented only when it is proven current.** Beside the lock lies the
+session's :class:`~desktop.auth.store.Marker` (a generation counter, no secret) that every
+writer advances under the lock; the stored session and this process's copy each know their
+generation. Inside the lock the stored session is re-read; when the keyring cannot be read, our
+copy is used only if its generation is the marker's (and only by a long-lived process, which
+can write it back later: ``write_back``); otherwise the call stops with the keyring's sentence
+and the session is kept. A stored session older than the marker is never presented: its token
+is spent. A write that failed is replayed later (:class:`~desktop.auth.store.WriteBackStore`).
+
+A refresh whose answer was lost (the connection broke or timed out after the request was sent)
+is sent once more with the same token: a server with a reuse grace answers it, a strict one
+ends the session as it would for any reuse.
+
 **Every write of the stored session happens under that file lock**: refresh, sign-in (a CLI
 refresh at the same moment would otherwise overwrite a fresh sign-in with the old session's
 rotation) and sign-out. The rotated session is saved before the new access token is used: were
@@ -57,14 +70,26 @@ from desktop.auth.errors import (
     KeyringUnavailable,
     LockTimeout,
     NotSignedIn,
+    SecretTooLong,
     ServerError,
+    ServerUnreachable,
     SessionEnded,
     StorageError,
 )
 from desktop.auth.grants import Grant, GrantContext, Progress, TokenResponse, ignore_progress
 from desktop.auth.messages import Revocation
 from desktop.auth.oauth import ServerMetadata
-from desktop.auth.store import SessionLock, StorageStatus, StoredSession, TokenStore
+from desktop.auth.store import (
+    ENDED,
+    LIVE,
+    SIGNED_OUT,
+    HeldLock,
+    SessionLock,
+    StorageStatus,
+    StoredSession,
+    TokenStore,
+    WriteBackStore,
+)
 from desktop.auth.tokens import TokenSet
 from desktop.auth.transport import Transport, json_object, normalize_server_url
 
@@ -86,6 +111,9 @@ class SessionStatus:
     last_refreshed: datetime | None
     storage: StorageStatus
     remembered: bool
+    # Why the stored session lags behind this one (a keyring write failed and is retried), or
+    # why a keyring entry could not be deleted; None when the keyring holds what it should.
+    unsaved: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +146,18 @@ class IdTokenValidator(Protocol):
     ) -> Mapping[str, Any]: ...
 
 
+@dataclass(frozen=True)
+class _Refreshed:
+    """What one refresh (or adoption of another process's refresh) produced."""
+
+    tokens: TokenSet
+    in_store: bool
+    reason: str | None  # why the session is no longer kept in the store
+    requested: bool  # a request was made (False: another process's tokens were adopted)
+    stored_generation: int | None
+    unsaved: str | None  # the keyring write failed: retried by write_back()
+
+
 @dataclass
 class _State:
     """The mutable session, guarded by ``AuthClient._state_lock``."""
@@ -128,6 +168,8 @@ class _State:
     subject: str | None = None  # the validated ID token's sub: userinfo's must match
     in_store: bool = False  # the session is (also) kept in the store
     storage_reason: str | None = None  # why it is not in the store, when that was not chosen
+    stored_generation: int | None = None  # the marker generation of our tokens (store.Marker)
+    unsaved: str | None = None  # a keyring write that failed and awaits write_back()
     generation: int = 0  # bumped whenever the tokens change
     attempts: int = 0  # refresh attempts made, successful or not
     last_failure: tuple[int, AuthError] | None = None  # (attempt, error) of a failed refresh
@@ -150,6 +192,11 @@ class AuthClient:
     Observers: ``on_refreshed: list[Callable[[], None]]`` (after every successful refresh) and
     ``on_session_ended: list[Callable[[SessionEnded], None]]`` (the refresh token was refused:
     expired, revoked or reused; also when a restore finds the stored session dead).
+
+    ``write_back``: a long-lived process (the GUI) may refresh with its own copy while the
+    keyring cannot be read, when the marker proves that copy current, and writes the stored
+    session back later (:meth:`write_back`). A short-lived one (the CLI) must not: its copy
+    dies with it, so it stops with the keyring's sentence instead.
     """
 
     def __init__(
@@ -165,11 +212,13 @@ class AuthClient:
         timeout: float = 10.0,
         leeway: float = 30.0,
         id_token_validator: IdTokenValidator | None = None,
+        write_back: bool = True,
     ) -> None:
         self.server_url = normalize_server_url(server_url)
         self.client_id = client_id
         self.transport = Transport(http, timeout=timeout)
-        self._store = store
+        self._store = store if isinstance(store, WriteBackStore) else WriteBackStore(store)
+        self._write_back = write_back
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = SessionLock(lock_dir, timeout=3 * timeout + 15)
@@ -230,7 +279,9 @@ class AuthClient:
             self._revoke(tokens.refresh_token)
             raise
         with self._refresh_lock:
-            in_store, reason = self._keep_new_session(account, tokens, remember)
+            in_store, reason, stored_generation, unsaved = self._keep_new_session(
+                account, tokens, remember
+            )
             with self._state_lock:
                 self._state = _State(
                     username=account,
@@ -239,6 +290,8 @@ class AuthClient:
                     subject=subject,
                     in_store=in_store,
                     storage_reason=reason,
+                    stored_generation=stored_generation,
+                    unsaved=unsaved,
                     generation=self._state.generation + 1,
                     attempts=self._state.attempts,
                     storage_cache=self._state.storage_cache,
@@ -263,42 +316,45 @@ class AuthClient:
 
     def load_stored(self, username: str) -> bool:
         """Adopt a stored session without contacting the server; its access token, while
-        valid, serves the next requests (no refresh).
+        valid, serves the next requests (no refresh). Read under the session's lock, so that
+        what is adopted is what the marker says is current.
 
-        Returns False when nothing is stored or the keyring cannot be read.
+        Returns False when nothing is stored. Raises :class:`KeyringUnavailable` when the
+        keyring cannot be read or holds an out-of-date session (it is kept for later), and
+        :class:`SessionEnded` when the current session was lost (see the marker).
         """
-        try:
-            stored = self._store.load(self.server_url, username)
-        except KeyringUnavailable as exc:
-            logger.warning("Cannot read the stored session: %s", exc)
-            self._refresh_storage_cache()
-            return False
-        if stored is None:
-            logger.info("No stored session for %s at %s", username, self.server_url)
-            return False
-        with self._refresh_lock, self._state_lock:
-            self._state = _State(
-                username=username,
-                tokens=self._tokens_from(stored),
-                refresh_token=stored.refresh_token,
-                in_store=True,
-                generation=self._state.generation + 1,
-                attempts=self._state.attempts,
-                storage_cache=self._state.storage_cache,
-            )
+        with self._refresh_lock, self._lock.hold(self.server_url, username) as held:
+            try:
+                stored = self._current_stored(held, username, None)
+            finally:
+                self._refresh_storage_cache()
+            if stored is None:
+                logger.info("No stored session for %s at %s", username, self.server_url)
+                return False
+            with self._state_lock:
+                self._state = _State(
+                    username=username,
+                    tokens=self._tokens_from(stored),
+                    refresh_token=stored.refresh_token,
+                    in_store=True,
+                    stored_generation=stored.generation,
+                    generation=self._state.generation + 1,
+                    attempts=self._state.attempts,
+                    storage_cache=self._state.storage_cache,
+                )
         logger.info("Loaded the stored session of %s at %s", username, self.server_url)
         return True
 
     def restore(self, username: str) -> dict[str, Any] | None:
         """Silent sign-in from a stored session, then the profile.
 
-        ``None`` when nothing is stored (or the keyring cannot be read: see
-        :meth:`storage_status`). :class:`SessionEnded` when the stored session is dead (it is
-        deleted). Network errors leave the session loaded, so a later call can retry.
+        ``None`` when nothing is stored; :class:`KeyringUnavailable` when the keyring cannot
+        be read (nothing is lost: try again once it is unlocked). :class:`SessionEnded` when the
+        stored session is dead (it is deleted). Network errors leave the session loaded, so a
+        later call can retry.
         """
         if not self.load_stored(username):
             return None
-        self._refresh_storage_cache()
         # The profile request proves the session at start-up, where the sign-in dialog is
         # expected, not in the middle of the first action: a stored access token still valid
         # is used as is (a revoked one gets a 401, then the refresh ends the session).
@@ -359,34 +415,57 @@ class AuthClient:
 
     def sign_out(self) -> Revocation:
         """Revoke the refresh token at the server (RFC 7009), then forget the session locally
-        whatever happened; the result says what the server did."""
+        whatever the server said; the result says what the server did.
+
+        Raises :class:`KeyringUnavailable` or :class:`LockTimeout` (forgetting nothing) when
+        the session is stored but the current refresh token cannot be known (the keyring
+        cannot be read and our copy is not proven current, or the lock is held too long).
+        A keyring entry that could not be deleted afterwards is reported in
+        ``status().unsaved`` and deleted by a later :meth:`write_back`.
+        """
         outcome = Revocation.REVOKED
+        unsaved: str | None = None
         with self._refresh_lock:
             with self._state_lock:
                 username = self._state.username
                 token = self._state.refresh_token
                 in_store = self._state.in_store
+                mine = self._mine(self._state)
             if username is None:
                 return Revocation.REVOKED
-            try:
-                with self._locked(username, in_store):
-                    if in_store:
-                        stored = self._load_stored_or(username, None)
-                        token = stored.refresh_token if stored is not None else token
+            # A lock held too long (LockTimeout) raises too, forgetting nothing: deleting the
+            # entry without the lock would race the holder's write of a rotation.
+            with self._locked(username, in_store) as held:
+                if held is not None:
                     try:
-                        outcome = self._revoke(token) if token else Revocation.REVOKED
-                    finally:
-                        if in_store:
-                            self._delete_stored(username)
-            except LockTimeout as exc:
-                logger.warning("Sign-out could not take the session lock: %s", exc)
-                outcome = Revocation.NOT_CONFIRMED
-                if in_store:
-                    self._delete_stored(username)
-            finally:
-                self._clear_session()
+                        stored = self._current_stored(held, username, mine)
+                    except SessionEnded:
+                        stored = None  # already over: nothing left to revoke
+                    token = stored.refresh_token if stored is not None else None
+                outcome = self._revoke(token) if token else Revocation.REVOKED
+                if held is not None:
+                    held.advance(SIGNED_OUT)
+                    unsaved = self._delete_stored(username, held)
+            self._clear_session(unsaved=unsaved)
         logger.info("Signed out %s (revocation: %s)", username, outcome.value)
         return outcome
+
+    def write_back(self) -> bool:
+        """Replay the keyring writes that failed (a refreshed session not saved, an entry not
+        deleted), under the session's lock. True when nothing is pending any more. The GUI
+        calls it from a timer while ``status().unsaved`` is set; the CLI before it exits."""
+        pending = self._store.pending_accounts(self.server_url)
+        try:
+            for username in pending:
+                with self._lock.hold(self.server_url, username) as held:
+                    self._store.flush(self.server_url, username, generation=held.generation)
+        except (StorageError, LockTimeout) as exc:
+            logger.info("The keyring write is still pending: %s", exc)
+            return False
+        with self._state_lock:
+            self._state.unsaved = None
+        self._refresh_storage_cache()
+        return True
 
     def status(self) -> SessionStatus:
         """A snapshot for display. No network; the storage part is the last probed one."""
@@ -406,6 +485,7 @@ class AuthClient:
                 last_refreshed=state.last_refreshed,
                 storage=storage,
                 remembered=state.username is not None and state.in_store and storage.persistent,
+                unsaved=state.unsaved,
             )
 
     def storage_status(self) -> StorageStatus:
@@ -536,17 +616,11 @@ class AuthClient:
                     raise NotSignedIn(messages.NOT_SIGNED_IN)
                 state.attempts += 1
                 attempt = state.attempts
-                username, refresh_token, in_store = (
-                    state.username,
-                    state.refresh_token,
-                    state.in_store,
-                )
+                username, in_store, mine = state.username, state.in_store, self._mine(state)
                 current = rejected or (state.tokens.access_token if state.tokens else None)
             logger.debug("Refreshing the access token (attempt %d)", attempt)
             try:
-                tokens, in_store, reason, requested = self._refresh_tokens(
-                    username, refresh_token, in_store, current
-                )
+                done = self._refresh_tokens(username, mine, in_store, current)
             except SessionEnded as exc:
                 logger.info("Session of %s ended: %s", username, exc.error)
                 self._clear_session(failure=(attempt, exc))
@@ -559,11 +633,14 @@ class AuthClient:
             else:
                 with self._state_lock:
                     state = self._state
+                    tokens, requested = done.tokens, done.requested
                     state.tokens = tokens
                     state.refresh_token = tokens.refresh_token
-                    if state.in_store and not in_store:
-                        state.storage_reason = reason
-                    state.in_store = in_store
+                    if state.in_store and not done.in_store:
+                        state.storage_reason = done.reason
+                    state.in_store = done.in_store
+                    state.stored_generation = done.stored_generation
+                    state.unsaved = done.unsaved
                     state.generation += 1
                     if requested:
                         state.refresh_count += 1
@@ -578,24 +655,26 @@ class AuthClient:
         return result
 
     def _refresh_tokens(
-        self, username: str, refresh_token: str | None, in_store: bool, current: str | None
-    ) -> tuple[TokenSet, bool, str | None, bool]:
+        self, username: str, mine: StoredSession | None, in_store: bool, current: str | None
+    ) -> _Refreshed:
         """One refresh, under the cross-process lock when the session is stored.
 
-        Returns (tokens, still stored, why not stored, whether a request was made).
+        ``mine`` is this process's refresh token with its marker generation; ``current`` the
+        access token in use (never adopted back from the store).
         """
-        with self._locked(username, in_store):
-            if in_store:
-                # Unreadable is not "removed": then carry on with the token in memory.
-                fallback = StoredSession(refresh_token) if refresh_token else None
-                stored = self._load_stored_or(username, fallback)
+        with self._locked(username, in_store) as held:
+            generation = mine.generation if mine is not None else None
+            if held is not None:
+                stored = self._current_stored(held, username, mine)
                 if stored is None:
+                    why = held.marker.state if held.marker is not None else None
                     raise SessionEnded(
-                        messages.ENDED_ELSEWHERE,
+                        messages.ENDED_ELSEWHERE if why == SIGNED_OUT else messages.ENDED,
                         error="invalid_grant",
-                        description="the stored session was removed by another process",
+                        description="the stored session was removed",
                     )
-                if stored.refresh_token != refresh_token:
+                generation = stored.generation
+                if mine is None or stored.refresh_token != mine.refresh_token:
                     # Another process rotated it: ours is spent, the stored one is not; its
                     # access token may still be good, sparing a refresh altogether.
                     adopted = self._tokens_from(stored)
@@ -605,88 +684,176 @@ class AuthClient:
                         and not adopted.is_stale(self._clock(), self._leeway)
                     ):
                         logger.info("Another process refreshed this session; using its tokens")
-                        return adopted, True, None, False
-                    refresh_token = stored.refresh_token
-            if refresh_token is None:
+                        return _Refreshed(adopted, True, None, False, generation, None)
+                mine = stored
+            if mine is None:
                 raise SessionEnded(messages.ENDED, error="invalid_grant")
             try:
-                data = oauth.token_request(
-                    self.transport,
-                    self.metadata(),
-                    {"grant_type": "refresh_token", "refresh_token": refresh_token},
-                    client_id=self.client_id,
-                )
+                data = self._refresh_grant(mine.refresh_token)
             except SessionEnded:
-                if in_store:
-                    self._delete_stored(username)
+                if held is not None:
+                    held.advance(ENDED)
+                    self._delete_stored(username, held)
                 raise
             tokens = TokenSet.from_response(
-                data, now=self._clock(), previous_refresh_token=refresh_token
+                data, now=self._clock(), previous_refresh_token=mine.refresh_token
             )
-            reason = None
-            if in_store:
+            reason = unsaved = None
+            if held is not None:
+                # First the marker (the server's session changed, whatever happens next), then
+                # the keyring: a process dying in between leaves a stored session the marker
+                # calls out of date, never one that would be presented spent.
+                generation = held.advance()
                 try:
-                    self._store.save(self.server_url, username, self._stored_from(tokens))
-                except StorageError as exc:
-                    # The stored token may be spent now; left there, the next start would
-                    # present it and the server would revoke the session as stolen.
-                    self._delete_stored(username)
+                    self._store.save(
+                        self.server_url, username, self._stored_from(tokens, generation)
+                    )
+                except SecretTooLong as exc:
+                    self._store.forget(self.server_url, username)
                     in_store, reason = False, str(exc)
+                except StorageError as exc:
+                    logger.warning("The refreshed session could not be saved: %s", exc)
+                    unsaved = messages.not_saved(str(exc), lasting=self._write_back)
             logger.info("Access token refreshed (lifetime %s s)", tokens.lifetime)
-            return tokens, in_store, reason, True
+            return _Refreshed(tokens, in_store, reason, True, generation, unsaved)
+
+    def _refresh_grant(self, refresh_token: str) -> dict[str, Any]:
+        """The refresh request; sent once more when its answer was lost (see the module
+        docstring): with the same token, since the one the lost answer carried is unknown."""
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        try:
+            return oauth.token_request(
+                self.transport, self.metadata(), form, client_id=self.client_id
+            )
+        except ServerUnreachable as exc:
+            if not exc.sent:
+                raise
+            logger.warning("The refresh answer was lost; sending the refresh once more")
+        return oauth.token_request(self.transport, self.metadata(), form, client_id=self.client_id)
 
     # -- storage helpers -------------------------------------------------------------------------
 
     def _keep_new_session(
         self, username: str, tokens: TokenSet, remember: bool
-    ) -> tuple[bool, str | None]:
-        """Store (or not) a new sign-in's session, under the cross-process lock."""
-        if not remember and not self._store.status().persistent:
-            return False, None  # nothing can have been stored there earlier
-        try:
-            with self._lock.hold(self.server_url, username):
-                if not remember:
-                    # The person chose not to stay signed in: a session stored earlier would
-                    # otherwise restore them silently next time. Revoke it rather than only
-                    # forget it, so it does not live on at the server (a window still using it
-                    # then ends its session too).
-                    stored = self._load_stored_or(username, None)
-                    if stored is not None:
-                        self._revoke(stored.refresh_token)
-                        self._delete_stored(username)
-                    return False, None
-                try:
-                    self._store.save(self.server_url, username, self._stored_from(tokens))
-                except StorageError as exc:
-                    return False, str(exc)
-                return True, None
-        except LockTimeout as exc:
-            return False, str(exc)
+    ) -> tuple[bool, str | None, int | None, str | None]:
+        """Store (or not) a new sign-in's session, under the cross-process lock.
 
-    def _locked(self, username: str, in_store: bool) -> AbstractContextManager[None]:
+        Returns (kept in the store, why not, its marker generation, why it is not saved yet).
+        """
+        if not remember and not self._store.status().persistent:
+            return False, None, None, None  # nothing can have been stored there earlier
+        try:
+            with self._lock.hold(self.server_url, username) as held:
+                if remember:
+                    return self._store_new_session(held, username, tokens)
+                # The person chose not to stay signed in: a session stored earlier would
+                # otherwise restore them silently next time. Revoke it rather than only forget
+                # it, so it does not live on at the server (a window still using it then ends
+                # its session too).
+                try:
+                    stored = self._store.load(self.server_url, username, generation=held.generation)
+                except StorageError:
+                    stored = None
+                if stored is not None:
+                    self._revoke(stored.refresh_token)
+                if stored is not None or held.marker is not None:
+                    held.advance(SIGNED_OUT)
+                    self._delete_stored(username, held)
+                return False, None, None, None
+        except LockTimeout as exc:
+            return False, str(exc), None, None
+
+    def _store_new_session(
+        self, held: HeldLock, username: str, tokens: TokenSet
+    ) -> tuple[bool, str | None, int | None, str | None]:
+        # A short-lived process leaves the earlier session current unless the new one is
+        # really stored (its copy dies with it); a long-lived one writes it back later.
+        generation = (held.generation or 0) + 1
+        if self._write_back:
+            held.advance()
+        try:
+            self._store.save(self.server_url, username, self._stored_from(tokens, generation))
+        except StorageError as exc:
+            if self._write_back and not isinstance(exc, SecretTooLong):
+                return True, None, generation, messages.not_saved(str(exc), lasting=True)
+            self._store.forget(self.server_url, username)
+            return False, str(exc), None, None
+        if not self._write_back:
+            held.advance()
+        return True, None, generation, None
+
+    def _locked(self, username: str, in_store: bool) -> AbstractContextManager[HeldLock | None]:
         """The cross-process lock, needed only when the session is stored (shared)."""
-        return self._lock.hold(self.server_url, username) if in_store else contextlib.nullcontext()
+        if in_store:
+            return self._lock.hold(self.server_url, username)
+        return contextlib.nullcontext()
 
     def _tokens_from(self, stored: StoredSession) -> TokenSet | None:
         return stored.to_tokens(now=self._clock(), wall_now=self._wall_clock())
 
-    def _stored_from(self, tokens: TokenSet) -> StoredSession:
-        return StoredSession.from_tokens(tokens, now=self._clock(), wall_now=self._wall_clock())
+    def _stored_from(self, tokens: TokenSet, generation: int | None) -> StoredSession:
+        return StoredSession.from_tokens(
+            tokens, now=self._clock(), wall_now=self._wall_clock(), generation=generation
+        )
 
-    def _load_stored_or(
-        self, username: str, fallback: StoredSession | None
+    @staticmethod
+    def _mine(state: _State) -> StoredSession | None:
+        """This process's refresh token with its marker generation (call under _state_lock)."""
+        if state.refresh_token is None:
+            return None
+        return StoredSession(state.refresh_token, generation=state.stored_generation)
+
+    def _current_stored(
+        self, held: HeldLock, username: str, mine: StoredSession | None
     ) -> StoredSession | None:
-        try:
-            return self._store.load(self.server_url, username)
-        except KeyringUnavailable as exc:
-            logger.warning("Cannot re-read the stored session, using the one in memory: %s", exc)
-            return fallback
+        """The session proven current (under the lock): the stored one, or ``mine`` when the
+        marker proves it. ``None``: nothing current is stored (signed out, ended, never).
 
-    def _delete_stored(self, username: str) -> None:
+        Raises :class:`KeyringUnavailable` when nothing can be proven (the session is kept for
+        later) and :class:`SessionEnded` when the current token is lost for good.
+        """
+        marker = held.marker
+        proven = (
+            mine is not None
+            and marker is not None
+            and marker.state == LIVE
+            and mine.generation == marker.generation
+        )
         try:
-            self._store.delete(self.server_url, username)
-        except KeyringUnavailable as exc:
+            stored = self._store.load(self.server_url, username, generation=held.generation)
+        except StorageError as exc:
+            if proven and self._write_back:
+                logger.info("The keyring cannot be read; our copy is the current one")
+                return mine
+            raise KeyringUnavailable(str(exc)) from exc
+        if marker is None:
+            return stored  # written by an older version: the keyring is all there is
+        if marker.state != LIVE:
+            if stored is not None:  # left by a delete that failed in another process
+                self._delete_stored(username, held)
+            return None
+        if stored is not None and stored.generation == marker.generation:
+            return stored
+        if proven:
+            return mine
+        if marker.writer_alive():
+            raise KeyringUnavailable(messages.HELD_ELSEWHERE)
+        # The only process that had the current token exited without saving it: the stored
+        # one is spent. Revoke it (which ends the family at the server) and say what happened.
+        if stored is not None:
+            self._revoke(stored.refresh_token)
+        held.advance(ENDED)
+        self._delete_stored(username, held)
+        raise SessionEnded(messages.LOST_UNSAVED, error="invalid_grant")
+
+    def _delete_stored(self, username: str, held: HeldLock) -> str | None:
+        """Delete the keyring entry; on failure the sentence (the delete is replayed later)."""
+        try:
+            self._store.delete(self.server_url, username, generation=held.generation)
+        except StorageError as exc:
             logger.warning("Cannot delete the stored session: %s", exc)
+            return messages.not_forgotten(str(exc))
+        return None
 
     def _revoke(self, token: str) -> Revocation:
         try:
@@ -696,13 +863,16 @@ class AuthClient:
             return Revocation.NOT_CONFIRMED
         return oauth.revoke(self.transport, metadata, token, client_id=self.client_id)
 
-    def _clear_session(self, failure: tuple[int, AuthError] | None = None) -> None:
+    def _clear_session(
+        self, failure: tuple[int, AuthError] | None = None, unsaved: str | None = None
+    ) -> None:
         with self._state_lock:
             self._state = _State(
                 generation=self._state.generation + 1,
                 attempts=self._state.attempts,
                 last_failure=failure,
                 storage_cache=self._state.storage_cache,
+                unsaved=unsaved,
             )
 
     def _refresh_storage_cache(self) -> StorageStatus:

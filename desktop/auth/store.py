@@ -9,8 +9,23 @@ session lives in memory for this run and :class:`StorageStatus` says why.
 Keyring calls can hang (a locked Secret Service waiting for a prompt nobody sees, a dead D-Bus
 peer). Every call therefore runs in a *daemon* worker thread and is abandoned after ``timeout``
 seconds: a hung keyring never blocks the caller for longer, and never blocks interpreter exit.
-After a timeout the store stops calling the keyring for the rest of the run, so abandoned
-threads cannot pile up.
+A keyring that failed is tried again on the next use (a locked keyring is often unlocked a
+moment later, a killed daemon is restarted by D-Bus activation); only while two abandoned calls
+still hang does the store refuse at once, so hung threads never pile up. A locked Secret Service
+collection is reported as locked without asking to unlock it (no prompt pops up, none hangs).
+
+A write that failed is not forgotten: :class:`WriteBackStore` remembers it and replays it before
+the stored value is trusted again, unless the session's marker (below) says it was superseded.
+
+The marker (:class:`Marker`, a small JSON file beside the refresh lock, written only under that
+lock) says which stored session is the current one, without holding any secret: a
+*generation* counter that every writer bumps when the session at the server changes (a sign-in,
+a rotation, a sign-out, a refused refresh), the state (live, signed out, ended) and the writing
+process. Each stored session carries the generation it was written at, and each process knows
+the generation of the copy in its memory, so a process presents a refresh token only when its
+generation is the marker's. A counter was chosen over a digest of the token: it proves the
+same thing and gives nothing to someone who reads the file, not even a way to confirm a
+guessed token, and needs no key to keep.
 
 Long sessions: Windows Credential Manager refuses secrets over 2560 bytes (its
 ``CRED_MAX_CREDENTIAL_BLOB_SIZE``; ``keyring`` stores the secret as UTF-16, 2 bytes a character).
@@ -28,6 +43,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -42,11 +59,13 @@ from desktop.auth.tokens import TokenSet
 __all__ = [
     "WINDOWS_MAX_SECRET_BYTES",
     "KeyringStore",
+    "Marker",
     "MemoryStore",
     "SessionLock",
     "StorageStatus",
     "StoredSession",
     "TokenStore",
+    "WriteBackStore",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +86,7 @@ class StorageStatus:
 
 
 _TIMES = ("issued_at", "expires_at")
+_INTS = ("generation",)
 _TOKENS = ("refresh_token", "access_token", "token_type")
 
 
@@ -85,6 +105,7 @@ class StoredSession:
     scope: str | None = None
     issued_at: float | None = None
     expires_at: float | None = None
+    generation: int | None = None  # the marker's generation when written (None: older version)
 
     def to_json(self) -> str:
         data = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -111,6 +132,8 @@ class StoredSession:
                 continue
             if key in _TIMES:
                 ok = isinstance(item, (int, float)) and not isinstance(item, bool)
+            elif key in _INTS:
+                ok = isinstance(item, int) and not isinstance(item, bool)
             elif key in _TOKENS:
                 ok = isinstance(item, str) and bool(item)
             else:
@@ -122,7 +145,9 @@ class StoredSession:
         return cls(**values)
 
     @classmethod
-    def from_tokens(cls, tokens: TokenSet, *, now: float, wall_now: float) -> StoredSession:
+    def from_tokens(
+        cls, tokens: TokenSet, *, now: float, wall_now: float, generation: int | None = None
+    ) -> StoredSession:
         """What to store for ``tokens`` (``now`` monotonic, ``wall_now`` epoch, read together)."""
         assert tokens.refresh_token is not None
         issued_at, expires_at = tokens.to_wall(now=now, wall_now=wall_now)
@@ -133,6 +158,7 @@ class StoredSession:
             scope=tokens.scope,
             issued_at=issued_at,
             expires_at=expires_at,
+            generation=generation,
         )
 
     def to_tokens(self, *, now: float, wall_now: float) -> TokenSet | None:
@@ -156,17 +182,95 @@ class StoredSession:
     __str__ = __repr__
 
 
+LIVE = "live"
+SIGNED_OUT = "signed_out"  # a sign-out (or a sign-in without "stay signed in") removed it
+ENDED = "ended"  # the server refused the refresh token (expired, revoked, reused)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Which stored session is current: never a secret (see the module docstring).
+
+    ``generation`` grows by one at every change of the session at the server; ``state`` is
+    :data:`LIVE`, :data:`SIGNED_OUT` or :data:`ENDED`; ``pid``/``host`` name the process that
+    wrote it, which may be the only holder of the current refresh token while the keyring
+    cannot be written.
+    """
+
+    generation: int
+    state: str = LIVE
+    pid: int = 0
+    host: str = ""
+
+    def writer_alive(self) -> bool:
+        """Whether the writing process may still be running (True when that cannot be known)."""
+        if self.host != socket.gethostname() or os.name != "posix" or self.pid <= 0:
+            return True  # another machine sharing the state dir, or no cheap liveness check
+        if self.pid == os.getpid():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True  # it exists, owned by someone else
+        return True
+
+
+class HeldLock:
+    """The session's lock, held: the marker as read when the lock was taken, and the way to
+    advance it. Only meaningful inside :meth:`SessionLock.hold`."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.marker = _read_marker(path)
+
+    @property
+    def generation(self) -> int | None:
+        return self.marker.generation if self.marker is not None else None
+
+    def advance(self, state: str = LIVE) -> int:
+        """Record a new generation (the session changed at the server); returns it."""
+        generation = (self.marker.generation if self.marker is not None else 0) + 1
+        marker = Marker(generation, state, os.getpid(), socket.gethostname())
+        tmp = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(marker), sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self._path)  # atomic: a reader never sees half a marker
+        self.marker = marker
+        return generation
+
+
+def _read_marker(path: Path) -> Marker | None:
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # none yet (first use, or an older version wrote the session)
+    if not isinstance(data, dict):
+        return None
+    generation, state = data.get("generation"), data.get("state")
+    pid, host = data.get("pid"), data.get("host")
+    if not isinstance(generation, int) or state not in (LIVE, SIGNED_OUT, ENDED):
+        return None
+    return Marker(
+        generation,
+        state,
+        pid if isinstance(pid, int) else 0,
+        host if isinstance(host, str) else "",
+    )
+
+
 class SessionLock:
     """The cross-process lock of one stored session: a file per (issuer, account) in
-    ``lock_dir`` (``None``: :func:`desktop.config.state_dir`). Every process sharing a stored
-    session (the GUI, the CLI, two windows) must use the same directory."""
+    ``lock_dir`` (``None``: :func:`desktop.config.state_dir`), with the session's
+    :class:`Marker` beside it. Every process sharing a stored session (the GUI, the CLI, two
+    windows) must use the same directory."""
 
     def __init__(self, lock_dir: Path | None, *, timeout: float) -> None:
         self._lock_dir = lock_dir
         self._timeout = timeout
 
     @contextlib.contextmanager
-    def hold(self, issuer: str, account: str) -> Iterator[None]:
+    def hold(self, issuer: str, account: str) -> Iterator[HeldLock]:
         """Hold the lock (:class:`LockTimeout` after ``timeout`` seconds of waiting)."""
         import filelock  # only needed once a session is stored
 
@@ -183,7 +287,7 @@ class SessionLock:
         except filelock.Timeout as exc:
             raise LockTimeout(messages.LOCK_TIMEOUT) from exc
         try:
-            yield
+            yield HeldLock(lock_dir / f"refresh-{key}.marker")
         finally:
             lock.release()
 
@@ -230,6 +334,8 @@ class MemoryStore:
         return f"MemoryStore(entries={len(self._tokens)})"
 
 
+_MAX_STUCK = 2  # abandoned keyring calls that may hang at once, per store
+
 _DEFAULT_MAX_SECRET_BYTES = WINDOWS_MAX_SECRET_BYTES if sys.platform == "win32" else None
 
 
@@ -253,13 +359,12 @@ class KeyringStore:
         self._max_secret_bytes = max_secret_bytes
         self._lock = threading.Lock()
         self._status: StorageStatus | None = None
-        self._hung = False
+        self._stuck: list[threading.Thread] = []  # abandoned calls, maybe still hanging
         self._backend_name = "unknown"
 
     # -- TokenStore --------------------------------------------------------------------------
 
     def load(self, issuer: str, username: str) -> StoredSession | None:
-        self._require_usable()
         service = self._service(issuer)
         value = self._call("read", lambda kr: kr.get_password(service, username))
         if not isinstance(value, str) or not value:
@@ -277,14 +382,10 @@ class KeyringStore:
                 # Deliberately not cached as "keyring unavailable": the keyring works, this one
                 # session does not fit. The client keeps it in memory and says so.
                 raise SecretTooLong(messages.secret_too_long(size, self._max_secret_bytes))
-        self._require_usable()
         service = self._service(issuer)
         self._call("write", lambda kr: kr.set_password(service, username, value))
 
     def delete(self, issuer: str, username: str) -> None:
-        # Tried even after a failure made the store "unavailable" (unless the keyring hung): a
-        # failed write of a rotated token leaves the spent one behind, and removing it is what
-        # keeps the next start from presenting it (which the server would treat as theft).
         service = self._service(issuer)
 
         def _delete(kr: _Keyring) -> None:
@@ -297,19 +398,16 @@ class KeyringStore:
         self._call("delete", _delete)
 
     def status(self) -> StorageStatus:
-        """Probe the keyring once (a harmless read, with the timeout) and cache the answer."""
-        with self._lock:
-            if self._status is not None:
-                return self._status
-        with contextlib.suppress(KeyringUnavailable):  # _call has cached the reason
+        """Probe the keyring (a harmless read, with the timeout): every call asks again, since
+        a keyring that was locked or restarting a moment ago may work now."""
+        with contextlib.suppress(KeyringUnavailable):  # _call has recorded the reason
             self._call("probe", lambda kr: kr.get_password(self._service("probe"), _PROBE_USERNAME))
         with self._lock:
-            if self._status is None:
-                self._status = StorageStatus(persistent=True, backend=self._backend_name)
+            assert self._status is not None
             return self._status
 
     def cached_status(self) -> StorageStatus | None:
-        """The last probed status, without any I/O; ``None`` before the first keyring call."""
+        """The outcome of the last keyring call, without any I/O; ``None`` before the first."""
         with self._lock:
             return self._status
 
@@ -317,12 +415,6 @@ class KeyringStore:
 
     def _service(self, issuer: str) -> str:
         return f"{self._prefix}:{issuer}"
-
-    def _require_usable(self) -> None:
-        with self._lock:
-            status = self._status
-        if status is not None and not status.persistent:
-            raise KeyringUnavailable(status.reason or messages.keyring_unusable("unavailable"))
 
     def _fail(self, reason: str) -> KeyringUnavailable:
         with self._lock:
@@ -334,10 +426,10 @@ class KeyringStore:
 
     def _call(self, what: str, fn: Callable[[_Keyring], T]) -> T:
         with self._lock:
-            if self._hung:
-                raise KeyringUnavailable(
-                    self._status.reason if self._status and self._status.reason else "hung"
-                )
+            self._stuck = [thread for thread in self._stuck if thread.is_alive()]
+            if len(self._stuck) >= _MAX_STUCK:
+                # Those still hang: more threads would only hang beside them.
+                raise KeyringUnavailable(messages.keyring_unusable("hung", timeout=self._timeout))
         results: list[T] = []
         errors: list[BaseException] = []
         done = threading.Event()
@@ -354,13 +446,12 @@ class KeyringStore:
         thread.start()
         if not done.wait(self._timeout):
             with self._lock:
-                self._hung = True
+                self._stuck.append(thread)
             raise self._fail(messages.keyring_unusable("hung", timeout=self._timeout))
         if errors:
             raise self._translate(what, errors[0])
-        with self._lock:
-            if self._status is None:  # a call that worked proves the keyring usable
-                self._status = StorageStatus(persistent=True, backend=self._backend_name)
+        with self._lock:  # a call that worked proves the keyring usable (again)
+            self._status = StorageStatus(persistent=True, backend=self._backend_name)
         return results[0]
 
     def _run(self, fn: Callable[[_Keyring], T]) -> T:
@@ -370,7 +461,7 @@ class KeyringStore:
         self._backend_name = _backend_name(backend)
         if _is_unusable_backend(backend):
             raise _NoUsableBackend(backend)
-        return fn(backend)
+        return fn(_without_prompts(backend))
 
     def _translate(self, what: str, exc: BaseException) -> KeyringUnavailable:
         import keyring.errors
@@ -393,6 +484,91 @@ class KeyringStore:
         return f"KeyringStore(backend={self._backend_name!r}, timeout={self._timeout!r})"
 
 
+_DELETE = None  # a pending delete, in WriteBackStore's table
+
+
+class WriteBackStore:
+    """Wraps any :class:`TokenStore`: a save or delete that failed with
+    :class:`KeyringUnavailable` is remembered and replayed before the stored value is read
+    again, and by :meth:`flush`. A pending write of an older generation than the marker's is
+    dropped instead (another process has written a newer session since). Thread-safe.
+    """
+
+    def __init__(self, store: TokenStore) -> None:
+        self.inner = store
+        self._lock = threading.Lock()
+        # (issuer, username) -> (session to save, or _DELETE; the marker generation it is for)
+        self._pending: dict[tuple[str, str], tuple[StoredSession | None, int | None]] = {}
+
+    def load(
+        self, issuer: str, username: str, *, generation: int | None = None
+    ) -> StoredSession | None:
+        """The stored session, after replaying a pending write of ``generation`` (the
+        marker's); raises :class:`StorageError` while that write still fails."""
+        self.flush(issuer, username, generation=generation)
+        return self.inner.load(issuer, username)
+
+    def save(self, issuer: str, username: str, session: StoredSession) -> None:
+        self._write(issuer, username, session, session.generation)
+
+    def delete(self, issuer: str, username: str, *, generation: int | None = None) -> None:
+        self._write(issuer, username, _DELETE, generation)
+
+    def status(self) -> StorageStatus:
+        return self.inner.status()
+
+    def cached_status(self) -> StorageStatus | None:
+        cached = getattr(self.inner, "cached_status", None)
+        result = cached() if callable(cached) else None
+        return result if isinstance(result, StorageStatus) else None
+
+    def pending(self, issuer: str, username: str) -> bool:
+        with self._lock:
+            return (issuer, username) in self._pending
+
+    def pending_accounts(self, issuer: str) -> list[str]:
+        with self._lock:
+            return [user for (iss, user) in self._pending if iss == issuer]
+
+    def forget(self, issuer: str, username: str) -> None:
+        """Drop a pending write (the session it was for is gone from this process)."""
+        with self._lock:
+            self._pending.pop((issuer, username), None)
+
+    def flush(self, issuer: str, username: str, *, generation: int | None) -> None:
+        """Replay the pending write, if any and still current; raises while it fails."""
+        with self._lock:
+            entry = self._pending.get((issuer, username))
+        if entry is None:
+            return
+        value, written_for = entry
+        if generation is not None and written_for != generation:
+            logger.info("A pending keyring write was superseded by another process; dropped")
+            self.forget(issuer, username)
+            return
+        self._write(issuer, username, value, written_for)
+        logger.info("A keyring write that had failed was replayed")
+
+    def _write(
+        self, issuer: str, username: str, value: StoredSession | None, generation: int | None
+    ) -> None:
+        key = (issuer, username)
+        try:
+            if value is _DELETE:
+                self.inner.delete(issuer, username)
+            else:
+                self.inner.save(issuer, username, value)
+        except KeyringUnavailable:
+            with self._lock:
+                self._pending[key] = (value, generation)
+            raise
+        with self._lock:
+            self._pending.pop(key, None)
+
+    def __repr__(self) -> str:
+        return f"WriteBackStore({self.inner!r}, pending={len(self._pending)})"
+
+
 class _Keyring(Protocol):
     def get_password(self, service: str, username: str) -> str | None: ...
     def set_password(self, service: str, username: str, password: str) -> None: ...
@@ -409,6 +585,57 @@ class _NoUsableBackend(Exception):
 def _backend_name(backend: object) -> str:
     name = getattr(backend, "name", None)
     return name if isinstance(name, str) and name else type(backend).__name__
+
+
+_no_prompt_class: list[type[Any]] = []
+
+
+def _without_prompts(backend: Any) -> Any:
+    """``backend``, or for keyring's Secret Service backend a twin that reports a locked
+    collection or item as locked instead of asking to unlock it.
+
+    Asking starts an unlock prompt: on a desktop it pops up at a random moment (or behind a
+    screen lock), and without a prompter the call may never return, leaving a thread hung for
+    good. The person unlocks the keyring themselves; the next call finds it unlocked. The twin
+    also closes its D-Bus connection on that path, which keyring's own does not.
+    """
+    from keyring.backends import SecretService
+
+    if type(backend) is not SecretService.Keyring:
+        return backend
+    if not _no_prompt_class:
+        import keyring.errors
+        import secretstorage
+
+        class NoPromptSecretService(SecretService.Keyring):
+            def get_preferred_collection(self) -> Any:
+                connection = secretstorage.dbus_init()
+                try:
+                    path = getattr(self, "preferred_collection", None)
+                    if isinstance(path, str):
+                        collection = secretstorage.Collection(connection, path)
+                    else:
+                        collection = secretstorage.get_default_collection(connection)
+                    locked = collection.is_locked()
+                except Exception:
+                    connection.close()
+                    raise
+                if locked:
+                    connection.close()
+                    raise keyring.errors.KeyringLocked("the collection is locked")
+                return collection
+
+            def unlock(self, item: Any) -> None:
+                if item.is_locked():
+                    raise keyring.errors.KeyringLocked("the item is locked")
+
+        # Defining a backend class registers it with keyring's backend discovery; this one is
+        # only ever used here.
+        getattr(NoPromptSecretService, "_classes", set()).discard(NoPromptSecretService)
+        _no_prompt_class.append(NoPromptSecretService)
+    twin: Any = object.__new__(_no_prompt_class[0])  # no __init__: it would probe again
+    twin.__dict__.update(backend.__dict__)  # the same settings (preferred collection...)
+    return twin
 
 
 def _is_unusable_backend(backend: object) -> bool:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,8 +32,21 @@ __all__ = [
     "origin",
 ]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT = 10.0
 _NO_PROXY = {"http": None, "https": None, "all": None}
+
+
+def _lost_after_sending(exc: requests.ConnectionError) -> bool:
+    """Whether the connection broke after the request went out (reset, closed without an
+    answer) rather than before (refused, DNS): urllib3 calls the former a ProtocolError."""
+    from urllib3.exceptions import MaxRetryError, ProtocolError
+
+    cause: object = exc.args[0] if exc.args else None
+    if isinstance(cause, MaxRetryError):
+        cause = cause.reason
+    return isinstance(cause, ProtocolError)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -126,14 +140,28 @@ class Transport:
         where = origin(url)
         try:
             response = self._http.request(method, url, **kwargs)
-        except requests.Timeout as exc:
+        except requests.ConnectTimeout as exc:
             raise ServerUnreachable(messages.unreachable(where, "timeout"), url=where) from exc
+        except requests.Timeout as exc:  # a read timeout: the request went out
+            raise ServerUnreachable(
+                messages.unreachable(where, "timeout"), url=where, sent=True
+            ) from exc
         except requests.exceptions.SSLError as exc:
             raise ServerUnreachable(messages.unreachable(where, "tls"), url=where) from exc
         except requests.ConnectionError as exc:
-            raise ServerUnreachable(messages.unreachable(where, "connect"), url=where) from exc
+            sent = _lost_after_sending(exc)
+            why = "lost" if sent else "connect"
+            raise ServerUnreachable(messages.unreachable(where, why), url=where, sent=sent) from exc
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            raise ServerUnreachable(
+                messages.unreachable(where, "cut"), url=where, sent=True
+            ) from exc
         except requests.RequestException as exc:
-            raise ServerError(messages.request_failed(where, type(exc).__name__)) from exc
+            logger.debug("Request failed: %s", type(exc).__name__)
+            raise ServerError(messages.request_failed(where)) from exc
         if response.is_redirect:
             response.close()
             raise ServerError(

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThreadPool, QTimer, Signal, Slot
 
 from desktop.auth.messages import Revocation
 from desktop.ui.messages import ErrorKind, Failure, describe
+
+WRITE_BACK_MS = 5000
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class AuthClientLike(Protocol):
     def metadata(self) -> ServerMetadata: ...
     def signing_keys(self) -> dict[str, Any]: ...
     def request(self, method: str, url: str, **kwargs: Any) -> Any: ...
+    def write_back(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -185,6 +188,12 @@ class SessionController(QObject):
         self._sign_in_op: int | None = None
         self._signed_in = False
         self._closing = False
+        # While the keyring lags behind the session (a write failed: locked, restarting), the
+        # core is asked to write it back every few seconds, off the GUI thread.
+        self._write_back_timer = QTimer(self)
+        self._write_back_timer.setInterval(WRITE_BACK_MS)
+        self._write_back_timer.timeout.connect(self._write_back_if_needed)
+        self._write_back_timer.start()
         self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
         self._observed.connect(self._on_observed, Qt.ConnectionType.QueuedConnection)
         self._progressed.connect(self._on_progressed, Qt.ConnectionType.QueuedConnection)
@@ -364,15 +373,32 @@ class SessionController(QObject):
         server did (the core forgets the session locally whatever happened)."""
         self.cancel_sign_in()
         self._signed_in = False
-        self._submit(
-            "sign_out",
-            lambda client, op: client.sign_out(),
-            success,
-            lambda failure: success(Revocation.NOT_CONFIRMED),
-        )
+
+        def failed(failure: Failure) -> None:
+            if failure.kind in (ErrorKind.KEYRING, ErrorKind.BUSY):
+                # Nothing was forgotten (the current refresh token could not be known): still
+                # signed in, and the person is told why the sign-out did not happen.
+                self._signed_in = True
+                self.requestFailed.emit(failure)
+            else:
+                # The core forgot the session locally; only the server's part is unknown.
+                success(Revocation.NOT_CONFIRMED)
+
+        self._submit("sign_out", lambda client, op: client.sign_out(), success, failed)
+
+    @Slot()
+    def _write_back_if_needed(self) -> None:
+        status = self.status()
+        if status is None or status.unsaved is None or self._closing:
+            return
+        if any(op.name == "write_back" for op in self._operations.values()):
+            return  # one at a time: a hanging keyring gets no pile of calls
+        # Quiet either way: the session panel shows the stored state on its next tick.
+        self._submit("write_back", lambda client, op: client.write_back(), _ignore, _ignore)
 
     def shutdown(self) -> None:
         """Drop queued work, wait for the request in flight, close the core."""
+        self._write_back_timer.stop()
         # A sign-in waiting for the person (in the browser, on another device) would otherwise
         # hold the exit for minutes: it is cancelled, and undone if it already finished.
         self.cancel_sign_in()

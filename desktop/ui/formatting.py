@@ -114,6 +114,8 @@ def refresh_summary(status: SessionStatus) -> str:
 def storage_summary(status: SessionStatus) -> tuple[str, str]:
     """(where the refresh token is kept, why) for the session panel."""
     storage = status.storage
+    if status.unsaved is not None:  # a keyring write failed: retried until it works
+        return ("OS keyring: not saved yet", status.unsaved)
     if storage.persistent and status.remembered:
         return (
             f"OS keyring: {storage.backend}",

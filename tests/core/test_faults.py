@@ -21,6 +21,7 @@ from desktop.auth.errors import (
     ClientRejected,
     ConfigurationError,
     InvalidCredentials,
+    KeyringUnavailable,
     LockTimeout,
     NotSignedIn,
     OAuthError,
@@ -485,37 +486,56 @@ def test_plain_http_to_loopback_never_goes_through_a_proxy(
 
 
 class _WriteOnceKeyring(MemoryKeyring):
-    """Stores the first secret, then fails every later write (a keyring that breaks mid-run)."""
+    """Stores the first secret, then fails every later write (a keyring that breaks mid-run)
+    until ``repaired``."""
+
+    repaired = False
 
     def set_password(self, service: str, username: str, password: str) -> None:
-        if self.secrets:
+        if self.secrets and not self.repaired:
             raise keyring.errors.PasswordSetError("write failed")
         super().set_password(service, username, password)
 
 
-def test_a_failed_write_of_the_rotated_token_removes_the_spent_one(
-    fake_server: FakeOIDCServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+def test_a_failed_write_of_the_rotated_token_is_replayed_and_the_spent_one_never_presented(
+    fake_server: FakeOIDCServer, clock: FakeClock, tmp_path: Any
 ) -> None:
-    # Left in the keyring, the spent token would be presented at the next start, and the server
-    # would revoke the whole session as stolen.
+    # The keyring keeps the spent token after the failed write, but the marker beside the lock
+    # says it is out of date: no process presents it (the server would revoke the session as
+    # stolen), and the rotated session is written back once the keyring works again.
     backend = _WriteOnceKeyring()
     previous = keyring.get_keyring()
     keyring.set_keyring(backend)
     try:
-        client = _client(fake_server.url, clock, store=KeyringStore(timeout=5))
+        client = _client(fake_server.url, clock, store=KeyringStore(timeout=5), lock_dir=tmp_path)
         client.sign_in(PasswordGrant("alice", "wonderland"), remember=True)
         assert [json.loads(v)["refresh_token"] for v in backend.secrets.values()] == ["refresh-1"]
         clock.advance(3600)
         client.profile()  # refreshes; saving refresh-2 fails
-        assert backend.secrets == {}
         status = client.status()
-        assert status.signed_in and not status.remembered
-        assert status.storage.reason is not None and "PasswordSetError" in status.storage.reason
+        assert status.signed_in and status.remembered
+        assert status.unsaved is not None and "could not be saved" in status.unsaved
+        assert "PasswordSetError" in status.unsaved
+        other = _client(fake_server.url, clock, store=KeyringStore(timeout=5), lock_dir=tmp_path)
+        with pytest.raises(KeyringUnavailable, match="out of date"):
+            other.load_stored("alice")  # refresh-1 is stored, but spent: never adopted
+        assert not client.write_back()  # the keyring still refuses
+        backend.repaired = True
+        assert client.write_back()
+        assert client.status().unsaved is None
+        assert [json.loads(v)["refresh_token"] for v in backend.secrets.values()] == ["refresh-2"]
+        assert other.load_stored("alice")
+        refreshes = [
+            r
+            for r in fake_server.requests_to("/token")
+            if r.form.get("refresh_token") == "refresh-1"
+        ]
+        assert len(refreshes) == 1  # the spent token went to the server exactly once
     finally:
         keyring.set_keyring(previous)
 
 
-def test_a_lock_held_too_long_is_its_own_error_and_sign_out_still_forgets(
+def test_a_lock_held_too_long_is_its_own_error_and_sign_out_forgets_nothing(
     fake_server: FakeOIDCServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     import filelock
@@ -537,8 +557,12 @@ def test_a_lock_held_too_long_is_its_own_error_and_sign_out_still_forgets(
         with pytest.raises(LockTimeout, match="locked for too long"):
             client.profile()
         assert client.status().signed_in  # kept: try again later
-        assert client.sign_out() is Revocation.NOT_CONFIRMED
-        assert store.load(client.server_url, "alice") is None
+        with pytest.raises(LockTimeout):  # nothing forgotten: the holder may be rotating it
+            client.sign_out()
+        assert client.status().signed_in
+        assert store.load(client.server_url, "alice") is not None
         holder.release()
+        assert client.sign_out() is Revocation.REVOKED
+        assert store.load(client.server_url, "alice") is None
     finally:
         client.close()

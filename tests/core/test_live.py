@@ -22,7 +22,7 @@ from desktop.auth.errors import AccessDenied, KeyringUnavailable, NotSignedIn, S
 from desktop.auth.grants import PasswordGrant
 from desktop.auth.messages import Revocation
 from desktop.auth.session import AuthClient
-from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, TokenStore
+from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, TokenStore, WriteBackStore
 from tests.core.fakes import FakeClock, counting_session
 from tests.support.keyring import MemoryKeyring, SecretServiceKeyring, refresh_token_of
 from tests.support.server import RunningServer
@@ -194,7 +194,7 @@ def test_rotation_is_stored_before_the_new_access_token_is_used(
 ) -> None:
     client = make_client(server)
     store = RecordingStore(KeyringStore(timeout=5), client.adapter.log)
-    client.auth._store = store  # the same client, its store wrapped to record the order
+    client.auth._store = WriteBackStore(store)  # type: ignore[arg-type]  # the same client, its store wrapped to record the order
     client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     key = (KEY.format(url=server.url), ALICE)
     first = refresh_token_of(memory_keyring.secrets[key])
@@ -538,7 +538,7 @@ def test_a_refresh_racing_a_sign_in_never_loses_the_new_session(
 
     cli = make_client(server, KeyringStore(timeout=5))
     cli.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
-    cli.auth._store = _HookedStore(KeyringStore(timeout=5), hold_the_cli)
+    cli.auth._store = WriteBackStore(_HookedStore(KeyringStore(timeout=5), hold_the_cli))
     gui = make_client(server, gui_store)
 
     class SignalingGrant:

@@ -180,16 +180,30 @@ def test_hanging_keyring_times_out_and_then_fails_fast(use_backend) -> None:
         assert time.monotonic() - started < 3
         assert status.persistent is False
         assert status.reason is not None and "did not answer within 0.3 seconds" in status.reason
-        # Later calls do not start more hung threads: they fail at once.
-        started = time.monotonic()
-        with pytest.raises(KeyringUnavailable):
+        # The keyring is tried again (it may answer now), but hung threads never pile up:
+        # with two still hanging, later calls fail at once.
+        with pytest.raises(KeyringUnavailable, match="did not answer"):
             store.save(ISSUER, "alice", S("rt"))
-        with pytest.raises(KeyringUnavailable):
-            store.load(ISSUER, "alice")
-        assert time.monotonic() - started < 2  # no new 0.3 s wait per call (calls == 1 below)
-        assert hanging.calls == 1
+        assert hanging.calls == 2
+        started = time.monotonic()
+        for _ in range(5):
+            with pytest.raises(KeyringUnavailable, match="did not answer"):
+                store.load(ISSUER, "alice")
+        assert time.monotonic() - started < 1  # no new 0.3 s wait per call
+        assert hanging.calls == 2
     finally:
         hanging.release.set()
+
+
+def test_a_keyring_that_stops_hanging_is_used_again(use_backend) -> None:
+    hanging = HangingKeyring()
+    use_backend(hanging)
+    store = KeyringStore(timeout=0.3)
+    with pytest.raises(KeyringUnavailable):
+        store.load(ISSUER, "alice")
+    hanging.release.set()  # it answers again: the store is no longer "unavailable"
+    assert store.status().persistent
+    assert store.load(ISSUER, "alice") is None
 
 
 def test_a_failing_backend_error_text_is_not_passed_on(use_backend) -> None:

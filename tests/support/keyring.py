@@ -2,12 +2,26 @@
 
 The real one is gnome-keyring in a private D-Bus session that the fixture starts and stops, so
 tests exercise exactly what a Linux desktop does, without touching the developer's own keyring.
+
+Faults, as a desktop produces them (:class:`SecretServiceKeyring`):
+
+* ``lock()``: ``org.freedesktop.Secret.Service.Lock`` on the login collection (what a screen
+  lock or an idle timeout does). Reads and writes then fail with ``KeyringLocked``: the
+  Secret Service asks for a prompt, and there is no prompter on this bus.
+* ``unlock()``: the standard ``Unlock`` needs that prompt, so this uses gnome-keyring's own
+  ``org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface.UnlockWithMasterPassword`` with
+  the collection's password (what the PAM module does at login).
+* ``kill_daemon()``: SIGKILL to the process owning ``org.freedesktop.secrets``. The bus has one
+  activation file, for gnome-keyring, so the next call starts it again (as on a desktop); it
+  comes back with the collection locked, so a test unlocks it when it wants it usable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -55,11 +69,111 @@ class SecretServiceKeyring:
     env: dict[str, str]
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
+    @property
+    def address(self) -> str:
+        return self.env["DBUS_SESSION_BUS_ADDRESS"]
+
     def stored(self, service: str, username: str) -> str | None:
         """What the real keyring holds for (service, username), read through the backend."""
         return self.backend.get_password(service, username)
 
+    def entries(self, service: str) -> int:
+        """How many secrets the collection holds under ``service`` (unlocked collection)."""
+        import secretstorage
+
+        connection = secretstorage.dbus_init()
+        try:
+            collection = secretstorage.get_default_collection(connection)
+            return len(list(collection.search_items({"service": service})))
+        finally:
+            connection.close()
+
+    def lock(self) -> None:
+        _call_secrets(self.address, "org.freedesktop.Secret.Service", "Lock", "ao", ([_LOGIN],))
+        assert self.is_locked()
+
+    def unlock(self) -> None:
+        self.wait_for_daemon()
+        _unlock(self.address)
+        assert not self.is_locked()
+
+    def is_locked(self) -> bool:
+        reply = _call_secrets(
+            self.address,
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            "ss",
+            ("org.freedesktop.Secret.Collection", "Locked"),
+            path=_LOGIN,
+        )
+        return bool(reply[0][1])
+
+    def daemon_pid(self) -> int | None:
+        result = subprocess.run(
+            [
+                "dbus-send",
+                f"--bus={self.address}",
+                "--print-reply=literal",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.GetConnectionUnixProcessID",
+                "string:org.freedesktop.secrets",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        words = result.stdout.split()
+        return int(words[-1]) if result.returncode == 0 and words else None
+
+    def kill_daemon(self) -> int:
+        """SIGKILL the running daemon and wait until its name is free; returns its pid."""
+        pid = self.daemon_pid()
+        assert pid is not None, "no gnome-keyring-daemon on the bus"
+        os.kill(pid, signal.SIGKILL)
+        for process in self._processes:
+            if process.pid == pid:
+                process.wait(timeout=10)  # ours: reap it
+        deadline = time.monotonic() + 10
+        while _has_owner(self.address, "org.freedesktop.secrets"):
+            assert time.monotonic() < deadline, "the killed daemon still owns its name"
+            time.sleep(0.02)
+        return pid
+
+    def wait_for_daemon(self) -> None:
+        """Start the daemon by D-Bus activation if it is not running, and wait for it."""
+        subprocess.run(
+            [
+                "dbus-send",
+                f"--bus={self.address}",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.StartServiceByName",
+                "string:org.freedesktop.secrets",
+                "uint32:0",
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        deadline = time.monotonic() + 30
+        while not _has_owner(self.address, "org.freedesktop.secrets"):
+            assert time.monotonic() < deadline, "gnome-keyring-daemon was not activated"
+            time.sleep(0.05)
+
+    def restore(self) -> None:
+        """Running and unlocked again (after a test that locked or killed it)."""
+        self.wait_for_daemon()
+        if self.is_locked():
+            self.unlock()
+
     def stop(self) -> None:
+        pid = self.daemon_pid()  # an activated daemon is not among our processes
+        if pid is not None and all(p.pid != pid for p in self._processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         for process in reversed(self._processes):
             process.terminate()
             try:
@@ -72,14 +186,16 @@ class SecretServiceKeyring:
                     stream.close()
 
 
-# A session bus with no service directories: nothing can be D-Bus-activated, so the only
-# Secret Service on it is the daemon we start (the system's activation file would race it with a
-# second gnome-keyring, which is slow and flaky).
+# A session bus whose only service directory is ours, with one activation file: gnome-keyring's
+# secrets component. The daemon is started by hand first (with the password, so the collection
+# is unlocked); activation only starts it again after a test killed it. The system's own service
+# directories are left out: they would activate other services on this bus.
 _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
   <listen>unix:dir={socket_dir}</listen>
+  <servicedir>{service_dir}</servicedir>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
@@ -87,6 +203,64 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
   </policy>
 </busconfig>
 """
+
+
+_SERVICE_FILE = """[D-BUS Service]
+Name=org.freedesktop.secrets
+Exec={daemon} --start --foreground --components=secrets
+"""
+_PASSWORD = b"test-keyring-password"
+_LOGIN = "/org/freedesktop/secrets/collection/login"
+
+
+def _call_secrets(
+    address: str,
+    interface: str,
+    method: str,
+    signature: str,
+    body: tuple[object, ...],
+    *,
+    path: str = "/org/freedesktop/secrets",
+) -> tuple[object, ...]:
+    from jeepney import DBusAddress, MessageType, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+
+    target = DBusAddress(path, bus_name="org.freedesktop.secrets", interface=interface)
+    with open_dbus_connection(bus=address) as connection:
+        reply = connection.send_and_get_reply(
+            new_method_call(target, method, signature, body), timeout=30
+        )
+    if reply.header.message_type is MessageType.error:
+        raise RuntimeError(f"{interface}.{method} failed: {reply.body}")
+    return tuple(reply.body)
+
+
+def _unlock(address: str) -> None:
+    from jeepney import DBusAddress, MessageType, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+
+    service = DBusAddress(
+        "/org/freedesktop/secrets",
+        bus_name="org.freedesktop.secrets",
+        interface="org.freedesktop.Secret.Service",
+    )
+    guilt = DBusAddress(
+        "/org/freedesktop/secrets",
+        bus_name="org.freedesktop.secrets",
+        interface="org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
+    )
+    with open_dbus_connection(bus=address) as connection:
+        opened = connection.send_and_get_reply(
+            new_method_call(service, "OpenSession", "sv", ("plain", ("s", ""))), timeout=30
+        )
+        session = opened.body[1]
+        secret = (session, b"", _PASSWORD, "text/plain")
+        reply = connection.send_and_get_reply(
+            new_method_call(guilt, "UnlockWithMasterPassword", "o(oayays)", (_LOGIN, secret)),
+            timeout=30,
+        )
+    if reply.header.message_type is MessageType.error:
+        raise RuntimeError(f"unlocking the keyring failed: {reply.body}")
 
 
 def _has_owner(address: str, name: str) -> bool:
@@ -120,11 +294,16 @@ def _start_secret_service(root: Path) -> SecretServiceKeyring:
             f"the real keyring tests need {', '.join(missing)} "
             "(Debian packages: dbus gnome-keyring)"
         )
-    runtime, data = root / "runtime", root / "data"
+    runtime, data, services = root / "runtime", root / "data", root / "services"
     runtime.mkdir(mode=0o700)
     data.mkdir()
+    services.mkdir()
+    daemon_path = shutil.which("gnome-keyring-daemon")
+    (services / "org.freedesktop.secrets.service").write_text(
+        _SERVICE_FILE.format(daemon=daemon_path)
+    )
     config = root / "bus.conf"
-    config.write_text(_BUS_CONFIG.format(socket_dir=runtime))
+    config.write_text(_BUS_CONFIG.format(socket_dir=runtime, service_dir=services))
     base_env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "XDG_DATA_HOME": str(data)}
     processes: list[subprocess.Popen[bytes]] = []
     bus = subprocess.Popen(
@@ -149,7 +328,7 @@ def _start_secret_service(root: Path) -> SecretServiceKeyring:
     processes.append(daemon)
     assert daemon.stdin is not None
     # The password of the fresh "login" keyring, which --unlock creates and unlocks.
-    daemon.stdin.write(b"test-keyring-password")
+    daemon.stdin.write(_PASSWORD)
     daemon.stdin.close()
     service = SecretServiceKeyring(
         backend=SecretService.Keyring(),
@@ -189,6 +368,19 @@ def secret_service_keyring(
         yield _secret_service_session
     finally:
         keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def faulty_keyring(
+    secret_service_keyring: SecretServiceKeyring,
+) -> Iterator[SecretServiceKeyring]:
+    """The real keyring, for a test that locks it or kills its daemon: running and unlocked
+    again afterwards, whatever the test left."""
+    secret_service_keyring.restore()
+    try:
+        yield secret_service_keyring
+    finally:
+        secret_service_keyring.restore()
 
 
 @pytest.fixture

@@ -73,6 +73,9 @@ class FakeClient:
             token_endpoint="http://127.0.0.1:9/token",
             grant_types_supported=("password", "refresh_token"),
         )
+        self.sign_out_error: BaseException | None = None
+        self.unsaved: str | None = None
+        self.write_backs = 0
 
     def _answer(self, name: str, answers: list[Answer]) -> dict[str, Any] | None:
         self.calls.append(name)
@@ -118,6 +121,8 @@ class FakeClient:
 
     def sign_out(self) -> Revocation:
         self.calls.append("sign_out")
+        if self.sign_out_error is not None:
+            raise self.sign_out_error
         self.username = None
         return Revocation.REVOKED
 
@@ -132,7 +137,12 @@ class FakeClient:
             last_refreshed=self.last_refreshed,
             storage=self.storage,
             remembered=self.remembered and self.storage.persistent,
+            unsaved=self.unsaved,
         )
+
+    def write_back(self) -> bool:
+        self.write_backs += 1
+        return self.unsaved is None
 
     def storage_status(self) -> StorageStatus:
         self.calls.append("storage_status")
