@@ -271,10 +271,12 @@ def _check_session(account: Account, client_id: str) -> int:
     """Say whether ``account``'s stored session works; the exit status that says it."""
     server, username = account.server_url, account.username
     with _client(server, client_id) as client:
-        if not client.load_stored(username):  # raises when the keyring cannot tell
-            _out(f"Not signed in to {server} (no stored session for {username}).")
-            return EXIT_FAILURE
         try:
+            # KeyringUnavailable goes on (exit 3: the session is kept); a session found lost
+            # (its newest refresh token never reached the keyring) is just not signed in.
+            if not client.load_stored(username):
+                _out(f"Not signed in to {server} (no stored session for {username}).")
+                return EXIT_FAILURE
             # Proves the session works: with the stored access token while it is valid (no
             # refresh), else refreshing it once.
             client.profile()
