@@ -5,7 +5,7 @@ Modules: ``transport`` (the one HTTP policy), ``oauth`` (the protocol as functio
 ``store`` (the keyring), ``tokens``, ``inspection`` (a token decoded and checked, for display),
 ``admin`` (the server's sessions resource), ``errors`` (the one exception tree), ``messages``
 (every sentence). ``AuthClient`` and the other ``requests``-backed names are loaded on first use so
-that importing this package (for the errors or the store) stays cheap.
+that importing this package (for the errors or the sentences) stays cheap.
 """
 
 from __future__ import annotations
@@ -32,11 +32,17 @@ from desktop.auth.errors import (
     TooManyAttempts,
 )
 from desktop.auth.messages import Revocation
-from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, StoredSession, TokenStore
 
 if TYPE_CHECKING:
     from desktop.auth.grants import PasswordGrant
     from desktop.auth.session import AuthClient, SessionStatus, SignInResult
+    from desktop.auth.store import (
+        KeyringStore,
+        MemoryStore,
+        StorageStatus,
+        StoredSession,
+        TokenStore,
+    )
 
 __all__ = [
     "AccessDenied",
@@ -73,6 +79,13 @@ _LAZY = {
     "SessionStatus": "desktop.auth.session",
     "SignInResult": "desktop.auth.session",
     "PasswordGrant": "desktop.auth.grants",
+    # The store too: the sign-in dialog imports the messages, and must not pay for the store's
+    # imports (json, hashlib, socket, the lock) before its first frame.
+    "KeyringStore": "desktop.auth.store",
+    "MemoryStore": "desktop.auth.store",
+    "StorageStatus": "desktop.auth.store",
+    "StoredSession": "desktop.auth.store",
+    "TokenStore": "desktop.auth.store",
 }
 
 
