@@ -27,6 +27,7 @@ from .settings import (
     DEFAULT_CLIENT_ID,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DPOP_MODES,
     ScryptParams,
     Settings,
     default_db_path,
@@ -161,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a public client id to accept; repeatable (default: {DEFAULT_CLIENT_ID})",
     )
     parser.add_argument(
+        "--dpop",
+        default="allowed",
+        choices=DPOP_MODES,
+        help="DPoP-bound tokens (RFC 9449): off, allowed (bound for clients that send proofs;"
+        " the default), required (no Bearer tokens)",
+    )
+    parser.add_argument(
+        "--dpop-nonce",
+        action="store_true",
+        help="demand server-provided nonces in DPoP proofs (RFC 9449 §8, §9)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=("critical", "error", "warning", "info", "debug"),
@@ -271,6 +284,8 @@ def _serve(args: argparse.Namespace) -> int:
         clients=tuple(args.clients or (DEFAULT_CLIENT_ID,)),
         testing_clock=args.testing_clock,
         password_cost=_password_params(args),
+        dpop=args.dpop,
+        dpop_nonce=args.dpop_nonce,
     )
     try:
         app = create_app(settings, users=users)

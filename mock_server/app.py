@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security.base import SecurityBase
 
 from . import pages
+from .dpop import ProofRequest
 from .http import (
     CSRF_FIELD,
     NO_STORE,
@@ -56,8 +57,25 @@ def _server(request: Request) -> TokenServer:
     return server
 
 
+def proof_request(request: Request) -> ProofRequest:
+    """What the request brings for DPoP (RFC 9449 §4.3): every ``DPoP`` header, the method,
+    and the URL as this server sees it: its issuer and the path (never the Host header)."""
+    return ProofRequest(
+        tuple(request.headers.getlist("dpop")),
+        request.method,
+        _server(request).settings.issuer.rstrip("/") + request.url.path,
+    )
+
+
+def _authenticate(request: Request) -> Caller:
+    return _server(request).authenticate(
+        request.headers.get("authorization"), proof_request(request)
+    )
+
+
 class BearerCaller(SecurityBase):
-    """The dependency that turns a request's bearer token into its verified Caller.
+    """The dependency that turns a request's access token (Bearer, or DPoP with its proof)
+    into its verified Caller.
 
     A SecurityBase, so OpenAPI shows the bearer scheme; one step, because FastAPI's dependency
     solving is most of a small request's cost (see tests/bench).
@@ -70,7 +88,7 @@ class BearerCaller(SecurityBase):
         self.scheme_name = self.SCHEME
 
     async def __call__(self, request: Request) -> Caller:
-        return _server(request).authenticate(request.headers.get("authorization"))
+        return _authenticate(request)
 
 
 CallerDep = Annotated[Caller, Depends(BearerCaller())]
@@ -93,6 +111,7 @@ async def _client_form(request: Request) -> dict[str, str]:
 ClientFormDep = Annotated[dict[str, str], Depends(_client_form)]
 FormDep = Annotated[dict[str, str], Depends(read_form)]
 ClientAddressDep = Annotated[str, Depends(client_address)]
+ProofDep = Annotated[ProofRequest, Depends(proof_request)]
 
 _STRING = {"type": "string"}
 
@@ -232,6 +251,10 @@ def create_app(
         )
     server = TokenServer(settings, adjustable, store or SqliteStore(settings.db_path), users)
 
+    def answer(data: Any) -> JSONResponse:
+        # A new DPoP nonce may ride on any answer (RFC 9449 §8.2, §9); none unless demanded.
+        return JSONResponse(data, headers={**NO_STORE, **server.dpop_nonce_header()})
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -286,8 +309,8 @@ def create_app(
             ["grant_type", "client_id"],
         ),
     )
-    def token(form: ClientFormDep, address: ClientAddressDep) -> JSONResponse:
-        return JSONResponse(server.token(form, address), headers=NO_STORE)
+    def token(form: ClientFormDep, address: ClientAddressDep, proof: ProofDep) -> JSONResponse:
+        return answer(server.token(form, address, proof))
 
     # Device sign-in (RFC 8628); its page is with the sign-in pages.
     @app.post(
@@ -310,17 +333,16 @@ def create_app(
             ["token", "client_id"],
         ),
     )
-    def revoke(form: ClientFormDep) -> Response:
-        server.revoke(form)
-        return Response(status_code=200, headers=NO_STORE)
+    def revoke(form: ClientFormDep, proof: ProofDep) -> Response:
+        server.revoke(form, proof)
+        return Response(status_code=200, headers={**NO_STORE, **server.dpop_nonce_header()})
 
     # The hottest route, so it skips dependency injection (most of a small request's cost in
     # FastAPI) and runs on the event loop (no worker-thread hop): its work is a signature check,
     # remembered per token, and one read that never waits for a writer. OpenAPI still shows it
     # behind the bearer scheme that the /api routes declare.
     async def userinfo(request: Request) -> JSONResponse:
-        caller = server.authenticate(request.headers.get("authorization"))
-        return JSONResponse(server.userinfo(caller), headers=NO_STORE)
+        return answer(server.userinfo(_authenticate(request)))
 
     app.add_api_route(
         "/userinfo",
@@ -335,7 +357,7 @@ def create_app(
 
     @app.get("/api/sessions", tags=["resources"], summary="Active sessions (admin group only)")
     def list_sessions(caller: AdminDep) -> JSONResponse:
-        return JSONResponse(server.sessions(caller), headers=NO_STORE)
+        return answer(server.sessions(caller))
 
     @app.delete(
         "/api/sessions/{session_id}",
@@ -345,7 +367,7 @@ def create_app(
     )
     def delete_session(session_id: str, caller: AdminDep) -> Response:
         server.revoke_session(caller, session_id)
-        return Response(status_code=204)
+        return Response(status_code=204, headers=server.dpop_nonce_header())
 
     if settings.testing_clock:
 

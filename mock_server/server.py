@@ -27,6 +27,8 @@ from .authorization import (
     pkce_matches,
     with_query,
 )
+from .dpop import ALGORITHMS as DPOP_ALGORITHMS
+from .dpop import DPoPError, NonceRotation, ProofRequest, ProofVerifier
 from .keys import SigningKeys
 from .passwords import User, dummy_hash, verify_password
 from .settings import Settings
@@ -43,6 +45,7 @@ from .throttle import FailureLimiter
 from .tokens import (
     AccessTokenVerifier,
     InvalidToken,
+    bound_key,
     issue_access_token,
     issue_id_token,
     new_refresh_token,
@@ -90,12 +93,10 @@ class OAuthError(Exception):
         self.headers = dict(headers or {})
 
 
-def bearer_error(status: int, error: str | None, description: str) -> OAuthError:
-    """RFC 6750 §3: a refused bearer request, with its WWW-Authenticate challenge."""
-    challenge = "Bearer"
-    if error is not None:
-        challenge += f' error="{error}", error_description="{description}"'
-    return OAuthError(status, error or "unauthorized", description, {"WWW-Authenticate": challenge})
+def _challenge(scheme: str, error: str | None, description: str, *extra: str) -> str:
+    params = [f'error="{error}", error_description="{description}"'] if error else []
+    params += extra
+    return f"{scheme} {', '.join(params)}" if params else scheme
 
 
 class AdjustableClock:
@@ -158,6 +159,8 @@ class Caller:
     claims: Mapping[str, Any]
     family: Family
     user: User
+    # Whether the request authenticated with DPoP (the token is bound and the proof matched).
+    dpop: bool = False
 
 
 class TokenServer:
@@ -187,23 +190,39 @@ class TokenServer:
         self.user_code_limiter = FailureLimiter(
             clock, settings.max_user_code_failures, settings.failure_window
         )
+        # DPoP (RFC 9449). "off": no verifier, DPoP headers are ignored and no token is bound.
+        self.dpop_nonces = (
+            NonceRotation(store, clock) if settings.dpop_nonce and settings.dpop != "off" else None
+        )
+        self.dpop = (
+            ProofVerifier(store, clock, nonces=self.dpop_nonces) if settings.dpop != "off" else None
+        )
 
     # /token
 
-    def token(self, form: Mapping[str, str], client_address: str) -> dict[str, Any]:
-        """The token response (RFC 6749 §5.1) for a token request's form."""
+    def token(
+        self, form: Mapping[str, str], client_address: str, proof: ProofRequest | None = None
+    ) -> dict[str, Any]:
+        """The token response (RFC 6749 §5.1) for a token request's form and DPoP proof.
+
+        The proof is checked before any grant: every grant gets the key's thumbprint (``jkt``,
+        None for a Bearer request) and hands it to ``_start_session`` or the rotation, which
+        bind the tokens they issue to it.
+        """
         grant_type = form.get("grant_type")
         if not grant_type:
             raise OAuthError(400, "invalid_request", "The grant_type parameter is required")
         client_id = self._client(form.get("client_id"))
+        # Before the password check: a request sent again for a nonce costs no second hash.
+        jkt = self.proof_key(proof, required=self.settings.dpop == "required")
         if grant_type == "password":
-            return self._password_grant(form, client_id, client_address)
+            return self._password_grant(form, client_id, client_address, jkt)
         if grant_type == "refresh_token":
-            return self._refresh_grant(form, client_id)
+            return self._refresh_grant(form, client_id, jkt)
         if grant_type == "authorization_code":
-            return self._code_grant(form, client_id)
+            return self._code_grant(form, client_id, jkt)
         if grant_type == DEVICE_CODE_GRANT:
-            return self._device_grant(form, client_id)
+            return self._device_grant(form, client_id, jkt)
         raise OAuthError(
             400,
             "unsupported_grant_type",
@@ -229,8 +248,32 @@ class TokenServer:
             return None
         return " ".join(dict.fromkeys(wanted))
 
+    def proof_key(self, proof: ProofRequest | None, *, required: bool) -> str | None:
+        """The ``jkt`` of a token-endpoint request's DPoP proof (RFC 9449 §5), None when it
+        has none (and none is ``required``) or DPoP is off; ``invalid_dpop_proof`` (400)
+        for a bad proof, ``use_dpop_nonce`` (400, with the nonce) for a missing nonce."""
+        if self.dpop is None:
+            return None
+        if proof is None or not proof.proofs:
+            if required:
+                raise OAuthError(400, "invalid_dpop_proof", "A DPoP proof is required")
+            return None
+        try:
+            return self.dpop.verify(proof)
+        except DPoPError as error:
+            raise OAuthError(
+                400, error.error, error.description, self.dpop_nonce_header(error)
+            ) from None
+
+    def dpop_nonce_header(self, error: DPoPError | None = None) -> dict[str, str]:
+        """``DPoP-Nonce`` with the current nonce, when the server demands nonces (§8.2: any
+        answer may carry a new one; a ``use_dpop_nonce`` refusal must)."""
+        if self.dpop_nonces is None or (error is not None and error.error != "use_dpop_nonce"):
+            return {}
+        return {"DPoP-Nonce": self.dpop_nonces.current()}
+
     def _password_grant(
-        self, form: Mapping[str, str], client_id: str, client_address: str
+        self, form: Mapping[str, str], client_id: str, client_address: str, jkt: str | None
     ) -> dict[str, Any]:
         username = form.get("username")
         password = form.get("password")
@@ -240,11 +283,21 @@ class TokenServer:
             )
         scope = self._requested_scope(form.get("scope"))
         user = self.check_password(username, password, client_address)
+        return self._start_session(user, client_id, scope, jkt)
+
+    def _start_session(
+        self, user: User, client_id: str, scope: str, jkt: str | None
+    ) -> dict[str, Any]:
+        """A new sign-in (a refresh-token family) and its first tokens, for any grant that
+        signs a person in. With ``jkt`` its tokens are bound to that DPoP key: every client
+        here is public, so its refresh tokens are too (RFC 9449 §5)."""
         now = self.clock()
         refresh_token = new_refresh_token()
-        family = self._new_family(user.username, client_id, scope, now)
+        family = self._new_family(user.username, client_id, scope, now, jkt)
         self.store.create_family(family, refresh_token_hash(refresh_token))
-        return self._token_response(user, family, scope, refresh_token, now, sign_in=SignIn(now))
+        return self._token_response(
+            user, family, scope, refresh_token, now, jkt=jkt, sign_in=SignIn(now)
+        )
 
     def _requested_scope(self, requested: str | None) -> str:
         scope = self._scope(requested if requested is not None else DEFAULT_SCOPE, GRANTABLE_SCOPE)
@@ -252,7 +305,9 @@ class TokenServer:
             raise OAuthError(400, "invalid_scope", f"The scope must be made of: {GRANTABLE_SCOPE}")
         return scope
 
-    def _new_family(self, username: str, client_id: str, scope: str, now: float) -> Family:
+    def _new_family(
+        self, username: str, client_id: str, scope: str, now: float, jkt: str | None
+    ) -> Family:
         return Family(
             id=secrets.token_urlsafe(16),
             username=username,
@@ -263,6 +318,7 @@ class TokenServer:
             expires_at=now + self.settings.refresh_ttl,
             revoked_at=None,
             revoked_reason=None,
+            dpop_jkt=jkt,
         )
 
     def check_password(self, username: str, password: str, client_address: str) -> User:
@@ -313,16 +369,18 @@ class TokenServer:
         refresh_token: str | None,
         now: float,
         *,
+        jkt: str | None,
         sign_in: SignIn | None = None,
     ) -> dict[str, Any]:
         """The token response; with an ID token when a person just signed in with ``openid``
         (a refresh is not a sign-in: OIDC Core §12.2 makes its ID token optional)."""
         access = issue_access_token(
-            self.keys, self.settings, user=user, family=family, scope=scope, now=now
+            self.keys, self.settings, user=user, family=family, scope=scope, now=now, jkt=jkt
         )
         response: dict[str, Any] = {
             "access_token": access.token,
-            "token_type": "Bearer",
+            # RFC 9449 §5: exactly "DPoP" for a bound token (a client compares it as is).
+            "token_type": "DPoP" if jkt is not None else "Bearer",
             "expires_in": access.expires_in,
         }
         if refresh_token is not None:
@@ -342,7 +400,9 @@ class TokenServer:
             )
         return response
 
-    def _refresh_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+    def _refresh_grant(
+        self, form: Mapping[str, str], client_id: str, jkt: str | None
+    ) -> dict[str, Any]:
         presented = form.get("refresh_token")
         if not presented:
             raise OAuthError(400, "invalid_request", "The refresh_token parameter is required")
@@ -357,10 +417,17 @@ class TokenServer:
         # revoked, expired or unknown token answers invalid_grant whatever scope it brings (a
         # replay still revokes its family), and a bad scope leaves a live token unspent.
         result = self.store.rotate(
-            refresh_token_hash(presented), client_id, refresh_token_hash(new_token), now, narrow
+            refresh_token_hash(presented),
+            client_id,
+            refresh_token_hash(new_token),
+            now,
+            narrow,
+            jkt=jkt,
         )
         if result.outcome is Rotation.INVALID_SCOPE:
             raise OAuthError(400, "invalid_scope", "The scope must be within the original grant")
+        if result.outcome is Rotation.WRONG_KEY:
+            raise self._wrong_key(jkt, "The refresh token")
         messages = {
             Rotation.UNKNOWN: "The refresh token is invalid",
             Rotation.WRONG_CLIENT: "The refresh token was issued to another client",
@@ -375,7 +442,18 @@ class TokenServer:
         if user is None:
             self.store.revoke_family(family.id, now, "user removed")
             raise OAuthError(400, "invalid_grant", "The user no longer exists")
-        return self._token_response(user, family, result.scope or family.scope, new_token, now)
+        return self._token_response(
+            user, family, result.scope or family.scope, new_token, now, jkt=family.dpop_jkt
+        )
+
+    @staticmethod
+    def _wrong_key(jkt: str | None, what: str) -> OAuthError:
+        # A missing proof is the client's omission; another key's proof is not its token.
+        if jkt is None:
+            return OAuthError(
+                400, "invalid_dpop_proof", f"{what} is DPoP-bound: a proof of its key is required"
+            )
+        return OAuthError(400, "invalid_grant", f"{what} is bound to another DPoP key")
 
     # Browser sign-in: the authorization endpoint (RFC 6749 §4.1, PKCE RFC 7636, RFC 9207)
 
@@ -484,7 +562,9 @@ class TokenServer:
             },
         )
 
-    def _code_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+    def _code_grant(
+        self, form: Mapping[str, str], client_id: str, jkt: str | None
+    ) -> dict[str, Any]:
         code, redirect_uri = form.get("code"), form.get("redirect_uri")
         verifier = form.get("code_verifier")
         if not code or not redirect_uri or not verifier:
@@ -508,7 +588,7 @@ class TokenServer:
             user = self.users.get(grant.username)
             if user is None:
                 raise OAuthError(400, "invalid_grant", "The user no longer exists")
-            family = self._new_family(user.username, client_id, grant.scope, now)
+            family = self._new_family(user.username, client_id, grant.scope, now, jkt)
             issued.append((user, family))
             return family, refresh_token_hash(refresh_token) if grant.offline else None
 
@@ -528,6 +608,7 @@ class TokenServer:
             grant.scope,
             refresh_token if grant.offline else None,
             now,
+            jkt=jkt,
             sign_in=SignIn(grant.auth_time, grant.nonce),
         )
 
@@ -604,7 +685,9 @@ class TokenServer:
                 400, "invalid_user_code", "This code was used or has expired; check your device"
             )
 
-    def _device_grant(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+    def _device_grant(
+        self, form: Mapping[str, str], client_id: str, jkt: str | None
+    ) -> dict[str, Any]:
         device_code = form.get("device_code")
         if not device_code:
             raise OAuthError(400, "invalid_request", "The device_code parameter is required")
@@ -616,7 +699,7 @@ class TokenServer:
             user = self.users.get(device.username or "")
             if user is None:
                 raise OAuthError(400, "invalid_grant", "The user no longer exists")
-            family = self._new_family(user.username, client_id, device.scope, now)
+            family = self._new_family(user.username, client_id, device.scope, now, jkt)
             issued.append((user, family))
             return family, refresh_token_hash(refresh_token)
 
@@ -636,17 +719,22 @@ class TokenServer:
         user, family = issued[0]
         auth_time = result.device.auth_time if result.device.auth_time is not None else now
         return self._token_response(
-            user, family, family.scope, refresh_token, now, sign_in=SignIn(auth_time)
+            user, family, family.scope, refresh_token, now, jkt=jkt, sign_in=SignIn(auth_time)
         )
 
     # /revoke
 
-    def revoke(self, form: Mapping[str, str]) -> None:
-        """RFC 7009: end the session of the token in ``form``, if it is one of ours."""
+    def revoke(self, form: Mapping[str, str], proof: ProofRequest | None = None) -> None:
+        """RFC 7009: end the session of the token in ``form``, if it is one of ours.
+
+        A DPoP proof is optional (RFC 9449 asks none here) and checked when sent; a bound
+        session, though, is ended only with a proof of its key, as its refresh token is
+        redeemed only with one: a thief must not end the owner's session."""
         token = form.get("token")
         if not token:
             raise OAuthError(400, "invalid_request", "The token parameter is required")
         client_id = self._client(form.get("client_id"))
+        jkt = self.proof_key(proof, required=False)
         now = self.clock()
         family = self.store.find_by_token(refresh_token_hash(token))
         if family is None:
@@ -661,29 +749,103 @@ class TokenServer:
                 raise OAuthError(
                     400, "unauthorized_client", "The token was issued to another client"
                 )
+            if family.dpop_jkt is not None and family.dpop_jkt != jkt:
+                raise self._wrong_key(jkt, "The token")
             self.store.revoke_family(family.id, now, "revoked by the client")
         # RFC 7009 §2.2: an unknown or already invalid token is answered with 200 as well.
 
-    # Bearer-protected resources
+    # Protected resources (Bearer, RFC 6750; DPoP, RFC 9449 §7)
 
-    def authenticate(self, authorization: str | None) -> Caller:
-        """The caller of a request with this ``Authorization`` header; OAuthError (RFC 6750)."""
+    def resource_error(
+        self, status: int, error: str | None, description: str, *, dpop: bool = False
+    ) -> OAuthError:
+        """A refused resource request with a challenge for each scheme this server accepts
+        (RFC 6750 §3, RFC 9449 §7.1). The error goes on the scheme it concerns (``dpop``: the
+        request used DPoP, or its token is bound), listed first."""
+        if self.dpop is None:
+            return OAuthError(
+                status,
+                error or "unauthorized",
+                description,
+                {"WWW-Authenticate": _challenge("Bearer", error, description)},
+            )
+        dpop = dpop or self.settings.dpop == "required"
+        algs = f'algs="{" ".join(DPOP_ALGORITHMS)}"'
+        challenges = [
+            _challenge("DPoP", error if dpop else None, description, algs),
+            _challenge("Bearer", None if dpop else error, description),
+        ]
+        if self.settings.dpop == "required":
+            del challenges[1]
+        elif not dpop:
+            challenges.reverse()
+        headers = {"WWW-Authenticate": ", ".join(challenges)}
+        if error == "use_dpop_nonce":
+            headers.update(self.dpop_nonce_header())
+        return OAuthError(status, error or "unauthorized", description, headers)
+
+    def authenticate(self, authorization: str | None, proof: ProofRequest | None = None) -> Caller:
+        """The caller of a request with this ``Authorization`` header and DPoP proof; an
+        OAuthError (401 with challenges) otherwise. A bound token is accepted only as
+        ``DPoP <token>`` with a proof of its key for this request (§7.1), never as Bearer
+        (§7.2); a Bearer token only where Bearer is allowed."""
         scheme, _, token = (authorization or "").strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise bearer_error(401, None, "An access token is required")
+        scheme = scheme.lower()
+        dpop = scheme == "dpop" and self.dpop is not None
+        if not token or (scheme != "bearer" and not dpop):
+            raise self.resource_error(401, None, "An access token is required")
         try:
             claims = self.verifier.verify(token, self.clock())
         except InvalidToken as error:
-            raise bearer_error(401, "invalid_token", str(error)) from None
+            raise self.resource_error(401, "invalid_token", str(error), dpop=dpop) from None
+        bound = bound_key(claims)
+        if dpop and bound is None:
+            raise self.resource_error(
+                401, "invalid_token", "The access token is not DPoP-bound: send it as Bearer"
+            )
+        if not dpop and bound is not None:
+            raise self.resource_error(
+                401,
+                "invalid_token",
+                "The access token is DPoP-bound: send it as DPoP, with a proof",
+                dpop=True,
+            )
+        if not dpop and self.settings.dpop == "required":
+            raise self.resource_error(
+                401, "invalid_token", "This server accepts DPoP-bound access tokens only"
+            )
         family = self.store.family(claims["sid"])
         # A revoked sign-in takes its access tokens with it at once, not when they expire.
         if family is None or family.revoked_at is not None:
-            raise bearer_error(401, "invalid_token", "The session of this token has been revoked")
+            raise self.resource_error(
+                401, "invalid_token", "The session of this token has been revoked", dpop=dpop
+            )
         user = self.users.get(family.username)
         if user is None or user.sub != claims["sub"]:
-            raise bearer_error(401, "invalid_token", "The user of this token no longer exists")
-        return Caller(claims, family, user)
+            raise self.resource_error(
+                401, "invalid_token", "The user of this token no longer exists", dpop=dpop
+            )
+        if dpop:
+            self._check_resource_proof(proof, token, bound)
+        return Caller(claims, family, user, dpop)
+
+    def _check_resource_proof(
+        self, proof: ProofRequest | None, token: str, bound: str | None
+    ) -> None:
+        # Last: only a request good in every other way spends its proof's jti.
+        assert self.dpop is not None
+        try:
+            jkt = self.dpop.verify(proof or ProofRequest((), "", ""), access_token=token)
+        except DPoPError as error:
+            raise self.resource_error(401, error.error, error.description, dpop=True) from None
+        if jkt != bound:
+            raise self.resource_error(
+                401,
+                "invalid_dpop_proof",
+                "The DPoP proof is signed by another key than the token is bound to",
+                dpop=True,
+            )
 
     def userinfo(self, caller: Caller) -> dict[str, Any]:
         return self._profile(caller.user, str(caller.claims["scope"]))
@@ -709,6 +871,8 @@ class TokenServer:
                     "last_refreshed_at": _iso(f.last_refreshed_at),
                     "expires_at": _iso(f.expires_at),
                     "current": f.id == caller.family.id,
+                    # The thumbprint of the DPoP key the session is bound to, or null (Bearer).
+                    "dpop_jkt": f.dpop_jkt,
                 }
                 for f in self.store.active_families(self.clock())
             ]
@@ -723,14 +887,17 @@ class TokenServer:
 
     def require_admin(self, caller: Caller) -> None:
         if ADMIN_GROUP not in caller.claims["groups"]:
-            raise bearer_error(
-                403, "insufficient_scope", f"This resource is for members of {ADMIN_GROUP}"
+            raise self.resource_error(
+                403,
+                "insufficient_scope",
+                f"This resource is for members of {ADMIN_GROUP}",
+                dpop=caller.dpop,
             )
 
     def discovery(self) -> dict[str, Any]:
         """OIDC Discovery and RFC 8414 metadata (one document): exactly what the server does."""
         base = self.settings.issuer.rstrip("/")
-        return {
+        metadata: dict[str, Any] = {
             "issuer": self.settings.issuer,
             "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
@@ -763,3 +930,6 @@ class TokenServer:
                 *_SCOPE_CLAIMS["groups"],
             ],
         }
+        if self.dpop is not None:
+            metadata["dpop_signing_alg_values_supported"] = list(DPOP_ALGORITHMS)
+        return metadata

@@ -13,6 +13,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_CLIENT_ID = "jwt-desktop"
 MEMORY_DB = ":memory:"
+# RFC 9449 at the token endpoint and the resources: "off" ignores DPoP headers, "allowed" binds
+# the tokens of clients that send proofs (Bearer clients keep working), "required" refuses
+# token requests without a proof and Bearer tokens.
+DPOP_MODES = ("off", "allowed", "required")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -87,6 +91,9 @@ class Settings:
     device_interval: float = 5
     # Wrong user codes allowed per client address and window on the device page (RFC 8628 §5.1).
     max_user_code_failures: int = 5
+    dpop: str = "allowed"  # one of DPOP_MODES
+    # Demand server-provided nonces in DPoP proofs (RFC 9449 §8, §9).
+    dpop_nonce: bool = False
 
     def __post_init__(self) -> None:
         problem = issuer_problem(self.issuer)
@@ -95,6 +102,8 @@ class Settings:
         for name, seconds in (("access_ttl", self.access_ttl), ("refresh_ttl", self.refresh_ttl)):
             if not 0 < seconds <= MAX_DURATION:
                 raise ValueError(f"{name} must be a duration of at most 10 years, above 0")
+        if self.dpop not in DPOP_MODES:
+            raise ValueError(f"dpop must be one of {', '.join(DPOP_MODES)}: {self.dpop!r}")
 
     @property
     def audience(self) -> str:

@@ -8,7 +8,9 @@ with a busy timeout) and the rotation's conditional write is atomic across proce
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 import os
 import sqlite3
 import threading
@@ -38,7 +40,9 @@ CREATE TABLE IF NOT EXISTS families (
     last_refreshed_at REAL,
     expires_at        REAL NOT NULL,
     revoked_at        REAL,
-    revoked_reason    TEXT
+    revoked_reason    TEXT,
+    -- The thumbprint of the DPoP key its refresh tokens are bound to (RFC 9449 §5), if any.
+    dpop_jkt          TEXT
 );
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     hash       TEXT PRIMARY KEY,
@@ -74,12 +78,26 @@ CREATE TABLE IF NOT EXISTS device_codes (
     username       TEXT,
     auth_time      REAL
 );
+-- DPoP replay cache (RFC 9449 §11.1): the SHA-256 of each accepted proof's jti, until its iat
+-- leaves the accepted window. One write per proof, so one b-tree (no rowid, no index: the rare
+-- pruning can afford a scan).
+CREATE TABLE IF NOT EXISTS dpop_proofs (
+    jti_hash   BLOB PRIMARY KEY,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+-- DPoP nonces handed out (RFC 9449 §8): the current one and the one before it.
+CREATE TABLE IF NOT EXISTS dpop_nonces (
+    value      TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
 """
 # Spent and expired codes are kept this long after expiry, so a replay is still recognised
 # (and revokes what the code issued) rather than looking unknown.
 CODE_RETENTION_SECONDS = 86400.0
 
 BUSY_TIMEOUT_SECONDS = 15.0
+# Expired replay-cache entries are deleted at most this often (a write per proof is enough).
+_PRUNE_INTERVAL = 30.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,7 @@ class Family:
     expires_at: float
     revoked_at: float | None
     revoked_reason: str | None
+    dpop_jkt: str | None = None
 
     def active(self, now: float) -> bool:
         return self.revoked_at is None and now < self.expires_at
@@ -117,6 +136,9 @@ class Rotation(enum.Enum):
     EXPIRED = "expired"
     REUSED = "reused"  # the token was already spent: the family is now revoked
     INVALID_SCOPE = "invalid_scope"  # a live token asked for more than its grant: not spent
+    # The token is DPoP-bound and the request has no proof of that key: nothing changed, so a
+    # thief can neither spend it nor end its owner's session.
+    WRONG_KEY = "wrong_key"
 
 
 @dataclass(frozen=True)
@@ -215,6 +237,8 @@ class Store(Protocol):
         new_hash: str,
         now: float,
         narrow: Callable[[str], str | None] | None = None,
+        *,
+        jkt: str | None = None,
     ) -> RotationResult: ...
     def find_by_token(self, token_hash: str) -> Family | None: ...
     def family(self, family_id: str) -> Family | None: ...
@@ -230,16 +254,21 @@ class Store(Protocol):
     def poll_device_code(
         self, device_hash: str, client_id: str, now: float, issue: IssueForDevice
     ) -> PollResult: ...
+    def remember_dpop_proof(self, jti_hash: bytes, expires_at: float, now: float) -> bool: ...
+    def rotate_dpop_nonce(
+        self, candidate: str, now: float, lifetime: float
+    ) -> list[tuple[str, float]]: ...
+    def dpop_nonces(self) -> list[tuple[str, float]]: ...
 
 
 _SELECT_FAMILY = (
     "SELECT id, username, client_id, scope, created_at, last_refreshed_at, expires_at, "
-    "revoked_at, revoked_reason FROM families "
+    "revoked_at, revoked_reason, dpop_jkt FROM families "
 )
 _FAMILY_BY_ID = _SELECT_FAMILY + "WHERE id = ?"
 _FAMILY_BY_REFRESH_HASH = (
     "SELECT f.id, f.username, f.client_id, f.scope, f.created_at, f.last_refreshed_at, "
-    "f.expires_at, f.revoked_at, f.revoked_reason "
+    "f.expires_at, f.revoked_at, f.revoked_reason, f.dpop_jkt "
     "FROM refresh_tokens t JOIN families f ON f.id = t.family_id WHERE t.hash = ?"
 )
 _ACTIVE_FAMILIES = (
@@ -247,7 +276,7 @@ _ACTIVE_FAMILIES = (
 )
 _INSERT_FAMILY = (
     "INSERT INTO families (id, username, client_id, scope, created_at, last_refreshed_at, "
-    "expires_at, revoked_at, revoked_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "expires_at, revoked_at, revoked_reason, dpop_jkt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -255,14 +284,17 @@ def _family(row: tuple[object, ...]) -> Family:
     return Family(*row)  # type: ignore[arg-type]
 
 
-def _refusal(family: Family, client_id: str, now: float) -> Rotation | None:
-    """Why a token of ``family`` cannot be rotated by ``client_id``, spent or not."""
+def _refusal(family: Family, client_id: str, now: float, jkt: str | None) -> Rotation | None:
+    """Why a token of ``family`` cannot be rotated by ``client_id`` with a proof of ``jkt``,
+    spent or not."""
     if family.client_id != client_id:
         return Rotation.WRONG_CLIENT
     if family.revoked_at is not None:
         return Rotation.REVOKED
     if now >= family.expires_at:
         return Rotation.EXPIRED
+    if family.dpop_jkt is not None and family.dpop_jkt != jkt:
+        return Rotation.WRONG_KEY
     return None
 
 
@@ -311,6 +343,10 @@ class SqliteStore:
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(signing_keys)")}
                 if "last_exp" not in columns:  # a database from before the column existed
                     conn.execute("ALTER TABLE signing_keys ADD COLUMN last_exp REAL")
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(families)")}
+                if "dpop_jkt" not in columns:  # a database from before DPoP
+                    conn.execute("ALTER TABLE families ADD COLUMN dpop_jkt TEXT")
+        self._pruned_at = -math.inf
         # Reads get a connection of their own: in WAL mode they never wait for a writer, so a
         # read is always quick, even while a write waits for another process's lock. (One
         # in-memory database cannot have two connections; there, nothing else can write.)
@@ -411,6 +447,7 @@ class SqliteStore:
                 family.expires_at,
                 family.revoked_at,
                 family.revoked_reason,
+                family.dpop_jkt,
             ),
         )
         if token_hash is not None:
@@ -426,19 +463,25 @@ class SqliteStore:
         new_hash: str,
         now: float,
         narrow: Callable[[str], str | None] | None = None,
+        *,
+        jkt: str | None = None,
     ) -> RotationResult:
         """Spend the token and store ``new_hash`` in its family, all or nothing.
 
         ``narrow`` maps the family's scope to the scope asked for, None when it asks beyond
         it. It is consulted only once the token is known to be live and unspent, so a replayed
         token revokes its family whatever scope comes with it.
+
+        ``jkt`` is the thumbprint of the request's DPoP key. A bound family's tokens are
+        refused without it, before anything else (WRONG_KEY: not spent, not a reuse); an
+        unbound family is bound to it from now on (RFC 9449 §5).
         """
         with self._write() as conn:
             row = conn.execute(_FAMILY_BY_REFRESH_HASH, (token_hash,)).fetchone()
             if row is None:
                 return RotationResult(Rotation.UNKNOWN, None)
             family = _family(row)
-            refusal = _refusal(family, client_id, now)
+            refusal = _refusal(family, client_id, now, jkt)
             if refusal is not None:
                 return RotationResult(refusal, family)
             (used_at,) = conn.execute(
@@ -461,20 +504,14 @@ class SqliteStore:
                 "INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES (?, ?, ?)",
                 (new_hash, family.id, now),
             )
-            conn.execute("UPDATE families SET last_refreshed_at = ? WHERE id = ?", (now, family.id))
+            bound = family.dpop_jkt or jkt
+            conn.execute(
+                "UPDATE families SET last_refreshed_at = ?, dpop_jkt = ? WHERE id = ?",
+                (now, bound, family.id),
+            )
             return RotationResult(
                 Rotation.ROTATED,
-                Family(
-                    family.id,
-                    family.username,
-                    family.client_id,
-                    family.scope,
-                    family.created_at,
-                    now,
-                    family.expires_at,
-                    None,
-                    None,
-                ),
+                dataclasses.replace(family, last_refreshed_at=now, dpop_jkt=bound),
                 scope,
             )
 
@@ -689,3 +726,40 @@ class SqliteStore:
                 return PollResult(Poll.SPENT, device)
             self._insert_family(conn, family, token_hash)
             return PollResult(Poll.ISSUED, device)
+
+    # DPoP (RFC 9449): the replay cache and the server's nonces
+
+    def remember_dpop_proof(self, jti_hash: bytes, expires_at: float, now: float) -> bool:
+        """Record an accepted proof's jti; False when any process saw it before (a replay)."""
+        if now - self._pruned_at >= _PRUNE_INTERVAL:
+            with self._write() as conn:
+                conn.execute("DELETE FROM dpop_proofs WHERE expires_at <= ?", (now,))
+                self._pruned_at = now
+        # One statement, so its own transaction (no BEGIN/COMMIT round trips): the primary key
+        # makes it atomic across processes. An entry not pruned yet still refuses its jti.
+        with self._lock:
+            inserted = self._conn.execute(
+                "INSERT OR IGNORE INTO dpop_proofs (jti_hash, expires_at) VALUES (?, ?)",
+                (jti_hash, expires_at),
+            ).rowcount
+        return inserted == 1
+
+    def rotate_dpop_nonce(
+        self, candidate: str, now: float, lifetime: float
+    ) -> list[tuple[str, float]]:
+        with self._write() as conn:
+            newest = conn.execute("SELECT max(created_at) FROM dpop_nonces").fetchone()[0]
+            # Checked inside the write lock: of processes rotating at once, one adds a nonce.
+            if newest is None or now - newest >= lifetime:
+                conn.execute(
+                    "INSERT INTO dpop_nonces (value, created_at) VALUES (?, ?)", (candidate, now)
+                )
+            conn.execute("DELETE FROM dpop_nonces WHERE created_at <= ?", (now - 2 * lifetime,))
+            rows = conn.execute(
+                "SELECT value, created_at FROM dpop_nonces ORDER BY created_at DESC"
+            ).fetchall()
+        return [(str(value), float(created)) for value, created in rows]
+
+    def dpop_nonces(self) -> list[tuple[str, float]]:
+        rows = self._read("SELECT value, created_at FROM dpop_nonces ORDER BY created_at DESC")
+        return [(str(value), float(created)) for value, created in rows]  # type: ignore[arg-type]

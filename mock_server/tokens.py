@@ -51,8 +51,16 @@ class IssuedAccessToken:
 
 
 def issue_access_token(
-    keys: SigningKeys, settings: Settings, *, user: User, family: Family, scope: str, now: float
+    keys: SigningKeys,
+    settings: Settings,
+    *,
+    user: User,
+    family: Family,
+    scope: str,
+    now: float,
+    jkt: str | None = None,
 ) -> IssuedAccessToken:
+    """A signed access token; with ``jkt`` it is bound to that DPoP key (RFC 9449 §6)."""
     iat = int(now)
     # Never outlive the sign-in it belongs to.
     exp = max(iat, int(min(now + settings.access_ttl, family.expires_at)))
@@ -69,6 +77,8 @@ def issue_access_token(
         "groups": list(user.groups),
         "sid": family.id,
     }
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}
     token = jwt.encode(
         claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": ACCESS_TOKEN_TYP}
     )
@@ -182,7 +192,16 @@ def _verify_signed_content(token: str, keys: SigningKeys, settings: Settings) ->
     groups = claims["groups"]
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise InvalidToken("The access token has malformed claims")
+    if "cnf" in claims and bound_key(claims) is None:
+        raise InvalidToken("The access token has a malformed cnf claim")
     return claims
+
+
+def bound_key(claims: Mapping[str, Any]) -> str | None:
+    """The thumbprint of the DPoP key a token is bound to (``cnf.jkt``), or None (Bearer)."""
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    return jkt if isinstance(jkt, str) and jkt else None
 
 
 class AccessTokenVerifier:

@@ -116,8 +116,15 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def challenge(description: str) -> str:
-    return f'Bearer error="invalid_token", error_description="{description}"'
+# The DPoP challenge (RFC 9449 §7.1) that rides beside Bearer's in the default "allowed" mode.
+DPOP_CHALLENGE = 'DPoP algs="ES256 ES384 ES512 PS256 RS256 EdDSA"'
+# No credentials: both schemes, Bearer first, no error (RFC 6750 §3.1).
+BARE_CHALLENGE = f"Bearer, {DPOP_CHALLENGE}"
+
+
+def challenge(description: str, error: str = "invalid_token") -> str:
+    """The answer to a Bearer request refused with ``error``, in the default "allowed" mode."""
+    return f'Bearer error="{error}", error_description="{description}", {DPOP_CHALLENGE}'
 
 
 def live_sign_in(url: str, username: str = "alice", password: str = "wonderland") -> dict[str, str]:

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from mock_server.settings import MAX_DURATION
 from tests.server.helpers import (
+    BARE_CHALLENGE,
     CLIENT_ID,
     ISSUER,
     FakeClock,
@@ -120,14 +121,14 @@ def test_userinfo_returns_the_profile(client: TestClient) -> None:
 def test_userinfo_without_a_token_has_a_bare_challenge(client: TestClient) -> None:
     response = client.get("/userinfo")
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["WWW-Authenticate"] == BARE_CHALLENGE
     assert response.json()["error_description"]
 
 
 def test_userinfo_with_another_scheme_has_a_bare_challenge(client: TestClient) -> None:
     response = client.get("/userinfo", headers={"Authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="})
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["WWW-Authenticate"] == BARE_CHALLENGE
 
 
 def test_userinfo_with_a_bad_token_says_invalid_token(client: TestClient) -> None:
@@ -182,9 +183,8 @@ def test_sessions_refuse_non_admins_with_insufficient_scope(client: TestClient) 
     bob = sign_in(client, "bob")
     response = client.get("/api/sessions", headers=bearer(bob["access_token"]))
     assert response.status_code == 403
-    assert response.headers["WWW-Authenticate"] == (
-        'Bearer error="insufficient_scope", '
-        'error_description="This resource is for members of admin"'
+    assert response.headers["WWW-Authenticate"] == challenge(
+        "This resource is for members of admin", "insufficient_scope"
     )
     assert response.json()["error"] == "insufficient_scope"
     delete = client.delete("/api/sessions/whatever", headers=bearer(bob["access_token"]))
@@ -194,7 +194,7 @@ def test_sessions_refuse_non_admins_with_insufficient_scope(client: TestClient) 
 def test_sessions_need_a_token(client: TestClient) -> None:
     response = client.get("/api/sessions")
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["WWW-Authenticate"] == BARE_CHALLENGE
 
 
 def test_admin_revokes_a_session(client: TestClient) -> None:
