@@ -26,6 +26,13 @@ start would present it and get the whole session revoked.
 The stored session holds the live access token too, so a new process (a CLI command, the next
 start) reuses it while it is valid instead of refreshing.
 
+DPoP (RFC 9449): when the server lists ES256 in ``dpop_signing_alg_values_supported``, each
+sign-in makes a new key pair (:mod:`desktop.auth.dpop`) and every token request of the grant
+carries a proof of it. The answer's ``token_type`` decides: ``DPoP`` makes a bound session,
+whose key then signs every later request (refresh, revocation, resources, with the server's
+nonces) and is kept where its tokens are (memory, the same keyring entry); ``Bearer`` makes a
+Bearer session and the key is dropped. A process that adopts a stored session adopts its key.
+
 The session does not know which grant made its tokens (:mod:`desktop.auth.grants`). An ID token
 a grant received is handed to the ``id_token_validator`` before anything of it is used; without
 a validator it is ignored.
@@ -50,10 +57,14 @@ from typing import Any, Protocol
 import requests
 
 from desktop.auth import messages, oauth
+from desktop.auth.dpop import ALGORITHM as DPOP_ALGORITHM
+from desktop.auth.dpop import DPoPKey, DPoPNonces, DPoPSigner
 from desktop.auth.errors import (
     AccessDenied,
     AuthError,
     ConfigurationError,
+    DPoPRefused,
+    InvalidDPoPKey,
     KeyringUnavailable,
     LockTimeout,
     NotSignedIn,
@@ -65,7 +76,7 @@ from desktop.auth.grants import Grant, GrantContext, Progress, TokenResponse, ig
 from desktop.auth.messages import Revocation
 from desktop.auth.oauth import ServerMetadata
 from desktop.auth.store import SessionLock, StorageStatus, StoredSession, TokenStore
-from desktop.auth.tokens import TokenSet
+from desktop.auth.tokens import DPOP, TokenSet
 from desktop.auth.transport import Transport, json_object, normalize_server_url
 
 __all__ = ["AuthClient", "IdTokenValidator", "SessionStatus", "SignInResult"]
@@ -86,6 +97,8 @@ class SessionStatus:
     last_refreshed: datetime | None
     storage: StorageStatus
     remembered: bool
+    # The tokens are DPoP-bound (RFC 9449): useless without this device's key.
+    bound: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,7 @@ class _State:
     username: str | None = None
     tokens: TokenSet | None = None  # None: no usable access token yet
     refresh_token: str | None = None
+    dpop: DPoPSigner | None = None  # the session's DPoP key: None for a Bearer session
     subject: str | None = None  # the validated ID token's sub: userinfo's must match
     in_store: bool = False  # the session is (also) kept in the store
     storage_reason: str | None = None  # why it is not in the store, when that was not chosen
@@ -134,6 +148,19 @@ class _State:
     refresh_count: int = 0
     last_refreshed: datetime | None = None
     storage_cache: StorageStatus | None = field(default=None)
+
+
+@dataclass(frozen=True, repr=False)
+class _Credential:
+    """What an authorized request is sent with: the access token, in its scheme (the token
+    type), with the session's DPoP key when the token is bound."""
+
+    tokens: TokenSet
+    dpop: DPoPSigner | None
+
+    @property
+    def access_token(self) -> str:
+        return self.tokens.access_token
 
 
 class AuthClient:
@@ -180,6 +207,8 @@ class AuthClient:
         self._refresh_lock = threading.Lock()  # long: one refresh/sign-in/sign-out at a time
         self._metadata_lock = threading.Lock()
         self._metadata: ServerMetadata | None = None
+        # Nonces belong to a server, not a key: every session of this client shares them.
+        self._dpop_nonces = DPoPNonces()
         self.on_refreshed: list[Callable[[], None]] = []
         self.on_session_ended: list[Callable[[SessionEnded], None]] = []
 
@@ -200,6 +229,7 @@ class AuthClient:
         profile fetch is reported in the result, not raised.
         """
         metadata = self.metadata()
+        signer = self._new_signer(metadata)
         context = GrantContext(
             metadata=metadata,
             transport=self.transport,
@@ -208,13 +238,17 @@ class AuthClient:
             clock=self._clock,
             cancel=cancel if cancel is not None else threading.Event(),
             progress=progress or ignore_progress,
+            dpop=signer,
         )
         response = grant.obtain(context)
         tokens = response.tokens
+        # The answer's token_type decides (RFC 9449 §5): Bearer tokens need no key.
+        signer = signer if tokens.bound else None
         if tokens.refresh_token is None:
             raise ServerError(messages.NO_REFRESH_TOKEN)
         profile: dict[str, Any] | None = None
         try:
+            self._check_binding(tokens, signer)
             subject, name = self._identify(response, metadata)
             if response.username:
                 account = response.username
@@ -223,19 +257,20 @@ class AuthClient:
             else:
                 # No typed name and no ID token to name the account: ask userinfo (the
                 # profile is fetched anyway, so this costs no extra request).
-                profile = self._userinfo(metadata, tokens.access_token, subject)
+                profile = self._userinfo(metadata, _Credential(tokens, signer), subject)
                 account = oauth.account_name(profile)
         except AuthError:
             # Tokens we will not use (a bad ID token, no account name) must not stay alive.
-            self._revoke(tokens.refresh_token)
+            self._revoke(tokens.refresh_token, signer)
             raise
         with self._refresh_lock:
-            in_store, reason = self._keep_new_session(account, tokens, remember)
+            in_store, reason = self._keep_new_session(account, tokens, signer, remember)
             with self._state_lock:
                 self._state = _State(
                     username=account,
                     tokens=tokens,
                     refresh_token=tokens.refresh_token,
+                    dpop=signer,
                     subject=subject,
                     in_store=in_store,
                     storage_reason=reason,
@@ -244,10 +279,11 @@ class AuthClient:
                     storage_cache=self._state.storage_cache,
                 )
         logger.info(
-            "Signed in as %s at %s with %s (stored: %s)",
+            "Signed in as %s at %s with %s (%s, stored: %s)",
             account,
             self.server_url,
             grant.grant_type,
+            tokens.token_type,
             in_store,
         )
         self._refresh_storage_cache()
@@ -276,11 +312,18 @@ class AuthClient:
         if stored is None:
             logger.info("No stored session for %s at %s", username, self.server_url)
             return False
+        try:
+            signer = self._signer_from(stored)
+        except InvalidDPoPKey as exc:
+            # Its tokens are bound to a key we cannot read: as good as no session.
+            logger.warning("Cannot use the stored session: %s", exc)
+            return False
         with self._refresh_lock, self._state_lock:
             self._state = _State(
                 username=username,
                 tokens=self._tokens_from(stored),
                 refresh_token=stored.refresh_token,
+                dpop=signer,
                 in_store=True,
                 generation=self._state.generation + 1,
                 attempts=self._state.attempts,
@@ -331,16 +374,28 @@ class AuthClient:
         """
         if url.startswith("/"):
             url = self.server_url + url
-        access, generation, attempts = self._access_token()
-        response = self._send_authorized(method, url, access, kwargs)
+        credential, generation, attempts = self._access_token()
+        # A DPoP nonce the resource asks for is sent inside _send_authorized (once): it is not
+        # a rejection of the token, so it costs no refresh.
+        response = self._send_authorized(method, url, credential, kwargs)
         if response.status_code == 401 and oauth.bearer_error(response)[0] == "invalid_token":
             response.close()
             logger.info("Access token rejected (invalid_token): refreshing once and resending")
-            access, _, _ = self._refresh(generation, attempts, rejected=access)
-            response = self._send_authorized(method, url, access, kwargs)
+            credential, _, _ = self._refresh(generation, attempts, rejected=credential.access_token)
+            response = self._send_authorized(method, url, credential, kwargs)
             if response.status_code == 401 and oauth.bearer_error(response)[0] == "invalid_token":
                 response.close()
                 raise ServerError(messages.REJECTED_FRESH_TOKEN, status=401)
+        if response.status_code == 401:
+            error, description = oauth.bearer_error(response)
+            if error in oauth.DPOP_ERRORS:
+                response.close()
+                raise DPoPRefused(
+                    messages.dpop_refused(error, description),
+                    error=error,
+                    description=description,
+                    status=401,
+                )
         if response.status_code == 403:
             error, description = oauth.bearer_error(response)
             if error is None:
@@ -365,6 +420,7 @@ class AuthClient:
             with self._state_lock:
                 username = self._state.username
                 token = self._state.refresh_token
+                signer = self._state.dpop
                 in_store = self._state.in_store
             if username is None:
                 return Revocation.REVOKED
@@ -372,9 +428,12 @@ class AuthClient:
                 with self._locked(username, in_store):
                     if in_store:
                         stored = self._load_stored_or(username, None)
-                        token = stored.refresh_token if stored is not None else token
+                        if stored is not None and stored.refresh_token != token:
+                            # Another process rotated or replaced it: the stored key goes
+                            # with the stored token.
+                            token, signer = stored.refresh_token, self._stored_signer(stored)
                     try:
-                        outcome = self._revoke(token) if token else Revocation.REVOKED
+                        outcome = self._revoke(token, signer) if token else Revocation.REVOKED
                     finally:
                         if in_store:
                             self._delete_stored(username)
@@ -406,6 +465,7 @@ class AuthClient:
                 last_refreshed=state.last_refreshed,
                 storage=storage,
                 remembered=state.username is not None and state.in_store and storage.persistent,
+                bound=tokens.bound if tokens else state.dpop is not None,
             )
 
     def storage_status(self) -> StorageStatus:
@@ -466,19 +526,19 @@ class AuthClient:
         return subject, name if isinstance(name, str) and name else subject
 
     def _userinfo(
-        self, metadata: ServerMetadata, access_token: str, subject: str | None
+        self, metadata: ServerMetadata, credential: _Credential, subject: str | None
     ) -> dict[str, Any]:
         if metadata.userinfo_endpoint is None:
             raise ConfigurationError(messages.NO_USERINFO)
         headers = {"Accept": "application/json"}
         response = self._send_authorized(
-            "GET", metadata.userinfo_endpoint, access_token, {"headers": headers}
+            "GET", metadata.userinfo_endpoint, credential, {"headers": headers}
         )
         return oauth.userinfo_claims(response, subject=subject)
 
     # -- refresh -------------------------------------------------------------------------------
 
-    def _access_token(self) -> tuple[str, int, int]:
+    def _access_token(self) -> tuple[_Credential, int, int]:
         """A usable access token, refreshing first if it is missing or stale."""
         with self._state_lock:
             state = self._state
@@ -487,12 +547,12 @@ class AuthClient:
             generation, attempts = state.generation, state.attempts
             tokens = state.tokens
             if tokens is not None and not tokens.is_stale(self._clock(), self._leeway):
-                return tokens.access_token, generation, attempts
+                return _Credential(tokens, state.dpop), generation, attempts
         return self._refresh(generation, attempts)
 
     def _refresh(
         self, seen_generation: int, seen_attempts: int, *, rejected: str | None = None
-    ) -> tuple[str, int, int]:
+    ) -> tuple[_Credential, int, int]:
         """Refresh unless another thread already did since the caller looked (single flight).
 
         ``seen_*`` are what the caller read before deciding to refresh. A newer generation
@@ -506,7 +566,7 @@ class AuthClient:
             with self._state_lock:
                 state = self._state
                 if state.generation != seen_generation and state.tokens is not None:
-                    return state.tokens.access_token, state.generation, state.attempts
+                    return _Credential(state.tokens, state.dpop), state.generation, state.attempts
                 failure = state.last_failure
                 if state.attempts != seen_attempts and failure and failure[0] == state.attempts:
                     raise failure[1]
@@ -514,16 +574,17 @@ class AuthClient:
                     raise NotSignedIn(messages.NOT_SIGNED_IN)
                 state.attempts += 1
                 attempt = state.attempts
-                username, refresh_token, in_store = (
+                username, refresh_token, signer, in_store = (
                     state.username,
                     state.refresh_token,
+                    state.dpop,
                     state.in_store,
                 )
                 current = rejected or (state.tokens.access_token if state.tokens else None)
             logger.debug("Refreshing the access token (attempt %d)", attempt)
             try:
-                tokens, in_store, reason, requested = self._refresh_tokens(
-                    username, refresh_token, in_store, current
+                tokens, signer, in_store, reason, requested = self._refresh_tokens(
+                    username, refresh_token, signer, in_store, current
                 )
             except SessionEnded as exc:
                 logger.info("Session of %s ended: %s", username, exc.error)
@@ -539,6 +600,7 @@ class AuthClient:
                     state = self._state
                     state.tokens = tokens
                     state.refresh_token = tokens.refresh_token
+                    state.dpop = signer
                     if state.in_store and not in_store:
                         state.storage_reason = reason
                     state.in_store = in_store
@@ -547,7 +609,7 @@ class AuthClient:
                         state.refresh_count += 1
                         state.last_refreshed = datetime.now(timezone.utc)
                     state.last_failure = None
-                    result = (tokens.access_token, state.generation, state.attempts)
+                    result = (_Credential(tokens, signer), state.generation, state.attempts)
         if ended is not None:
             self._notify(self.on_session_ended, ended)
             raise ended
@@ -556,11 +618,17 @@ class AuthClient:
         return result
 
     def _refresh_tokens(
-        self, username: str, refresh_token: str | None, in_store: bool, current: str | None
-    ) -> tuple[TokenSet, bool, str | None, bool]:
+        self,
+        username: str,
+        refresh_token: str | None,
+        signer: DPoPSigner | None,
+        in_store: bool,
+        current: str | None,
+    ) -> tuple[TokenSet, DPoPSigner | None, bool, str | None, bool]:
         """One refresh, under the cross-process lock when the session is stored.
 
-        Returns (tokens, still stored, why not stored, whether a request was made).
+        Returns (tokens, the session's DPoP key, still stored, why not stored, whether a
+        request was made).
         """
         with self._locked(username, in_store):
             if in_store:
@@ -575,7 +643,9 @@ class AuthClient:
                     )
                 if stored.refresh_token != refresh_token:
                     # Another process rotated it: ours is spent, the stored one is not; its
-                    # access token may still be good, sparing a refresh altogether.
+                    # access token may still be good, sparing a refresh altogether. Its key
+                    # is the one its tokens are bound to (another sign-in made a new one).
+                    signer = self._stored_signer(stored)
                     adopted = self._tokens_from(stored)
                     if (
                         adopted is not None
@@ -583,7 +653,7 @@ class AuthClient:
                         and not adopted.is_stale(self._clock(), self._leeway)
                     ):
                         logger.info("Another process refreshed this session; using its tokens")
-                        return adopted, True, None, False
+                        return adopted, signer, True, None, False
                     refresh_token = stored.refresh_token
             if refresh_token is None:
                 raise SessionEnded(messages.ENDED, error="invalid_grant")
@@ -593,6 +663,7 @@ class AuthClient:
                     self.metadata(),
                     {"grant_type": "refresh_token", "refresh_token": refresh_token},
                     client_id=self.client_id,
+                    dpop=signer,
                 )
             except SessionEnded:
                 if in_store:
@@ -601,22 +672,25 @@ class AuthClient:
             tokens = TokenSet.from_response(
                 data, now=self._clock(), previous_refresh_token=refresh_token
             )
+            self._check_binding(tokens, signer)
             reason = None
             if in_store:
                 try:
-                    self._store.save(self.server_url, username, self._stored_from(tokens))
+                    self._store.save(self.server_url, username, self._stored_from(tokens, signer))
                 except StorageError as exc:
                     # The stored token may be spent now; left there, the next start would
                     # present it and the server would revoke the session as stolen.
                     self._delete_stored(username)
                     in_store, reason = False, str(exc)
-            logger.info("Access token refreshed (lifetime %s s)", tokens.lifetime)
-            return tokens, in_store, reason, True
+            logger.info(
+                "Access token refreshed (%s, lifetime %s s)", tokens.token_type, tokens.lifetime
+            )
+            return tokens, signer, in_store, reason, True
 
     # -- storage helpers -------------------------------------------------------------------------
 
     def _keep_new_session(
-        self, username: str, tokens: TokenSet, remember: bool
+        self, username: str, tokens: TokenSet, signer: DPoPSigner | None, remember: bool
     ) -> tuple[bool, str | None]:
         """Store (or not) a new sign-in's session, under the cross-process lock."""
         if not remember and not self._store.status().persistent:
@@ -630,11 +704,11 @@ class AuthClient:
                     # then ends its session too).
                     stored = self._load_stored_or(username, None)
                     if stored is not None:
-                        self._revoke(stored.refresh_token)
+                        self._revoke(stored.refresh_token, self._stored_signer(stored))
                         self._delete_stored(username)
                     return False, None
                 try:
-                    self._store.save(self.server_url, username, self._stored_from(tokens))
+                    self._store.save(self.server_url, username, self._stored_from(tokens, signer))
                 except StorageError as exc:
                     return False, str(exc)
                 return True, None
@@ -648,8 +722,47 @@ class AuthClient:
     def _tokens_from(self, stored: StoredSession) -> TokenSet | None:
         return stored.to_tokens(now=self._clock(), wall_now=self._wall_clock())
 
-    def _stored_from(self, tokens: TokenSet) -> StoredSession:
-        return StoredSession.from_tokens(tokens, now=self._clock(), wall_now=self._wall_clock())
+    def _stored_from(self, tokens: TokenSet, signer: DPoPSigner | None) -> StoredSession:
+        return StoredSession.from_tokens(
+            tokens,
+            now=self._clock(),
+            wall_now=self._wall_clock(),
+            dpop_key=signer.key.to_json() if signer is not None else None,
+        )
+
+    # -- DPoP ------------------------------------------------------------------------------------
+
+    def _new_signer(self, metadata: ServerMetadata) -> DPoPSigner | None:
+        """A new sign-in's DPoP key, when the server verifies proofs of our algorithm."""
+        if DPOP_ALGORITHM not in (metadata.dpop_signing_alg_values_supported or ()):
+            return None
+        return DPoPSigner(DPoPKey.generate(clock=self._wall_clock), self._dpop_nonces)
+
+    def _signer_from(self, stored: StoredSession) -> DPoPSigner | None:
+        """The stored session's key; :class:`InvalidDPoPKey` when its tokens are bound and the
+        key is missing or unreadable."""
+        if stored.dpop_key is None:
+            if stored.token_type.lower() == DPOP.lower():
+                raise InvalidDPoPKey(messages.DPOP_KEY_MISSING)
+            return None
+        return DPoPSigner(
+            DPoPKey.from_json(stored.dpop_key, clock=self._wall_clock), self._dpop_nonces
+        )
+
+    def _stored_signer(self, stored: StoredSession) -> DPoPSigner | None:
+        """:meth:`_signer_from`, for a session that must be spoken for anyway (revoked,
+        refreshed): an unreadable key is logged, and the request goes without a proof."""
+        try:
+            return self._signer_from(stored)
+        except InvalidDPoPKey as exc:
+            logger.warning("Cannot read the stored session's DPoP key: %s", exc)
+            return None
+
+    @staticmethod
+    def _check_binding(tokens: TokenSet, signer: DPoPSigner | None) -> None:
+        # A DPoP token bound to no key of ours cannot be used (nor was it asked for).
+        if tokens.bound and signer is None:
+            raise ServerError(messages.bad_token_response("is DPoP-bound though no proof was sent"))
 
     def _load_stored_or(
         self, username: str, fallback: StoredSession | None
@@ -666,13 +779,13 @@ class AuthClient:
         except KeyringUnavailable as exc:
             logger.warning("Cannot delete the stored session: %s", exc)
 
-    def _revoke(self, token: str) -> Revocation:
+    def _revoke(self, token: str, signer: DPoPSigner | None) -> Revocation:
         try:
             metadata = self.metadata()
         except AuthError as exc:
             logger.warning("Could not revoke the session at the server: %s", exc)
             return Revocation.NOT_CONFIRMED
-        return oauth.revoke(self.transport, metadata, token, client_id=self.client_id)
+        return oauth.revoke(self.transport, metadata, token, client_id=self.client_id, dpop=signer)
 
     def _clear_session(self, failure: tuple[int, AuthError] | None = None) -> None:
         with self._state_lock:
@@ -705,11 +818,23 @@ class AuthClient:
     # -- HTTP ------------------------------------------------------------------------------------
 
     def _send_authorized(
-        self, method: str, url: str, access: str, kwargs: dict[str, Any]
+        self, method: str, url: str, credential: _Credential, kwargs: dict[str, Any]
     ) -> requests.Response:
+        """One resource request: ``Authorization: <token type> <token>`` (RFC 6750 §2.1,
+        RFC 9449 §7.1), with a proof bound to the token (``ath``) when it is a DPoP token."""
         options = dict(kwargs)
         headers = dict(options.pop("headers", None) or {})
-        headers["Authorization"] = f"Bearer {access}"
+        tokens = credential.tokens
+        headers["Authorization"] = f"{tokens.token_type} {tokens.access_token}"
+        if tokens.bound and credential.dpop is not None:
+            return credential.dpop.send(
+                self.transport,
+                method,
+                url,
+                access_token=tokens.access_token,
+                headers=headers,
+                **options,
+            )
         return self.transport.request(method, url, headers=headers, **options)
 
     @staticmethod

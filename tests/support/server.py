@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +39,7 @@ class RunningServer:
         self._lines_lock = threading.Lock()
         self._ready = threading.Event()
         self._url: str | None = None
+        self.clock_offset = 0.0  # how far advance_clock moved the server's clock
         self._process = subprocess.Popen(
             self.args,
             stdout=subprocess.PIPE,
@@ -96,6 +98,12 @@ class RunningServer:
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             json.load(response)
+        self.clock_offset += seconds
+
+    def wall_clock(self) -> float:
+        """The server's time: a wall clock for an in-process client whose clock agrees with
+        the server's (as NTP makes them agree), so its DPoP proofs' ``iat`` move with it."""
+        return time.time() + self.clock_offset
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the process (SIGTERM, then SIGKILL) and wait for it. Idempotent."""
