@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from desktop.auth.errors import AuthError, SessionEnded
-from desktop.auth.messages import describe, sign_out_line
+from desktop.auth.messages import describe, sign_out_line, token_binding
 from desktop.config import (
     DEFAULT_CLIENT_ID,
     Config,
@@ -166,6 +166,7 @@ def _login(args: argparse.Namespace) -> int:
     _out(f"Signed in to {server} as {name}.")
     if result.profile_error is not None:
         _warn(f"the profile could not be fetched: {describe(result.profile_error).message}")
+    _out(f"Tokens: {token_binding(status.bound)}.")
     if status.remembered:
         _out(f"The session is stored in the OS keyring ({status.storage.backend}).")
     elif remember:
@@ -199,6 +200,7 @@ def _status(args: argparse.Namespace) -> int:
         status = client.status()
     _out(f"Signed in to {server} as {username}.")
     _out(f"Session stored in the OS keyring ({status.storage.backend}).")
+    _out(f"Tokens: {token_binding(status.bound)}.")
     if status.access_expires_in is not None:
         _out(f"Access token valid for {_duration(status.access_expires_in)}.")
     return EXIT_OK

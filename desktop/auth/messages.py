@@ -207,6 +207,11 @@ def oauth_refused(error: str, description: str | None) -> str:
     return f"The server refused the request{detail(error, description)}."
 
 
+def token_binding(bound: bool) -> str:
+    """What the session panel and ``jwt-desktop status`` say of the tokens (RFC 9449)."""
+    return "Bound to this device's key (DPoP)" if bound else "Bearer: usable by whoever holds it"
+
+
 def dpop_refused(error: str, description: str | None) -> str:
     return (
         "The server refused this device's proof of its session key (DPoP)"

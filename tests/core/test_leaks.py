@@ -93,9 +93,7 @@ def test_full_flow_leaks_nothing(
     config_text = config_path().read_text()
 
     # The library: sign in, refresh (proactive and 401-driven), errors, sign out.
-    client = AuthClient(
-        server.url, store=KeyringStore(), clock=clock, wall_clock=server.wall_clock
-    )
+    client = AuthClient(server.url, store=KeyringStore(), clock=clock, wall_clock=server.wall_clock)
     try:
         client.sign_in(PasswordGrant("alice", PASSWORD), remember=True)
         assert client.status().bound  # the server offers DPoP: the session is bound
