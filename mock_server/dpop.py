@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import Algorithm
-from jwt.exceptions import InvalidKeyError
 
 # Asymmetric only (§4.3 check 5): never "none", never an HMAC, whose key would be the header.
 ALGORITHMS = ("ES256", "ES384", "ES512", "PS256", "RS256", "EdDSA")
@@ -160,7 +159,11 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) < 2**53  # JSON allows any length; math.isfinite would overflow
+    return isinstance(value, float) and math.isfinite(value)
 
 
 class NonceRotation:
@@ -191,9 +194,9 @@ class NonceRotation:
         now = self._clock()
 
         def known(nonces: list[tuple[str, float]]) -> bool:
+            # Plain equality: a nonce is no secret (every answer shows it to anyone).
             return any(
-                hmac.compare_digest(value, nonce) and now - created < 2 * self._lifetime
-                for value, created in nonces
+                value == nonce and now - created < 2 * self._lifetime for value, created in nonces
             )
 
         if known(self._nonces(now)):
@@ -340,7 +343,7 @@ def _public_key(algorithm: Algorithm, alg: str, jwk: object) -> tuple[Any, str]:
     public = {m: jwk[m] for m in members}
     try:
         key = algorithm.prepare_key(algorithm.from_jwk(public))
-    except (InvalidKeyError, ValueError, TypeError, binascii.Error):
+    except (jwt.PyJWTError, ValueError, TypeError):
         raise DPoPError("The DPoP proof's jwk is not a valid public key") from None
     if isinstance(key, rsa.RSAPublicKey) and not _RSA_BITS[0] <= key.key_size <= _RSA_BITS[1]:
         raise DPoPError("The DPoP proof's RSA key must have 2048 to 8192 bits")

@@ -801,9 +801,7 @@ class TokenServer:
             raise self.resource_error(401, "invalid_token", str(error), dpop=dpop) from None
         bound = bound_key(claims)
         if dpop and bound is None:
-            raise self.resource_error(
-                401, "invalid_token", "The access token is not DPoP-bound: send it as Bearer"
-            )
+            raise self.resource_error(401, "invalid_token", "The access token is not DPoP-bound")
         if not dpop and bound is not None:
             raise self.resource_error(
                 401,

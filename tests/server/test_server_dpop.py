@@ -486,3 +486,78 @@ def test_the_replay_cache_forgets_proofs_once_they_are_stale(
         clock.advance(121)
         assert userinfo(client, key, at).status_code == 200
         assert jtis() == 1
+
+
+def test_a_non_admin_with_a_bound_token_gets_a_dpop_challenge(
+    client: TestClient, clock: FakeClock
+) -> None:
+    bob = DPoPKey.generate(clock=clock)
+    form = {**PASSWORD_FORM, "username": "bob", "password": "builder"}
+    at = token(client, form, bob.proof("POST", TOKEN_URL)).json()["access_token"]
+    proof = bob.proof("GET", SESSIONS_URL, access_token=at)
+    response = client.get("/api/sessions", headers=dpop_auth(at, proof))
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"] == (
+        'DPoP error="insufficient_scope", error_description="This resource is for members of '
+        f'admin", {DPOP_CHALLENGE.removeprefix("DPoP ")}, Bearer'
+    )
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES512", "PS256", "RS256", "EdDSA"])
+@pytest.mark.parametrize("signature", ["AAAA", "A" * 700, "_-_-"])
+def test_a_signature_of_any_wrong_length_is_refused(
+    client: TestClient, clock: FakeClock, alg: str, signature: str
+) -> None:
+    proof = Signer(alg).proof("POST", TOKEN_URL, iat=clock())
+    forged = proof.rsplit(".", 1)[0] + "." + signature
+    response = token(client, PASSWORD_FORM, forged)
+    assert response.status_code == 400
+    assert response.json()["error_description"] == "The DPoP proof's signature is invalid"
+
+
+@pytest.mark.parametrize("nonce", ["nonce-é", "\udcff", "", 7, None])
+def test_a_nonce_of_any_shape_is_answered_with_use_dpop_nonce(
+    nonce_client: TestClient, clock: FakeClock, nonce: Any
+) -> None:
+    proof = Signer().proof("POST", TOKEN_URL, iat=clock(), claims={"nonce": nonce})
+    response = token(nonce_client, PASSWORD_FORM, proof)
+    assert response.status_code == 400
+    assert response.json()["error"] == "use_dpop_nonce"
+
+
+ODD_VALUES: list[Any] = [None, 0, -1.5, True, "", "x" * 300, [], ["ES256"], {}, {"a": 1}]
+
+
+@pytest.mark.parametrize("member", ["typ", "alg", "jwk", "kty", "crv", "x", "y"])
+def test_every_header_member_of_an_odd_type_is_a_json_400(
+    client: TestClient, clock: FakeClock, member: str
+) -> None:
+    signer = Signer()
+    for value in ODD_VALUES:
+        if member in ("typ", "alg", "jwk"):
+            header = {member: value}
+        else:
+            header = {"jwk": {**signer.public_jwk, member: value}}
+        response = token(
+            client, PASSWORD_FORM, signer.proof("POST", TOKEN_URL, iat=clock(), header=header)
+        )
+        assert response.status_code == 400, (member, value)
+        assert response.json()["error"] == "invalid_dpop_proof"
+
+
+@pytest.mark.parametrize("member", ["jti", "htm", "htu", "iat", "ath", "nonce"])
+def test_every_claim_of_an_odd_type_is_refused_at_a_resource(
+    client: TestClient, key: DPoPKey, clock: FakeClock, member: str
+) -> None:
+    at = dpop_sign_in(client, key)["access_token"]
+    signer = Signer.of(key)
+    for value in [*ODD_VALUES, float("nan"), 10**400]:
+        proof = signer.proof(
+            "GET", USERINFO_URL, iat=clock(), access_token=at, claims={member: value}
+        )
+        response = client.get("/userinfo", headers=dpop_auth(at, proof))
+        # A nonce nobody asked for is ignored; anything else wrong is refused.
+        expected = 200 if member == "nonce" else 401
+        assert response.status_code == expected, (member, value)
+        if expected == 401:
+            assert response.json()["error"] == "invalid_dpop_proof"
