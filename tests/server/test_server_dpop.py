@@ -23,6 +23,16 @@ from tests.server.helpers import (
     bearer,
     sign_in,
 )
+from tests.server.robot import (
+    DEVICE_GRANT,
+    REDIRECT_URI,
+    Pkce,
+    approve,
+    authorize_url,
+    redirect_parameters,
+    sign_in_at,
+    start,
+)
 
 TOKEN_URL = f"{ISSUER}/token"
 USERINFO_URL = f"{ISSUER}/userinfo"
@@ -561,3 +571,40 @@ def test_every_claim_of_an_odd_type_is_refused_at_a_resource(
         assert response.status_code == expected, (member, value)
         if expected == 401:
             assert response.json()["error"] == "invalid_dpop_proof"
+
+
+def _bound_tokens_work(client: TestClient, key: DPoPKey, body: dict[str, Any]) -> None:
+    assert body["token_type"] == "DPoP"
+    assert token_claims(body["access_token"])["cnf"] == {"jkt": key.thumbprint}
+    assert userinfo(client, key, body["access_token"]).status_code == 200
+    # The refresh token is bound too: without a proof of the key it is refused, with one it works.
+    form = refresh_form(body["refresh_token"])
+    assert token(client, form).json()["error"] == "invalid_dpop_proof"
+    assert token(client, form, key.proof("POST", TOKEN_URL)).status_code == 200
+
+
+def test_the_code_grant_binds_to_the_proof_of_the_code_exchange(
+    client: TestClient, key: DPoPKey
+) -> None:
+    pkce = Pkce.new()
+    url = authorize_url(ISSUER, pkce, scope="openid offline_access", prompt="consent")
+    code = redirect_parameters(sign_in_at(client, url))["code"]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": pkce.verifier,
+        "client_id": CLIENT_ID,
+    }
+    response = token(client, form, key.proof("POST", TOKEN_URL))
+    assert response.status_code == 200, response.text
+    _bound_tokens_work(client, key, response.json())
+
+
+def test_the_device_grant_binds_to_the_proof_of_the_poll(client: TestClient, key: DPoPKey) -> None:
+    device = start(client, scope="openid")
+    assert approve(client, device["user_code"]).status_code == 200
+    form = {"grant_type": DEVICE_GRANT, "device_code": device["device_code"]}
+    response = token(client, {**form, "client_id": CLIENT_ID}, key.proof("POST", TOKEN_URL))
+    assert response.status_code == 200, response.text
+    _bound_tokens_work(client, key, response.json())
