@@ -29,7 +29,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from desktop.auth import oauth
 from desktop.auth.errors import InvalidDPoPKey
+from desktop.auth.transport import json_object
 
 if TYPE_CHECKING:
     import requests
@@ -229,9 +231,6 @@ def asks_for_nonce(response: requests.Response) -> bool:
     """Whether ``response`` refuses a proof for want of the server's nonce: a token endpoint's
     400 ``use_dpop_nonce`` (RFC 9449 §8) or a resource's 401 ``WWW-Authenticate: DPoP
     error="use_dpop_nonce"`` (§9)."""
-    from desktop.auth import oauth
-    from desktop.auth.transport import json_object
-
     if response.status_code == 401:
         for scheme, params in oauth.challenges(response.headers.get("WWW-Authenticate", "")):
             if scheme == "dpop" and params.get("error") == USE_DPOP_NONCE:

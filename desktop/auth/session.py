@@ -368,8 +368,8 @@ class AuthClient:
         """An authorized request (``url`` absolute, or a path on the server).
 
         Refresh early if stale; send; on 401 ``invalid_token`` refresh once and resend once.
-        Returns the response for any status but redirects (never followed), 403 and 5xx; the
-        caller closes it (or reads it).
+        Returns the response for any status but redirects (never followed), 403, 5xx and a
+        401 refusing the DPoP proof (:class:`DPoPRefused`); the caller closes it (or reads it).
         A request body is sent twice when a retry happens, so it must not be a one-shot stream.
         """
         if url.startswith("/"):

@@ -15,7 +15,7 @@ from desktop.auth.dpop import DPoPKey
 from desktop.auth.errors import AuthError, InvalidCredentials, SessionEnded
 from desktop.auth.grants import PasswordGrant
 from desktop.auth.session import AuthClient
-from desktop.auth.store import KeyringStore
+from desktop.auth.store import KeyringStore, StoredSession
 from desktop.auth.tokens import TokenSet
 from desktop.cli import main
 from desktop.config import config_path
@@ -98,6 +98,9 @@ def test_full_flow_leaks_nothing(
         client.sign_in(PasswordGrant("alice", PASSWORD), remember=True)
         assert client.status().bound  # the server offers DPoP: the session is bound
         bound_text = repr(client.status()) + repr(client) + repr(client.storage_status())
+        bound_text += repr(client._state.dpop) + repr(client._state.tokens)
+        stored = StoredSession.from_json(next(iter(memory_keyring.secrets.values())))
+        bound_text += repr(stored) + str(stored)
         clock.advance(45)
         client.profile()
         server.advance_clock(120)
