@@ -47,6 +47,24 @@ def run(
     return code, out, err
 
 
+def test_status_says_bearer_tokens_are_usable_by_whoever_holds_them(
+    start_server: Any,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    bearer = start_server(access_ttl=ACCESS_TTL, extra_args=["--dpop", "off"])
+    login = ["--server", bearer.url, "login", "--username", "alice", "--password-stdin"]
+    code, out, err = run(login, monkeypatch, capsys, stdin=ALICE_PW + "\n")
+    assert code == 0, err
+    assert "Tokens: Bearer: usable by whoever holds it.\n" in out
+    code, out, err = run(["status"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "Tokens: Bearer: usable by whoever holds it.\n" in out
+    assert "DPoP" not in out
+    assert "dpop_key" not in next(iter(memory_keyring.secrets.values()))
+
+
 def test_login_status_profile_logout_in_process(
     server: RunningServer,
     memory_keyring: MemoryKeyring,
