@@ -145,6 +145,16 @@ def test_keep_me_signed_in_restores_without_the_dialog(
     status = second._status()
     # The stored access token was still valid: the restart reused it, with no refresh.
     assert status is not None and status.remembered and status.refresh_count == 0
+    assert status.bound  # with the key from the same keyring entry
+
+
+def test_a_bearer_server_gets_bearer_and_the_panel_says_so(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server(extra_args=["--dpop", "off"])
+    app = make_app(server_url=server.url)
+    main = sign_in(qtbot, app, "alice", "wonderland")
+    assert main.session_panel.binding_label.text() == "Bearer: usable by whoever holds it"
 
 
 def test_unchecked_keeps_nothing_in_the_keyring(
