@@ -1,8 +1,10 @@
 """``jwt-desktop`` / ``python -m desktop``: the GUI, or a headless subcommand.
 
-With a subcommand (login, status, profile, logout) this hands over to :mod:`desktop.cli`;
-otherwise it starts the GUI. The subcommand names are spelled out here so the GUI path never
-imports the CLI, and the GUI's own imports wait until the arguments are known to need them.
+Any word that is not an option (nor an option's value) is a command, and hands over to
+:mod:`desktop.cli`, which runs it or, for an unknown or misspelt one, names the commands and
+exits 2: a script that mistypes a command must never end up waiting on a GUI. Only options
+(``--demo``, ``--server URL``, Qt's own ``-platform NAME``...) start the GUI. The GUI path
+never imports the CLI, and the GUI's own imports wait until the arguments are known to need them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,29 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = frozenset({"login", "status", "profile", "logout"})
+# Qt's command-line options that take a value (QGuiApplication, QApplication): the word after
+# one is its value, not a command.
+QT_OPTIONS_WITH_VALUE = frozenset(
+    {
+        "-platform",
+        "-platformpluginpath",
+        "-platformtheme",
+        "-plugin",
+        "-qmljsdebugger",
+        "-style",
+        "-stylesheet",
+        "-session",
+        "-display",
+        "-geometry",
+        "-title",
+        "-name",
+        "-qwindowgeometry",
+        "-qwindowicon",
+        "-qwindowtitle",
+        "-qwindowscreen",
+        "-screen",
+    }
+)
 
 
 def _gui_parser() -> argparse.ArgumentParser:
@@ -19,7 +43,7 @@ def _gui_parser() -> argparse.ArgumentParser:
         prog="jwt-desktop",
         description=(
             "Sign in to a token server and see your profile. Headless commands: "
-            "jwt-desktop login|status|profile|logout (see jwt-desktop login --help)."
+            "jwt-desktop login|status|profile|logout|switch (see jwt-desktop login --help)."
         ),
     )
     parser.add_argument(
@@ -32,16 +56,53 @@ def _gui_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start the bundled mock server in the background (or reuse one already running)",
     )
+    parser.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="add jwt-desktop to the desktop's application menu (the .desktop file and the "
+        "icon in $XDG_DATA_HOME), then exit",
+    )
     return parser
+
+
+def _is_command_line(args: Sequence[str]) -> bool:
+    """True when ``args`` name a command: a word that is neither an option nor the value of
+    one (``--server URL`` is the GUI parser's; Qt's options are single-dash)."""
+    takes_value = False
+    for arg in args:
+        if takes_value:
+            takes_value = False
+        elif arg in ("--client-id", "--user") or arg.startswith(("--client-id=", "--user=")):
+            return True  # the CLI's options: without a command, the CLI says one is missing
+        elif arg == "--server" or arg in QT_OPTIONS_WITH_VALUE:
+            takes_value = True
+        elif not arg.startswith("-"):
+            return True
+    return False
+
+
+def _install_desktop_entry() -> int:
+    from desktop.assets import install_desktop_entry
+
+    try:
+        entry, icon = install_desktop_entry()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        sys.stderr.write(f"jwt-desktop: error: could not install the desktop entry: {reason}\n")
+        return 1
+    sys.stdout.write(f"Installed the desktop entry {entry}\nand its icon {icon}.\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in SUBCOMMANDS for arg in args):
+    if _is_command_line(args):
         from desktop.cli import main as cli_main
 
         return cli_main(args)
     options, qt_args = _gui_parser().parse_known_args(args)
+    if options.install_desktop_entry:
+        return _install_desktop_entry()
     from desktop.ui.x11check import check
 
     problem = check()
@@ -50,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     # Imported before Qt: once PySide6 is loaded, its import hook reads the source of every
     # module imported after it, which costs start-up time for nothing.
+    import socket  # noqa: F401 - for the single-instance check (desktop/ui/single_instance.py)
+
+    import desktop.accounts
+    import desktop.assets
     import desktop.config  # noqa: F401
     from desktop.app import run
 

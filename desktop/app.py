@@ -15,31 +15,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QSettings, QTimer, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QApplication, QWidget
 
+from desktop import accounts, assets
 from desktop import config as config_module
 
 if TYPE_CHECKING:
-    from desktop.auth.session import SessionStatus
+    from desktop.auth.grants import Grant, SignInMethods
+    from desktop.auth.messages import Revocation
+    from desktop.auth.oauth import ServerMetadata
+    from desktop.auth.session import SessionStatus, SignInResult
     from desktop.auth.store import StorageStatus
     from desktop.demo import DemoServer
-    from desktop.ui.controller import AuthClientLike, SessionController
+    from desktop.ui.controller import AuthClientLike, Reloaded, SessionController
     from desktop.ui.main_window import MainWindow
+    from desktop.ui.messages import Failure
     from desktop.ui.sign_in_dialog import SignInDialog
+    from desktop.ui.theme import SchemeFollower
 
 # Set to 1, the app prints "jwt-desktop: shown <title>" once its first window is painted, and
 # quits: the start-up benchmark measures up to that line.
 EXIT_WHEN_SHOWN_ENV = "JWT_DESKTOP_EXIT_WHEN_SHOWN"
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
-
-
-def resource(name: str) -> Path | None:
-    """A file from ``resources/`` (found next to the package in a source checkout or an
-    editable install), or None: the app runs without its icon and stylesheet."""
-    path = RESOURCES_DIR / name
-    return path if path.is_file() else None
 
 
 class _FirstFrame(QObject):
@@ -76,12 +74,14 @@ def real_client_factory(
     def build() -> AuthClientLike:
         url = demo.ensure() if demo is not None else server_url
         from desktop.auth import AuthClient, KeyringStore
+        from desktop.auth.idtoken import IDTokenValidator
 
         return AuthClient(
             url,
             client_id=client_id,
             store=KeyringStore(),
             lock_dir=config_module.state_dir(),
+            id_token_validator=IDTokenValidator(),
         )
 
     return build
@@ -89,7 +89,18 @@ def real_client_factory(
 
 class Application(QObject):
     """Owns the controller and the windows, and moves between their states:
-    silent sign-in ("Signing in…"), the sign-in dialog, and the signed-in main window."""
+    silent sign-in ("Signing in…"), the sign-in dialog, and the signed-in main window.
+
+    Accounts (:mod:`desktop.accounts`): the stored ones are listed in the main window's
+    Accounts menu; choosing one restores its stored session (no password), "Add account…"
+    opens the dialog with the current session kept, and signing out of one moves on to the
+    most recently used other account of the server, when there is one.
+
+    Signals:
+        firstFrameShown(): the first window has painted (what is not needed for it waits).
+    """
+
+    firstFrameShown = Signal()
 
     def __init__(
         self,
@@ -106,27 +117,37 @@ class Application(QObject):
         self._quit = quit_app
         config = config_module.load_config()
         if server_url is not None and server_url != config.server_url and demo is None:
-            config = dataclasses.replace(config, server_url=server_url)
+            config = accounts.select_server(config, server_url)
             config_module.save_config(config)
+        if demo is not None:
+            # Not saved: a demo run does not change the server remembered for normal runs.
+            config = accounts.select_server(config, config_module.DEFAULT_SERVER_URL)
         self._config = config
-        self.server_url = (
-            config_module.DEFAULT_SERVER_URL if demo is not None else config.server_url
+        self.server_url = config.server_url
+        self._client_factory_for: Callable[[str], Callable[[], AuthClientLike]] = lambda url: (
+            real_client_factory(url, config.client_id, None)
         )
         if client_factory is None:
             client_factory = real_client_factory(self.server_url, config.client_id, demo)
         self._client_factory = client_factory
+        # The account shown or being restored, (server URL, name): the one a session end or
+        # a sign-out forgets.
+        self._account: tuple[str, str] | None = None
+        self._switch_notice: str | None = None
         self._controller: SessionController | None = None
         self._settings = settings
         self._main: MainWindow | None = None
         self._restoring_username: str | None = None
-        self._pending: tuple[str, bool] | None = None  # username, remember
+        # username (None: named from the tokens), remember
+        self._pending: tuple[str | None, bool] | None = None
         self._started_core = False
         self._first_frame_done = False
-        self._renewed_since_reload = False
 
         self._dialog: SignInDialog | None = None
         self._storage: StorageStatus | None = None
+        self._methods: SignInMethods | None = None  # what the server offers, once discovered
         self._icon: QIcon | None = None
+        self._scheme: SchemeFollower | None = None
 
     @property
     def dialog(self) -> SignInDialog:
@@ -150,7 +171,11 @@ class Application(QObject):
             status = self._status()
             if status is not None:
                 dialog.set_server(status.server_url)
+            self._dialog = dialog
+            self._apply_methods()
             dialog.submitted.connect(self._on_submitted)
+            dialog.browserRequested.connect(self._on_browser_requested)
+            dialog.deviceRequested.connect(self._on_device_requested)
             dialog.cancelled.connect(self._on_cancelled)
             dialog.rejected.connect(self._on_dialog_dismissed)
             self._dialog = dialog
@@ -163,18 +188,12 @@ class Application(QObject):
             from desktop.ui.controller import SessionController
 
             c = SessionController(self._client_factory, self)
-            c.storageChecked.connect(self._on_storage_checked)
-            c.signInSucceeded.connect(self._on_signed_in)
-            c.signInFailed.connect(self._on_sign_in_failed)
-            c.signedInWithoutProfile.connect(self._on_signed_in_without_profile)
-            c.restoreFinished.connect(self._on_restored)
-            c.profileLoaded.connect(self._on_profile_loaded)
+            # What belongs to the session; each request brings its own handlers.
             c.requestFailed.connect(self._on_request_failed)
             c.sessionEnded.connect(self._on_session_ended)
-            c.signedOut.connect(self._on_signed_out)
             c.refreshed.connect(self._on_refreshed)
+            c.signInProgress.connect(self._on_sign_in_progress)
             c.busyChanged.connect(self._on_busy_changed)
-            c.pictureLoaded.connect(self._on_picture_loaded)
             self._controller = c
         return self._controller
 
@@ -190,6 +209,7 @@ class Application(QObject):
         first: QWidget
         if username:
             self._restoring_username = username
+            self._account = (self.server_url, username)
             main = self.main_window()
             main.show_signing_in(username)
             main.show()
@@ -222,14 +242,19 @@ class Application(QObject):
         if self._main is not None:
             self._main.install_shortcuts()
         self._start_core()
+        self.firstFrameShown.emit()
 
     def _start_core(self) -> None:
         if self._started_core:
             return
         self._started_core = True
-        self.controller.warm_up()
+        self.controller.warm_up(self._on_storage_checked, self._on_request_failed)
+        # Off the GUI thread like every request: which ways of signing in the dialog offers.
+        self.controller.discover(self._on_metadata)
         if self._restoring_username:
-            self.controller.restore(self._restoring_username)
+            self.controller.restore(
+                self._restoring_username, self._on_restored, self._on_request_failed
+            )
 
     def _visible_window(self) -> QWidget | None:
         if self._dialog is not None and self._dialog.isVisible():
@@ -238,11 +263,21 @@ class Application(QObject):
             return self._main
         return None
 
+    def follow_color_scheme(self) -> None:
+        """Light or dark as the system says, now and when it changes (see desktop.ui.theme)."""
+        if self._scheme is None:
+            from desktop.ui.theme import SchemeFollower
+
+            app = QApplication.instance()
+            if isinstance(app, QApplication):
+                self._scheme = SchemeFollower(app, self)
+
     def _apply_resources(self) -> None:
+        self.follow_color_scheme()
         # After the first frame: the SVG image plugin is not needed to paint it.
-        path = resource("jwt-desktop.svg")
-        if path is not None:
-            self._icon = QIcon(str(path))
+        icon = load_icon()
+        if icon is not None:
+            self._icon = icon
             QApplication.setWindowIcon(self._icon)
             if self._dialog is not None:
                 self._dialog.set_icon(self._icon)
@@ -270,7 +305,13 @@ class Application(QObject):
             main.reloadRequested.connect(self._on_reload)
             main.signOutRequested.connect(self._on_sign_out_requested)
             main.retryRequested.connect(self._on_retry)
+            main.tokensRequested.connect(self._on_tokens_requested)
+            main.sessionsRequested.connect(self._on_sessions_requested)
+            main.revokeRequested.connect(self._on_revoke_requested)
             main.quitRequested.connect(self._quit)
+            main.switchRequested.connect(self.switch_account)
+            main.addAccountRequested.connect(self.add_account)
+            main.set_accounts(accounts.listed(self._config), accounts.active(self._config))
             self._main = main
         return self._main
 
@@ -298,42 +339,162 @@ class Application(QObject):
         main.show_profile(profile)
         picture = profile.get("picture")
         if isinstance(picture, str) and picture and not main.profile_view.avatar.has_picture():
-            self.controller.load_picture(picture)
+            self.controller.load_picture(
+                picture, lambda data: self._on_picture_loaded(picture, data)
+            )
         main.show()
         if self._dialog is not None:
             self._dialog.hide()
             self._dialog.reset()
 
     def _forget_username(self) -> None:
-        if self._config.last_username is not None:
-            self._config = dataclasses.replace(self._config, last_username=None)
-            config_module.save_config(self._config)
+        """The current account's stored session is gone: drop it from the index."""
+        account, self._account = self._account, None
+        if account is not None:
+            self._save_config(accounts.forget(self._config, *account))
+
+    def _save_config(self, config: config_module.Config) -> None:
+        self._config = config
+        config_module.save_config(config)
+        if self._main is not None:
+            self._main.set_accounts(accounts.listed(config), accounts.active(config))
+
+    # -- accounts and the running instance ----------------------------------------------
+
+    def switch_account(self, server_url: str, username: str) -> None:
+        """Restore ``username``'s stored session at ``server_url`` (no password); the result
+        arrives like a silent sign-in's."""
+        key = (config_module.server_key(server_url), username)
+        current = self._account
+        shown = self._controller is not None and self._controller.signed_in
+        if (
+            shown
+            and current is not None
+            and (config_module.server_key(current[0]), current[1]) == key
+        ):
+            return  # already the one shown
+        factory = None
+        if key[0] != config_module.server_key(self.server_url):
+            factory = self._client_factory_for(server_url)
+            self.server_url = server_url
+            if self._dialog is not None:
+                self._dialog.set_server(server_url)
+        self._account = (server_url, username)
+        self._restoring_username = username
+        self._save_config(accounts.use(self._config, server_url, username))
+        main = self.main_window()
+        main.stop()
+        if main.profile_view.avatar.has_picture():
+            main.profile_view.avatar.set_picture(None)
+        main.show_signing_in(username)
+        main.show()
+        if self._dialog is not None:
+            self._dialog.hide()
+            self._dialog.reset()
+        self._start_core()
+        self.controller.switch_account(
+            username, factory, self._on_restored, self._on_request_failed
+        )
+
+    def add_account(self) -> None:
+        """The sign-in dialog, for another account; the current session stays until the new
+        one is signed in (and stays stored after)."""
+        dialog = self.dialog
+        dialog.reset()
+        dialog.set_username("")
+        dialog.show_notice(None)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def raise_window(self) -> None:
+        """Another start asked for this instance: bring its window to the front."""
+        window = self._visible_window()
+        if window is None:
+            return
+        window.setWindowState(window.windowState() & ~Qt.WindowState.WindowMinimized)
+        window.show()
+        window.raise_()
+        window.activateWindow()
 
     # -- slots ----------------------------------------------------------------------------
 
-    def _on_storage_checked(self, storage: object) -> None:
-        self._storage = storage  # type: ignore[assignment]
+    def _on_storage_checked(self, storage: StorageStatus) -> None:
+        self._storage = storage
         if self._dialog is not None:
-            self._dialog.set_storage(self._storage)  # type: ignore[arg-type]
+            self._dialog.set_storage(storage)
             status = self._status()
             if status is not None:
                 self._dialog.set_server(status.server_url)
 
-    def _on_sign_in_failed(self, kind: str, message: str) -> None:
-        self.dialog.show_error(kind, message)
+    def _on_sign_in_failed(self, failure: Failure) -> None:
+        self.dialog.show_error(failure)
 
     def _on_submitted(self, username: str, password: str, remember: bool) -> None:
         from desktop.auth.grants import PasswordGrant  # light: no requests, no keyring
 
         self._pending = (username, remember)
         self._start_core()
-        self.controller.sign_in(PasswordGrant(username, password), remember=remember)
+        self.controller.sign_in(
+            PasswordGrant(username, password),
+            remember=remember,
+            success=self._on_sign_in_finished,
+            failure=self._on_sign_in_failed,
+        )
+
+    def _on_browser_requested(self, remember: bool) -> None:
+        from desktop.auth.grants import AuthorizationCodeGrant
+
+        self._sign_in_without_password(AuthorizationCodeGrant(), remember)
+
+    def _on_device_requested(self, remember: bool) -> None:
+        from desktop.auth.grants import DeviceCodeGrant
+
+        self._sign_in_without_password(DeviceCodeGrant(), remember)
+
+    def _sign_in_without_password(self, grant: Grant, remember: bool) -> None:
+        # No typed name: the account is named from the tokens (see _remember_sign_in).
+        self._pending = (None, remember)
+        self._start_core()
+        self.controller.sign_in(
+            grant,
+            remember=remember,
+            success=self._on_sign_in_finished,
+            failure=self._on_sign_in_failed,
+        )
+
+    def _on_sign_in_progress(self, message: str, url: str, code: str, complete: str) -> None:
+        if self._dialog is not None and self._dialog.busy:
+            self._dialog.show_progress(message, url, code, complete)
+
+    def _on_metadata(self, metadata: ServerMetadata) -> None:
+        from desktop.auth.grants import sign_in_methods
+
+        self._methods = sign_in_methods(metadata)
+        self._apply_methods()
+
+    def _apply_methods(self) -> None:
+        methods, dialog = self._methods, self._dialog
+        if methods is not None and dialog is not None:
+            dialog.set_methods(
+                password=methods.password, browser=methods.browser, device=methods.device
+            )
+
+    def _on_sign_in_finished(self, result: SignInResult) -> None:
+        if result.profile_error is not None or result.profile is None:
+            from desktop.ui.messages import describe
+
+            self._on_signed_in_without_profile(
+                describe(result.profile_error or RuntimeError("no profile"))
+            )
+        else:
+            self._on_signed_in(result.profile)
 
     def _on_signed_in(self, profile: dict[str, Any]) -> None:
         self._remember_sign_in()
         self._show_main(profile)
 
-    def _on_signed_in_without_profile(self, kind: str, message: str) -> None:
+    def _on_signed_in_without_profile(self, failure: Failure) -> None:
         # The password was accepted and the session is live (stored, if asked): the person is
         # signed in, so they get the signed-in window, not a dialog saying the sign-in failed
         # over a session that would silently come back at the next start. What failed is the
@@ -343,14 +504,14 @@ class Application(QObject):
         username = self._remember_sign_in()
         status = self._status()
         name = username or (status.username if status is not None else None) or ""
-        retried = kind in (ErrorKind.UNREACHABLE.value, ErrorKind.SERVER.value)
+        retried = failure.kind in (ErrorKind.UNREACHABLE, ErrorKind.SERVER)
         main = self.main_window()
-        main.show_profile_missing(name, None if retried else message)
+        main.show_profile_missing(name, None if retried else failure.message)
         main.show()
         if retried:
-            main.show_unreachable(message)
+            main.show_unreachable(failure.message)
         else:
-            main.show_error(message)
+            main.show_error(failure.message)
         if self._dialog is not None:
             self._dialog.hide()
             self._dialog.reset()
@@ -367,19 +528,32 @@ class Application(QObject):
         keep = remember and (stored is None or stored.remembered)
         # Without a keyring the box was disabled, not unchecked by the person: keep their choice.
         keyring_usable = self._storage is None or self._storage.persistent
-        self._config = dataclasses.replace(
-            self._config,
-            last_username=username if keep else None,
-            remember=remember if keyring_usable else self._config.remember,
+        config = dataclasses.replace(
+            self._config, remember=remember if keyring_usable else self._config.remember
         )
-        config_module.save_config(self._config)
+        server = stored.server_url if stored is not None else self.server_url
+        if username:
+            if keep:
+                config = accounts.use(config, server, username)
+            else:
+                # Not stored: a session stored earlier for this account was revoked by the
+                # sign-in, and a start must not try to restore it.
+                config = accounts.forget(config, server, username)
+            self._account = (server, username)
+        self._save_config(config)
         return username
 
-    def _on_restored(self, profile: object) -> None:
-        if isinstance(profile, dict):
+    def _on_restored(self, profile: dict[str, Any] | None) -> None:
+        if profile is not None:
+            if self._dialog is not None and self._dialog.isVisible():
+                self._dialog.hide()
             self._restoring_username = None
             self._show_main(profile)
+            notice, self._switch_notice = self._switch_notice, None
+            if notice and self._main is not None:
+                self._main.statusBar().showMessage(notice)
         else:
+            self._switch_notice = None
             notice = None
             if self._storage is not None and not self._storage.persistent:
                 # Nothing could be read because the keyring is missing or locked: say so,
@@ -389,29 +563,28 @@ class Application(QObject):
                 self._forget_username()
             self._show_dialog(notice.strip() if notice else None)
 
-    def _on_profile_loaded(self, profile: dict[str, Any]) -> None:
-        self._show_main(profile)
+    def _on_profile_loaded(self, reloaded: Reloaded) -> None:
+        self._show_main(reloaded.profile)
         if self._main is not None:
-            self._main.show_reloaded(renewed=self._renewed_since_reload)
-        self._renewed_since_reload = False
+            self._main.show_reloaded(renewed=reloaded.renewed)
 
-    def _on_request_failed(self, kind: str, message: str) -> None:
+    def _on_request_failed(self, failure: Failure) -> None:
         from desktop.ui.messages import ErrorKind
 
         main = self._main
         if main is None or not main.isVisible():
-            self.dialog.show_error(kind, message)
+            self.dialog.show_error(failure)
             return
-        if kind in (ErrorKind.UNREACHABLE.value, ErrorKind.SERVER.value):
+        if failure.kind in (ErrorKind.UNREACHABLE, ErrorKind.SERVER):
             # The session is kept: say so without blocking, and try again later.
-            main.show_unreachable(message)
+            main.show_unreachable(failure.message)
         elif self._restoring_username:
-            self._show_dialog(message)
+            self._show_dialog(failure.message)
         else:
-            main.show_error(message)
+            main.show_error(failure.message)
 
     def _on_reload(self) -> None:
-        self.controller.reload_profile()
+        self.controller.reload_profile(self._on_profile_loaded, self._on_request_failed)
 
     def _on_cancelled(self) -> None:
         self._pending = None
@@ -420,29 +593,74 @@ class Application(QObject):
 
     def _on_retry(self) -> None:
         if self._restoring_username:
-            self.controller.restore(self._restoring_username)
+            self.controller.restore(
+                self._restoring_username, self._on_restored, self._on_request_failed
+            )
         else:
-            self.controller.reload_profile()
+            self._on_reload()
 
-    def _on_session_ended(self, reason: str) -> None:
+    def _on_session_ended(self, failure: Failure) -> None:
         self._forget_username()
-        self._show_dialog(reason)
+        self._show_dialog(failure.message)
 
     def _on_sign_out_requested(self) -> None:
         if self._main is not None:
             self._main.statusBar().showMessage("Signing out…")
-        self.controller.sign_out()
+        self.controller.sign_out(self._on_signed_out)
 
-    def _on_signed_out(self, revocation: str) -> None:
-        from desktop.auth.messages import Revocation, sign_out_notice
+    def _on_signed_out(self, revocation: Revocation) -> None:
+        from desktop.auth.messages import sign_out_notice
 
+        notice = sign_out_notice(revocation)
         self._forget_username()
-        self._show_dialog(sign_out_notice(Revocation(revocation)))
+        # Signing out of one account leaves the others stored: the next one of this server
+        # takes over at once (as `gh auth logout` does), else the dialog.
+        following = accounts.active(self._config)
+        if following is not None and self._controller is not None:
+            self.switch_account(following.server_url, following.username)
+            # Said once the next account is shown (its own status line would cover it).
+            self._switch_notice = f"{notice} Now signed in as {following.username}."
+            return
+        self._show_dialog(notice)
 
     def _on_refreshed(self) -> None:
-        self._renewed_since_reload = True
-        if self._main is not None and self._main.isVisible():
-            self._main.show_refreshed()
+        main = self._main
+        if main is not None and main.isVisible():
+            main.show_refreshed()
+            if main.tokens_view_open():
+                # New access token: new jti, new expiry, shown live.
+                self._on_tokens_requested()
+
+    # -- the Tokens and Sessions views ----------------------------------------------------
+
+    def _on_tokens_requested(self) -> None:
+        from desktop.auth.inspection import inspect_session
+
+        main = self.main_window()
+        self.controller.op("tokens", inspect_session, main.tokens_view.show_inspection).failure(
+            main.tokens_view.show_failure
+        ).run()
+
+    def _on_sessions_requested(self) -> None:
+        from desktop.auth.admin import list_sessions
+
+        view = self.main_window().sessions_view
+        self.controller.op("sessions", list_sessions, view.show_sessions).failure(
+            view.show_refusal
+        ).run()
+
+    def _on_revoke_requested(self, session_id: str) -> None:
+        from desktop.auth.admin import revoke_session
+
+        view = self.main_window().sessions_view
+
+        def revoked(ended: bool) -> None:
+            view.show_revoked(session_id, ended)
+            self._on_sessions_requested()
+
+        self.controller.op(
+            "revoke_session", lambda client: revoke_session(client, session_id), revoked
+        ).failure(lambda failure: self.main_window().show_error(failure.message)).run()
 
     def _on_picture_loaded(self, url: str, data: bytes) -> None:
         main = self._main
@@ -459,13 +677,20 @@ class Application(QObject):
 
 
 def load_stylesheet() -> str:
-    path = resource("style.qss")
-    if path is None:
-        return ""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
+    return assets.read_text(assets.STYLESHEET) or ""
+
+
+def load_icon() -> QIcon | None:
+    """The app's icon from its resources, or None."""
+    found = assets.resource(assets.ICON)
+    if isinstance(found, Path):
+        return QIcon(str(found))  # from the file: Qt draws the SVG at every size asked
+    # Inside a zipped install there is no file to give Qt: the bytes, drawn once.
+    data = assets.read_bytes(assets.ICON)
+    pixmap = QPixmap()
+    if data is None or not pixmap.loadFromData(data, "SVG"):
+        return None
+    return QIcon(pixmap)
 
 
 def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
@@ -478,12 +703,27 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
     qt_app.setDesktopFileName("jwt-desktop")
     qt_app.setQuitOnLastWindowClosed(False)
     qt_app.setStyleSheet(load_stylesheet())
+    from desktop.ui.single_instance import SingleInstance, socket_name
+
+    # First: a second start (with --demo too) only raises the running window; it starts no
+    # demo server, and builds nothing else.
+    instance = SingleInstance(
+        socket_name(config_module.config_path().parent),
+        config_module.state_dir() / "instance.lock",
+    )
+    if not instance.claim():
+        print("jwt-desktop is already running: its window was brought to the front.")  # noqa: T201
+        return 0
     demo_server: DemoServer | None = None
     if demo:
         from desktop.demo import DemoServer
 
         demo_server = DemoServer(db=config_module.state_dir() / "demo.db")
     application = Application(server_url=server_url, demo=demo_server)
+    if os.environ.get(config_module.COLOR_SCHEME_ENV):
+        application.follow_color_scheme()  # forced: before the first frame, not after it
+    instance.activated.connect(application.raise_window)
+    application.firstFrameShown.connect(instance.listen)
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
     # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -496,4 +736,5 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
         return qt_app.exec()
     finally:
         ticker.stop()
+        instance.close()
         application.shutdown()

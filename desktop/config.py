@@ -1,8 +1,15 @@
-"""Non-secret settings shared by the GUI and the CLI (server URL, last username, remember choice).
+"""Non-secret settings shared by the GUI and the CLI: the server URL, the accounts index, the
+remember choice.
 
 Qt-free and cheap to import: no ``requests``, ``keyring`` or ``jwt`` here, because the GUI's cold
 start imports this module before anything else. Nothing secret is ever written by this module:
 tokens live in memory or in the OS keyring (see :mod:`desktop.auth.store`).
+
+The accounts index (``accounts``) lists the sessions stored in the keyring, because a keyring
+cannot list its entries portably: server URL, account name and when it was last used. The
+active account is ``last_username`` at ``server_url`` (the one a start restores and a command
+acts on). A file written before the index existed holds only ``last_username``: it is read as
+an index of that one account. The logic over the index is in :mod:`desktop.accounts`.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ __all__ = [
     "APP_NAME",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_SERVER_URL",
+    "Account",
     "Config",
     "config_path",
     "load_config",
     "save_config",
+    "server_key",
     "state_dir",
 ]
 
@@ -33,16 +42,48 @@ DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
 DEFAULT_CLIENT_ID = "jwt-desktop"
 CONFIG_DIR_ENV = "JWT_DESKTOP_CONFIG_DIR"
 DATA_DIR_ENV = "JWT_DESKTOP_DATA_DIR"
+COLOR_SCHEME_ENV = "JWT_DESKTOP_COLOR_SCHEME"  # dark|light: force a scheme (desktop.ui.theme)
+
+
+@dataclass(frozen=True)
+class Account:
+    """One entry of the accounts index: a session stored in the keyring (never the token)."""
+
+    server_url: str
+    username: str
+    last_used: str | None = None  # ISO 8601 UTC; None for an account migrated from before
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return server_key(self.server_url), self.username
 
 
 @dataclass(frozen=True)
 class Config:
-    """The settings file's content. Every field has a default, so a missing file is no error."""
+    """The settings file's content. Every field has a default, so a missing file is no error.
+
+    ``last_username`` at ``server_url`` is the active account; it is always in ``accounts``
+    (added there when missing, which is how a settings file from before the index migrates).
+    """
 
     server_url: str = DEFAULT_SERVER_URL
     client_id: str = DEFAULT_CLIENT_ID
     last_username: str | None = None
     remember: bool = True
+    accounts: tuple[Account, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.last_username is None:
+            return
+        active = (server_key(self.server_url), self.last_username)
+        if all(account.key != active for account in self.accounts):
+            migrated = Account(self.server_url, self.last_username)
+            object.__setattr__(self, "accounts", (*self.accounts, migrated))
+
+
+def server_key(url: str) -> str:
+    """A server URL as the index compares it (the core's normalisation without its checks)."""
+    return url.strip().rstrip("/")
 
 
 def config_path() -> Path:
@@ -89,11 +130,32 @@ def load_config(path: Path | None = None) -> Config:
     values: dict[str, Any] = {}
     for field in fields(Config):
         value = raw.get(field.name, getattr(defaults, field.name))
-        if not _type_ok(field.name, value):
+        if field.name == "accounts":
+            value = _accounts(value, path)
+        elif not _type_ok(field.name, value):
             logger.warning("Ignoring setting %r in %s: wrong type", field.name, path)
             value = getattr(defaults, field.name)
         values[field.name] = value
     return Config(**values)
+
+
+def _accounts(value: object, path: Path) -> tuple[Account, ...]:
+    """The index from its JSON list; an entry of the wrong shape is dropped, not the file."""
+    if not isinstance(value, (list, tuple)):
+        logger.warning("Ignoring setting 'accounts' in %s: wrong type", path)
+        return ()
+    accounts: list[Account] = []
+    for entry in value:
+        server = entry.get("server_url") if isinstance(entry, dict) else None
+        username = entry.get("username") if isinstance(entry, dict) else None
+        last_used = entry.get("last_used") if isinstance(entry, dict) else None
+        if not (isinstance(server, str) and server and isinstance(username, str) and username):
+            logger.warning("Ignoring an entry of 'accounts' in %s: wrong shape", path)
+            continue
+        account = Account(server, username, last_used if isinstance(last_used, str) else None)
+        if all(known.key != account.key for known in accounts):
+            accounts.append(account)
+    return tuple(accounts)
 
 
 def _type_ok(name: str, value: object) -> bool:

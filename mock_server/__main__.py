@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import getpass
+import ipaddress
 import json
 import logging
 import socket
@@ -28,6 +30,7 @@ from .settings import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DPOP_MODES,
+    LOOPBACK_HOSTS,
     ScryptParams,
     Settings,
     default_db_path,
@@ -37,6 +40,8 @@ from .settings import (
 from .store import SqliteStore
 
 LISTENING = "jwt-mock-server listening on {url}"
+# A request head (request line and headers) larger than this is refused with 400 (h11's limit).
+MAX_HEAD_BYTES = 16 * 1024
 
 
 def _say(text: str) -> None:
@@ -66,26 +71,118 @@ def _logging_config() -> dict[str, Any]:
     return config
 
 
-class JsonErrorsH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, answering requests it cannot even parse with the same
-    JSON error shape as the application, instead of plain text."""
+class _StrictH11Connection(h11.Connection):
+    """h11, refusing a request that has both Content-Length and Transfer-Encoding.
+
+    h11 alone frames such a request by Transfer-Encoding and keeps the connection open; RFC 9112
+    §6.1 says the connection must close after it (the two framings are how requests get
+    smuggled past a proxy). Refused as malformed: a 400 that closes the connection."""
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            names = {name for name, _ in event.headers}
+            if b"content-length" in names and b"transfer-encoding" in names:
+                raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
+        return event
+
+
+class HardenedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with the same JSON error shape as the application for
+    requests it cannot even parse, and a deadline for each request to arrive whole.
+
+    uvicorn times out idle keep-alive connections only: a client trickling a request head or
+    body (slowloris), or connecting and sending nothing, would hold its connection forever.
+    Here a request must arrive whole within ``request_timeout`` of its first byte (or of the
+    connection, for the first request); then it gets a 408 and the connection closes. The
+    application's own time to answer is not counted."""
+
+    request_timeout: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = _StrictH11Connection(
+            h11.SERVER,
+            max_incomplete_event_size=self.config.h11_max_incomplete_event_size or MAX_HEAD_BYTES,
+        )
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._watch_request()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_request()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_deadline()
+        super().connection_lost(exc)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _watch_request(self) -> None:
+        state = self.conn.their_state
+        # Between requests, with nothing of the next one yet, the keep-alive timeout rules.
+        idle = (
+            state is h11.IDLE
+            and not self.conn.trailing_data[0]
+            and self.timeout_keep_alive_task is not None
+        )
+        if self.transport.is_closing() or idle or state not in (h11.IDLE, h11.SEND_BODY):
+            self._stop_deadline()
+        elif self._deadline is None:
+            self._deadline = self.loop.call_later(self.request_timeout, self._request_too_slow)
+
+    def _request_too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started:
+                self.transport.close()
+                return
+            # The application waits for the rest of a body that is not coming: it sees a
+            # disconnect, and whatever it answers goes nowhere.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._send_json_error(408, "The request did not arrive in time")
 
     def send_400_response(self, msg: str) -> None:
-        body = json.dumps(
-            {"error": "invalid_request", "error_description": "The HTTP request is malformed"}
-        ).encode("ascii")
+        self._send_json_error(400, "The HTTP request is malformed")
+
+    def _send_json_error(self, status: int, description: str) -> None:
+        body = json.dumps({"error": "invalid_request", "error_description": description})
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode("ascii")),
+            (b"x-content-type-options", b"nosniff"),
             (b"connection", b"close"),
         ]
-        for event in (
-            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        ):
-            self.transport.write(self.conn.send(event) or b"")
+        reason = {400: b"Bad Request", 408: b"Request Timeout"}[status]
+        try:
+            for event in (
+                h11.Response(status_code=status, headers=headers, reason=reason),
+                h11.Data(data=body.encode("ascii")),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event) or b"")
+        except h11.LocalProtocolError:
+            pass  # no answer fits the connection's state: closing it says enough
         self.transport.close()
+
+
+def protocol_class(request_timeout: float) -> type[HardenedH11Protocol]:
+    """The protocol with this request deadline (uvicorn instantiates the class itself)."""
+    return type("HardenedH11Protocol", (HardenedH11Protocol,), {"request_timeout": request_timeout})
 
 
 class _Server(uvicorn.Server):
@@ -178,6 +275,33 @@ def build_parser() -> argparse.ArgumentParser:
         default="info",
         choices=("critical", "error", "warning", "info", "debug"),
         help="log level (info); access lines never show query strings",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="a Host name to serve besides the issuer's (and the loopback names on a loopback "
+        "bind); repeatable. Any other Host gets 421",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_duration,
+        default="10s",
+        help="time for a request to arrive whole, head and body (10s); then 408",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=_duration,
+        default="5s",
+        help="an idle keep-alive connection is closed after this (5s)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=_duration,
+        default="5s",
+        help="on SIGTERM/Ctrl+C, wait at most this for requests in flight (5s)",
     )
     # For tests only, hidden: a movable clock and a cheap password hash.
     parser.add_argument("--testing-clock", action="store_true", help=argparse.SUPPRESS)
@@ -275,7 +399,36 @@ def _serve(args: argparse.Namespace) -> int:
         _complain(f"cannot listen on {args.host}:{args.port}: {error}")
         return 2
     url = f"http://{_url_host(args.host)}:{sock.getsockname()[1]}"
-    settings = Settings(
+    allowed_hosts = list(args.allowed_hosts)
+    # The pages are also reached at the address bound, whatever the issuer says.
+    allowed_origins = [url]
+    if ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
+        allowed_hosts += LOOPBACK_HOSTS
+        port = sock.getsockname()[1]
+        allowed_origins += [f"http://{name}:{port}" for name in LOOPBACK_HOSTS]
+    try:
+        settings = _settings(args, url, allowed_hosts, allowed_origins)
+    except ValueError as error:
+        sock.close()
+        _complain(f"cannot start: {error}")
+        return 2
+    try:
+        app = create_app(settings, users=users)
+    except (OSError, sqlite3.Error, ValueError) as error:
+        sock.close()
+        _complain(f"cannot start: {error}")
+        return 2
+    try:
+        _Server(uvicorn_config(app, settings, args.log_level), url).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def _settings(
+    args: argparse.Namespace, url: str, allowed_hosts: list[str], allowed_origins: list[str]
+) -> Settings:
+    return Settings(
         issuer=args.issuer or url,
         db_path=args.db,
         users_file=args.users,
@@ -286,31 +439,34 @@ def _serve(args: argparse.Namespace) -> int:
         password_cost=_password_params(args),
         dpop=args.dpop,
         dpop_nonce=args.dpop_nonce,
+        allowed_hosts=tuple(allowed_hosts),
+        allowed_origins=tuple(allowed_origins),
+        request_timeout=args.request_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        shutdown_timeout=args.shutdown_timeout,
     )
-    try:
-        app = create_app(settings, users=users)
-    except (OSError, sqlite3.Error, ValueError) as error:
-        sock.close()
-        _complain(f"cannot start: {error}")
-        return 2
-    config = uvicorn.Config(
+
+
+def uvicorn_config(app: Any, settings: Settings, log_level: str) -> uvicorn.Config:
+    """uvicorn's configuration for serving ``app`` with ``settings``' timeouts."""
+    return uvicorn.Config(
         app,
         log_config=_logging_config(),
-        log_level=args.log_level,
+        log_level=log_level,
         access_log=True,
         server_header=False,
-        http=JsonErrorsH11Protocol,
+        http=protocol_class(settings.request_timeout),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
+        # Without a bound, SIGTERM waits for every request in flight, even one whose client
+        # never finishes sending it.
+        timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local client could then
         # pick its own address and dodge the per-address sign-in limit. No proxy sits in front
         # of this server, so the socket's peer is the client.
         proxy_headers=False,
         forwarded_allow_ips=[],
     )
-    try:
-        _Server(config, url).run(sockets=[sock])
-    finally:
-        sock.close()
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,18 +13,23 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.openapi.models import OAuth2 as OAuth2Model
+from fastapi.openapi.models import OAuthFlowPassword
+from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 
 from . import pages
+from .docs import install_docs
 from .dpop import ProofRequest
 from .http import (
     CSRF_FIELD,
     NO_STORE,
     BodyLimitMiddleware,
     FormError,
+    GuardMiddleware,
     check_csrf,
     client_address,
     csrf_token,
@@ -39,8 +44,22 @@ from .http import (
     set_csrf_cookie,
 )
 from .passwords import User, demo_users, load_users
+from .schemas import (
+    DeviceAuthorization,
+    Discovery,
+    Health,
+    Jwks,
+    Sessions,
+    TokenResponse,
+    UserInfo,
+    errors,
+    page_errors,
+)
 from .server import (
+    ADMIN_SCOPE,
     GRANT_TYPES,
+    SCOPE_DESCRIPTIONS,
+    SCOPES,
     AdjustableClock,
     AuthorizationRedirect,
     AuthorizationRequest,
@@ -77,24 +96,35 @@ class BearerCaller(SecurityBase):
     """The dependency that turns a request's access token (Bearer, or DPoP with its proof)
     into its verified Caller.
 
-    A SecurityBase, so OpenAPI shows the bearer scheme; one step, because FastAPI's dependency
-    solving is most of a small request's cost (see tests/bench).
+    A SecurityBase, so OpenAPI shows the scheme (OAuth 2.0 with the password flow at /token,
+    which is how a token is had); one step, because FastAPI's dependency solving is most of a
+    small request's cost (see tests/bench).
     """
 
-    SCHEME = "HTTPBearer"
+    SCHEME = "OAuth2"
 
     def __init__(self) -> None:
-        self.model = HTTPBearerModel(description="An access token from POST /token")
+        self.model = OAuth2Model(
+            description="An access token from POST /token, sent as `Authorization: Bearer`",
+            flows=OAuthFlowsModel(
+                password=OAuthFlowPassword(
+                    tokenUrl="/token", refreshUrl="/token", scopes=SCOPE_DESCRIPTIONS
+                )
+            ),
+        )
         self.scheme_name = self.SCHEME
 
     async def __call__(self, request: Request) -> Caller:
         return _authenticate(request)
 
 
-CallerDep = Annotated[Caller, Depends(BearerCaller())]
+_BEARER = BearerCaller()
+CallerDep = Annotated[Caller, Security(_BEARER, scopes=["openid"])]
 
 
-def _admin(request: Request, caller: CallerDep) -> Caller:
+def _admin(
+    request: Request, caller: Annotated[Caller, Security(_BEARER, scopes=[ADMIN_SCOPE])]
+) -> Caller:
     _server(request).require_admin(caller)
     return caller
 
@@ -114,6 +144,54 @@ ClientAddressDep = Annotated[str, Depends(client_address)]
 ProofDep = Annotated[ProofRequest, Depends(proof_request)]
 
 _STRING = {"type": "string"}
+# RFC 6749 §3.2: an empty parameter counts as omitted, so a required one is never empty.
+_REQUIRED_STRING = {"type": "string", "minLength": 1}
+
+
+def _add_head_routes(app: FastAPI) -> None:
+    """HEAD on every GET resource (RFC 9110 §9.1): a twin route with the same answer, which
+    Starlette sends without its body. FastAPI routes answer only the methods they name."""
+    with_head = {
+        r.path for r in app.routes if isinstance(r, APIRoute) and "HEAD" in (r.methods or ())
+    }
+    for route in list(app.routes):
+        if not isinstance(route, APIRoute) or "GET" not in (route.methods or ()):
+            continue
+        if route.path in with_head:
+            continue
+        app.add_api_route(
+            route.path,
+            route.endpoint,
+            methods=["HEAD"],
+            response_class=Response,
+            tags=route.tags,
+            summary=f"{route.summary} (headers only)",
+            responses={
+                **route.responses,
+                200: {"description": "The headers of the GET answer, without its body"},
+            },
+            include_in_schema=route.include_in_schema,
+            openapi_extra=route.openapi_extra,
+        )
+
+
+def _without_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 on every route with a parameter; this server never sends one
+    (a malformed request is 400, see http.py), so the document says so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            for operations in spec.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = spec.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _error_page(error: OAuthError | FormError) -> Response:
@@ -162,12 +240,57 @@ def _device_page(
     return _form_page(body, csrf, error)
 
 
+def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+# A scope is space-separated names the server offers; empty means omitted (the default).
+_SCOPE = {"type": "string", "pattern": f"^(({'|'.join(SCOPES)})( ({'|'.join(SCOPES)}))*)?$"}
+
+
+def _authorization_query(clients: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The query of an authorization request, as far as it decides between a page (400: the
+    client or its redirect URI is not good) and an answer for the client (200 page or 303)."""
+    return [
+        _query("client_id", {"type": "string", "enum": list(clients)}, required=True),
+        _query(
+            "redirect_uri",
+            {
+                "type": "string",
+                "pattern": r"^http://(127\.0\.0\.1|\[::1\]):[1-9][0-9]{0,3}/[A-Za-z0-9/_-]*$",
+            },
+            required=True,
+        ),
+        _query("response_type", _STRING),
+        _query("code_challenge", _STRING),
+        _query("code_challenge_method", _STRING),
+        _query("scope", _STRING),
+        _query("state", {"type": "string", "maxLength": 512}),
+        _query("nonce", _STRING),
+        _query("prompt", _STRING),
+        _query("response_mode", _STRING),
+    ]
+
+
+_BACK_TO_CLIENT = {
+    "description": "Back to the client's redirect URI: a code, or an error (RFC 6749 §4.1.2)",
+    "headers": {"Location": {"schema": {"type": "string"}, "required": True}},
+}
+
+
 def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
     """The pages a person sees: browser sign-in (/authorize) and device verification (/device).
     They answer in HTML; an error found before the redirect URI is known to be the client's is
     a page, never a redirect."""
 
-    @app.get("/authorize", tags=["oauth"], summary="Authorization endpoint: the sign-in page")
+    @app.get(
+        "/authorize",
+        tags=["oauth"],
+        summary="Authorization endpoint: the sign-in page",
+        response_class=HTMLResponse,
+        responses={303: _BACK_TO_CLIENT, **page_errors(400)},
+        openapi_extra={"parameters": _authorization_query(server.settings.clients)},
+    )
     def authorize_page(request: Request) -> Response:
         try:
             authorization = server.authorization_request(read_query(request))
@@ -177,7 +300,26 @@ def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
             return _error_page(error)
         return _sign_in_page(authorization, csrf_token(request))
 
-    @app.post("/authorize", include_in_schema=False)
+    @app.post(
+        "/authorize",
+        tags=["oauth"],
+        summary="The sign-in page's form: allow (with the password) or deny",
+        response_class=HTMLResponse,
+        responses={
+            303: _BACK_TO_CLIENT,
+            **page_errors(400, 403, 429),
+        },
+        openapi_extra=form_openapi(
+            {
+                **{p["name"]: p["schema"] for p in _authorization_query(server.settings.clients)},
+                CSRF_FIELD: _REQUIRED_STRING,
+                "decision": {"type": "string", "enum": ["allow", "deny"]},
+                "username": _STRING,
+                "password": {"type": "string", "format": "password"},
+            },
+            ["client_id", "redirect_uri", CSRF_FIELD, "decision"],
+        ),
+    )
     def authorize_submit(request: Request, form: FormDep, address: ClientAddressDep) -> Response:
         try:
             csrf = check_csrf(request, form)
@@ -198,7 +340,14 @@ def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
             return _sign_in_page(authorization, csrf, username=username, error=error)
         return redirect_response(location)
 
-    @app.get("/device", tags=["oauth"], summary="Device verification page")
+    @app.get(
+        "/device",
+        tags=["oauth"],
+        summary="Device verification page",
+        response_class=HTMLResponse,
+        responses=page_errors(400),
+        openapi_extra={"parameters": [_query("user_code", _STRING)]},
+    )
     def device_page(request: Request) -> Response:
         try:
             query = read_query(request)
@@ -206,7 +355,23 @@ def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
             return _error_page(error)
         return _device_page(csrf_token(request), user_code=query.get("user_code", ""))
 
-    @app.post("/device", include_in_schema=False)
+    @app.post(
+        "/device",
+        tags=["oauth"],
+        summary="The device page's form: allow (with the password) or deny a user code",
+        response_class=HTMLResponse,
+        responses=page_errors(400, 403, 429),
+        openapi_extra=form_openapi(
+            {
+                CSRF_FIELD: _REQUIRED_STRING,
+                "user_code": _REQUIRED_STRING,
+                "decision": {"type": "string", "enum": ["allow", "deny"]},
+                "username": _STRING,
+                "password": {"type": "string", "format": "password"},
+            },
+            [CSRF_FIELD, "user_code", "decision"],
+        ),
+    )
     def device_submit(request: Request, form: FormDep, address: ClientAddressDep) -> Response:
         try:
             csrf = check_csrf(request, form)
@@ -249,7 +414,9 @@ def create_app(
             if settings.users_file is not None
             else demo_users(settings.password_cost)
         )
-    server = TokenServer(settings, adjustable, store or SqliteStore(settings.db_path), users)
+    if store is None:
+        store = SqliteStore(settings.db_path, issuer=settings.issuer)
+    server = TokenServer(settings, adjustable, store, users)
 
     def answer(data: Any) -> JSONResponse:
         # A new DPoP nonce may ride on any answer (RFC 9449 §8.2, §9); none unless demanded.
@@ -265,27 +432,67 @@ def create_app(
         summary="A strict OAuth 2.0 / OpenID Connect token server for jwt-desktop",
         version="0.1.0",
         lifespan=lifespan,
+        # Never a redirect (RFC 9700 §4.12: a 307 makes a client re-send the password to
+        # wherever Location points): `/token/` is just an unknown path, 404.
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.server = server
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: a foreign Host or Origin is refused before the body is even read.
+    app.add_middleware(GuardMiddleware, hosts=settings.served_hosts, origins=settings.own_origins)
     install_error_handlers(app)
+    install_docs(app)
+    _without_422(app)
 
-    @app.get("/healthz", tags=["meta"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def get(path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        app.add_api_route(path, endpoint, methods=["GET"], **options)
 
-    @app.get("/.well-known/openid-configuration", tags=["discovery"])
-    def openid_configuration() -> dict[str, Any]:
-        return server.discovery()
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
 
+    get(
+        "/healthz",
+        healthz,
+        tags=["meta"],
+        summary="Liveness",
+        response_model=Health,
+        responses=errors(),
+    )
+
+    def openid_configuration() -> JSONResponse:
+        return JSONResponse(server.discovery())
+
+    get(
+        "/.well-known/openid-configuration",
+        openid_configuration,
+        tags=["discovery"],
+        summary="OpenID Connect discovery (and RFC 8414 metadata)",
+        response_model=Discovery,
+        responses=errors(),
+    )
+
+    def jwks() -> JSONResponse:
+        return JSONResponse(server.keys.jwks())
+
+    get(
+        "/.well-known/jwks.json",
+        jwks,
+        tags=["discovery"],
+        summary="The public signing keys (JWKS)",
+        response_model=Jwks,
+        responses=errors(),
+    )
     # RFC 8414: the same document, where OAuth clients (not only OIDC ones) look.
-    @app.get("/.well-known/oauth-authorization-server", tags=["discovery"])
-    def authorization_server_metadata() -> dict[str, Any]:
-        return server.discovery()
-
-    @app.get("/.well-known/jwks.json", tags=["discovery"])
-    def jwks() -> dict[str, Any]:
-        return server.keys.jwks()
+    get(
+        "/.well-known/oauth-authorization-server",
+        openid_configuration,
+        tags=["discovery"],
+        summary="OAuth 2.0 authorization server metadata (RFC 8414)",
+        response_model=Discovery,
+        responses=errors(),
+    )
 
     # Sync routes: FastAPI runs them on a worker thread, so the slow password hash never
     # blocks the event loop.
@@ -293,10 +500,12 @@ def create_app(
         "/token",
         tags=["oauth"],
         summary="Token endpoint (RFC 6749): password, refresh, code and device grants",
+        response_model=TokenResponse,
+        responses=errors(400, 401, 429),
         openapi_extra=form_openapi(
             {
                 "grant_type": {"type": "string", "enum": list(GRANT_TYPES)},
-                "client_id": _STRING,
+                "client_id": {"type": "string", "enum": list(settings.clients)},
                 "username": _STRING,
                 "password": {"type": "string", "format": "password"},
                 "refresh_token": _STRING,
@@ -317,7 +526,12 @@ def create_app(
         "/device_authorization",
         tags=["oauth"],
         summary="Device authorization endpoint (RFC 8628): a user code for the person",
-        openapi_extra=form_openapi({"client_id": _STRING, "scope": _STRING}, ["client_id"]),
+        response_model=DeviceAuthorization,
+        responses=errors(400, 401),
+        openapi_extra=form_openapi(
+            {"client_id": {"type": "string", "enum": list(settings.clients)}, "scope": _SCOPE},
+            ["client_id"],
+        ),
     )
     def device_authorization(form: ClientFormDep) -> JSONResponse:
         return JSONResponse(server.device_authorization(form), headers=NO_STORE)
@@ -328,8 +542,17 @@ def create_app(
         "/revoke",
         tags=["oauth"],
         summary="Revocation endpoint (RFC 7009): ends the token's whole session",
+        response_class=Response,
+        responses={
+            200: {"description": "Revoked, or not a token of this server: the same answer"},
+            **errors(400, 401),
+        },
         openapi_extra=form_openapi(
-            {"token": _STRING, "token_type_hint": _STRING, "client_id": _STRING},
+            {
+                "token": _REQUIRED_STRING,
+                "token_type_hint": _STRING,
+                "client_id": {"type": "string", "enum": list(settings.clients)},
+            },
             ["token", "client_id"],
         ),
     )
@@ -346,26 +569,44 @@ def create_app(
     async def userinfo(request: Request) -> JSONResponse:
         return answer(server.userinfo(_authenticate(request)))
 
+    userinfo_options: dict[str, Any] = {
+        "tags": ["resources"],
+        "summary": "The signed-in person's profile",
+        "response_model": UserInfo,
+        "responses": errors(401, challenge=True),
+        "openapi_extra": {"security": [{BearerCaller.SCHEME: ["openid"]}]},
+    }
+    get("/userinfo", userinfo, **userinfo_options)
+    # OIDC Core §5.3.1: userinfo answers POST as well.
     app.add_api_route(
         "/userinfo",
         userinfo,
-        methods=["GET"],
-        tags=["resources"],
-        summary="The signed-in person's profile",
-        openapi_extra={"security": [{BearerCaller.SCHEME: []}]},
+        methods=["POST"],
+        **{**userinfo_options, "summary": "The signed-in person's profile (POST)"},
     )
-    # OIDC Core §5.3.1: userinfo answers POST as well.
-    app.add_api_route("/userinfo", userinfo, methods=["POST"], include_in_schema=False)
 
-    @app.get("/api/sessions", tags=["resources"], summary="Active sessions (admin group only)")
     def list_sessions(caller: AdminDep) -> JSONResponse:
         return answer(server.sessions(caller))
+
+    get(
+        "/api/sessions",
+        list_sessions,
+        tags=["resources"],
+        summary="Active sessions (scope sessions:admin, admin group)",
+        response_model=Sessions,
+        responses=errors(401, 403, challenge=True),
+    )
 
     @app.delete(
         "/api/sessions/{session_id}",
         tags=["resources"],
-        summary="Revoke a session (admin group only)",
+        summary="Revoke a session (scope sessions:admin, admin group)",
         status_code=204,
+        response_class=Response,
+        responses={
+            204: {"description": "The session is revoked"},
+            **errors(401, 403, 404, challenge=True),
+        },
     )
     def delete_session(session_id: str, caller: AdminDep) -> Response:
         server.revoke_session(caller, session_id)
@@ -384,4 +625,5 @@ def create_app(
             adjustable.advance(seconds)
             return JSONResponse({"now": adjustable()})
 
+    _add_head_routes(app)
     return app

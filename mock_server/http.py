@@ -1,4 +1,5 @@
-"""ASGI plumbing of the token server: body limit, form parsing, error responses and handlers.
+"""ASGI plumbing of the token server: host and origin checks, body limit, form parsing, error
+responses and handlers.
 
 The protocol (server.py) raises ``OAuthError``; this module turns it, and every other failure
 FastAPI or Starlette can raise, into a JSON error answer. Nothing here knows OAuth grants.
@@ -18,12 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .pages import CONTENT_SECURITY_POLICY
 from .server import OAuthError
+from .settings import host_name
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 FORM_TYPE = "application/x-www-form-urlencoded"
 _MAX_FORM_FIELDS = 32
 
@@ -31,16 +35,63 @@ _MAX_FORM_FIELDS = 32
 def error_response(
     status: int, error: str, description: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """RFC 6749 §5.2 error body; never cached, never echoing what the client sent."""
+    """RFC 6749 §5.2 error body; never cached, never echoing what the client sent: the
+    description is one of the server's fixed sentences (checked by the tests to stay within
+    §5.2's characters)."""
     return JSONResponse(
         {"error": error, "error_description": description},
         status_code=status,
-        headers={**(headers or {}), **NO_STORE},
+        # nosniff here as well as in GuardMiddleware: a 500 is made outside the middleware.
+        headers={**(headers or {}), **NO_STORE, "X-Content-Type-Options": "nosniff"},
     )
 
 
 def oauth_error_response(error: OAuthError) -> JSONResponse:
     return error_response(error.status, error.error, error.description, error.headers)
+
+
+class GuardMiddleware:
+    """The checks that come before anything else, and a header on every answer.
+
+    - ``Host`` must name this server (``hosts``: names without port, lower-case), else 421:
+      a page on a foreign name that DNS-rebinds to our address must not reach the API.
+    - ``Origin``, when present, must be one of ``origins`` (the server's own pages), else 403,
+      before any body is read: a cross-site form post must not spend anyone's sign-in tries.
+      Without ``Origin`` (no browser, or a same-origin GET) the request goes on.
+    - Every answer carries ``X-Content-Type-Options: nosniff``.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str], origins: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+        self.origins = origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def nosniff_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == NOSNIFF[0] for name, _ in headers):
+                    message = {**message, "headers": [*headers, NOSNIFF]}
+            await send(message)
+
+        headers = {name: value for name, value in scope["headers"] if name in (b"host", b"origin")}
+        host = headers.get(b"host", b"").decode("latin-1")
+        if host_name(host) not in self.hosts:
+            refusal = error_response(
+                421, "invalid_request", "This server does not serve the host name in the request"
+            )
+        elif b"origin" in headers and headers[b"origin"].decode("latin-1") not in self.origins:
+            refusal = error_response(
+                403, "invalid_request", "Requests from other web sites are refused"
+            )
+        else:
+            await self.app(scope, receive, nosniff_send)
+            return
+        await refusal(scope, _empty_receive, nosniff_send)
 
 
 class FormError(Exception):
@@ -108,7 +159,8 @@ async def _empty_receive() -> Message:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body as a dict; each parameter at most once."""
+    """An ``application/x-www-form-urlencoded`` body as a dict; each parameter at most once,
+    and one without a value is left out (RFC 6749 §3.2: treated as omitted)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM_TYPE:
         raise FormError(f"The request body must be {FORM_TYPE}")
@@ -134,9 +186,12 @@ def _parameters(encoded: bytes, what: str) -> dict[str, str]:
         raise FormError(f"The {what} is not a valid UTF-8 form") from None
     form: dict[str, str] = {}
     for name, value in pairs:
+        if not value:
+            continue
         if name in form:
-            # RFC 6749 §3.2: parameters must not be included more than once.
-            raise FormError(f"The parameter {name[:40]!r} is repeated")
+            # RFC 6749 §3.2: parameters must not be included more than once. Which one is not
+            # said: a description never echoes what the client sent.
+            raise FormError("A parameter is repeated")
         form[name] = value
     return form
 
@@ -200,8 +255,9 @@ def check_csrf(request: Request, form: Mapping[str, str]) -> str:
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = form.get(CSRF_FIELD, "")
     if not _CSRF_TOKEN.match(cookie) or not hmac.compare_digest(cookie, sent):
+        # 403: the request may be well formed, it is just not one this server's page sent.
         raise OAuthError(
-            400,
+            403,
             "invalid_request",
             "This form has expired or did not come from this server. Open the page again.",
         )
@@ -219,11 +275,31 @@ def form_openapi(properties: dict[str, Any], required: list[str]) -> dict[str, A
             "required": True,
             "content": {
                 FORM_TYPE: {
-                    "schema": {"type": "object", "properties": properties, "required": required}
+                    "schema": {
+                        "type": "object",
+                        "properties": properties,
+                        "required": required,
+                        # RFC 6749 §3.2: unknown parameters are ignored, each at most once.
+                        "additionalProperties": {"type": "string"},
+                    }
                 }
             },
         }
     }
+
+
+_HTTP_ERRORS = {
+    404: ("not_found", "There is nothing at this path"),
+    405: ("method_not_allowed", "This method is not allowed here"),
+}
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(scope)[0] is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -244,20 +320,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "invalid_request", "The connection closed before the body ended")
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, error: RequestValidationError) -> Response:
+    async def validation_error(_: Request, __: RequestValidationError) -> Response:
         # FastAPI's default echoes the input back; it could be a password.
-        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in error.errors())
-        return error_response(400, "invalid_request", f"The request is malformed ({where})")
+        return error_response(400, "invalid_request", "The request is malformed")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(
-            error.status_code,
-            codes.get(error.status_code, "invalid_request"),
-            str(error.detail),
-            error.headers,
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        # Fixed sentences: a detail could carry something of the request.
+        code, description = _HTTP_ERRORS.get(
+            error.status_code, ("invalid_request", "The request cannot be served")
         )
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path has a
+            # route per method here (GET and its HEAD twin, POST /userinfo).
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        return error_response(error.status_code, code, description, headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, __: Exception) -> Response:

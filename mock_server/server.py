@@ -41,7 +41,7 @@ from .store import (
     Rotation,
     Store,
 )
-from .throttle import FailureLimiter
+from .throttle import FailureLimiter, address_key
 from .tokens import (
     AccessTokenVerifier,
     InvalidToken,
@@ -53,13 +53,23 @@ from .tokens import (
 )
 
 OFFLINE_ACCESS = "offline_access"
-SCOPES = ("openid", "profile", "email", "groups", OFFLINE_ACCESS)
-# What a request that names no scope gets; offline_access only when asked for.
-DEFAULT_SCOPE = "openid profile email groups"
+ADMIN_SCOPE = "sessions:admin"
+SCOPES = ("openid", "profile", "email", "groups", OFFLINE_ACCESS, ADMIN_SCOPE)
+# Least privilege (RFC 6749 §3.3): without a scope a client gets who the person is, not what
+# they may do; `groups`, `sessions:admin` and `offline_access` must be asked for.
+DEFAULT_SCOPE = "openid profile email"
 GRANTABLE_SCOPE = " ".join(SCOPES)
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_TYPES = ("password", "refresh_token", "authorization_code", DEVICE_CODE_GRANT)
 ADMIN_GROUP = "admin"
+SCOPE_DESCRIPTIONS = {
+    "openid": "OpenID Connect: the person's subject id",
+    "profile": "Name, username, locale",
+    "email": "Email address",
+    "groups": "Group membership, in the access token and userinfo",
+    OFFLINE_ACCESS: "A refresh token for a browser or device sign-in (with prompt=consent)",
+    ADMIN_SCOPE: "List and revoke sessions (granted to members of admin only)",
+}
 _SCOPE_CLAIMS = {
     "profile": (
         "preferred_username",
@@ -93,8 +103,12 @@ class OAuthError(Exception):
         self.headers = dict(headers or {})
 
 
-def _challenge(scheme: str, error: str | None, description: str, *extra: str) -> str:
+def _challenge(
+    scheme: str, error: str | None, description: str, *extra: str, scope: str | None = None
+) -> str:
     params = [f'error="{error}", error_description="{description}"'] if error else []
+    if error and scope is not None:
+        params.append(f'scope="{scope}"')  # RFC 6750 §3: what insufficient_scope lacks
     params += extra
     return f"{scheme} {', '.join(params)}" if params else scheme
 
@@ -272,6 +286,15 @@ class TokenServer:
             return {}
         return {"DPoP-Nonce": self.dpop_nonces.current()}
 
+    @staticmethod
+    def _granted(user: User, scope: str) -> str:
+        """``scope`` as granted to ``user``: sessions:admin only for members of admin. Asked by
+        anyone else it is left out, not refused (RFC 6749 §3.3 lets the server grant less, and
+        the response's scope says so), so one client can ask it of every user."""
+        if ADMIN_GROUP in user.groups:
+            return scope
+        return " ".join(s for s in scope.split() if s != ADMIN_SCOPE)
+
     def _password_grant(
         self, form: Mapping[str, str], client_id: str, client_address: str, jkt: str | None
     ) -> dict[str, Any]:
@@ -283,6 +306,7 @@ class TokenServer:
             )
         scope = self._requested_scope(form.get("scope"))
         user = self.check_password(username, password, client_address)
+        scope = self._granted(user, scope)
         return self._start_session(user, client_id, scope, jkt)
 
     def _start_session(
@@ -325,17 +349,17 @@ class TokenServer:
         """The user these credentials name, or an OAuthError: ``invalid_grant`` with one answer
         for an unknown user and a wrong password, ``too_many_requests`` (429) past the limit."""
         user_key = "user:" + username.casefold()
-        address_key = "address:" + client_address
+        address = "address:" + address_key(client_address)
         # Both slots are reserved before the slow hash check, so concurrent guesses count
         # against the limit while they are being checked; a slot taken when the other limit
         # refuses is given back at once.
         user_wait = self.user_limiter.begin(user_key)
-        address_wait = self.address_limiter.begin(address_key)
+        address_wait = self.address_limiter.begin(address)
         if user_wait is not None or address_wait is not None:
             if user_wait is None:
                 self.user_limiter.finish(user_key, failed=False)
             if address_wait is None:
-                self.address_limiter.finish(address_key, failed=False)
+                self.address_limiter.finish(address, failed=False)
             waits = [w for w in (user_wait, address_wait) if w is not None]
             retry_after = max(1, math.ceil(max(waits)))
             raise OAuthError(
@@ -355,7 +379,7 @@ class TokenServer:
         finally:
             # A check that raised counts as a failure: an error must not be a free guess.
             self.user_limiter.finish(user_key, failed=failed)
-            self.address_limiter.finish(address_key, failed=failed)
+            self.address_limiter.finish(address, failed=failed)
         if failed or user is None:
             raise OAuthError(400, "invalid_grant", "The username or password is incorrect")
         self.user_limiter.reset(user_key)
@@ -536,7 +560,7 @@ class TokenServer:
                 redirect_uri=request.redirect_uri,
                 code_challenge=request.code_challenge,
                 username=user.username,
-                scope=request.scope,
+                scope=self._granted(user, request.scope),
                 nonce=request.nonce,
                 auth_time=now,
                 offline=request.offline,
@@ -644,7 +668,7 @@ class TokenServer:
     def pending_device(self, typed_code: str, client_address: str) -> DeviceCode:
         """The pending device authorization a person's typed user code names. Wrong codes are
         limited per address (§5.1: 34 bits are guessable without a limit)."""
-        key = "address:" + client_address
+        key = "address:" + address_key(client_address)
         wait = self.user_code_limiter.begin(key)
         if wait is not None:
             retry_after = max(1, math.ceil(wait))
@@ -699,7 +723,8 @@ class TokenServer:
             user = self.users.get(device.username or "")
             if user is None:
                 raise OAuthError(400, "invalid_grant", "The user no longer exists")
-            family = self._new_family(user.username, client_id, device.scope, now, jkt)
+            scope = self._granted(user, device.scope)
+            family = self._new_family(user.username, client_id, scope, now, jkt)
             issued.append((user, family))
             return family, refresh_token_hash(refresh_token)
 
@@ -757,7 +782,13 @@ class TokenServer:
     # Protected resources (Bearer, RFC 6750; DPoP, RFC 9449 §7)
 
     def resource_error(
-        self, status: int, error: str | None, description: str, *, dpop: bool = False
+        self,
+        status: int,
+        error: str | None,
+        description: str,
+        *,
+        dpop: bool = False,
+        scope: str | None = None,
     ) -> OAuthError:
         """A refused resource request with a challenge for each scheme this server accepts
         (RFC 6750 §3, RFC 9449 §7.1). The error goes on the scheme it concerns (``dpop``: the
@@ -767,13 +798,13 @@ class TokenServer:
                 status,
                 error or "unauthorized",
                 description,
-                {"WWW-Authenticate": _challenge("Bearer", error, description)},
+                {"WWW-Authenticate": _challenge("Bearer", error, description, scope=scope)},
             )
         dpop = dpop or self.settings.dpop == "required"
         algs = f'algs="{" ".join(DPOP_ALGORITHMS)}"'
         challenges = [
-            _challenge("DPoP", error if dpop else None, description, algs),
-            _challenge("Bearer", None if dpop else error, description),
+            _challenge("DPoP", error if dpop else None, description, algs, scope=scope),
+            _challenge("Bearer", None if dpop else error, description, scope=scope),
         ]
         if self.settings.dpop == "required":
             del challenges[1]
@@ -884,12 +915,17 @@ class TokenServer:
         self.store.revoke_family(family.id, self.clock(), f"revoked by {caller.user.username}")
 
     def require_admin(self, caller: Caller) -> None:
-        if ADMIN_GROUP not in caller.claims["groups"]:
+        """The admin API needs both the scope (the token was meant for it) and the person's
+        current membership of the group (the directory may have changed since the grant)."""
+        if ADMIN_SCOPE not in str(caller.claims["scope"]).split() or (
+            ADMIN_GROUP not in caller.user.groups
+        ):
             raise self.resource_error(
                 403,
                 "insufficient_scope",
-                f"This resource is for members of {ADMIN_GROUP}",
+                f"This resource needs the {ADMIN_SCOPE} scope, granted to members of {ADMIN_GROUP}",
                 dpop=caller.dpop,
+                scope=ADMIN_SCOPE,
             )
 
     def discovery(self) -> dict[str, Any]:

@@ -18,6 +18,9 @@ MEMORY_DB = ":memory:"
 # token requests without a proof and Bearer tokens.
 DPOP_MODES = ("off", "allowed", "required")
 
+# The names a loopback-bound server answers to besides its issuer's (Host header, no port).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # Ten years. Far longer would overflow the dates the server shows (/api/sessions' expiry, a
@@ -55,6 +58,20 @@ def issuer_problem(issuer: str) -> str | None:
     return None
 
 
+def host_name(host: str) -> str:
+    """A Host header value or URL netloc without its port, lower-case: ``[::1]:80`` -> ``[::1]``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def is_loopback_host(host: str) -> bool:
+    name = host_name(host)
+    return name in LOOPBACK_HOSTS or name.startswith("127.")
+
+
 def default_db_path() -> Path:
     return platformdirs.user_data_path("jwt-mock-server", appauthor=False) / "mock-server.sqlite3"
 
@@ -84,6 +101,18 @@ class Settings:
     max_failures_per_address: int = 20
     failure_window: float = 5 * 60
     max_body_bytes: int = 16 * 1024
+    # Host names served besides the issuer's (DNS rebinding: any other Host gets 421). The
+    # loopback names are added whenever the issuer or one of these is a loopback name.
+    allowed_hosts: tuple[str, ...] = ()
+    # Origins of this server's own pages besides the issuer's (the CLI adds the address it is
+    # bound to, when the issuer names another): any other Origin gets 403.
+    allowed_origins: tuple[str, ...] = ()
+    # Slowloris: a request must arrive whole within request_timeout of its first byte (or of
+    # the connection); an idle keep-alive connection closes after keep_alive_timeout; SIGTERM
+    # waits at most shutdown_timeout for requests in flight. Used by the CLI's uvicorn.
+    request_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    shutdown_timeout: float = 5.0
     # Browser and device sign-in: an authorization code lives a minute (RFC 6749 §4.1.2 asks
     # for at most ten); a device code ten minutes, polled every `device_interval` seconds.
     code_ttl: float = 60
@@ -104,6 +133,31 @@ class Settings:
                 raise ValueError(f"{name} must be a duration of at most 10 years, above 0")
         if self.dpop not in DPOP_MODES:
             raise ValueError(f"dpop must be one of {', '.join(DPOP_MODES)}: {self.dpop!r}")
+        for name, seconds in (
+            ("request_timeout", self.request_timeout),
+            ("keep_alive_timeout", self.keep_alive_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+        ):
+            if not 0 < seconds <= 3600:
+                raise ValueError(f"{name} must be above 0 and at most an hour")
+
+    @property
+    def served_hosts(self) -> frozenset[str]:
+        """The Host names (without port, lower-case) this server answers."""
+        names = {host_name(urlsplit(self.issuer).netloc), *map(host_name, self.allowed_hosts)}
+        if any(is_loopback_host(name) for name in names):
+            names.update(LOOPBACK_HOSTS)
+        return frozenset(names)
+
+    @property
+    def own_origins(self) -> frozenset[str]:
+        """The browser origins of this server's own pages: its issuer's, and the same scheme
+        and port under each served host name (a page opened as localhost posts from there)."""
+        parts = urlsplit(self.issuer)
+        default_port = 443 if parts.scheme == "https" else 80
+        port = "" if (parts.port or default_port) == default_port else f":{parts.port}"
+        own = {f"{parts.scheme}://{name}{port}" for name in self.served_hosts}
+        return frozenset({*own, *self.allowed_origins})
 
     @property
     def audience(self) -> str:

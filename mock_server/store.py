@@ -4,15 +4,21 @@ authorization codes and device codes.
 One connection per process, guarded by a lock; several processes may share one database file.
 Every write runs in ``BEGIN IMMEDIATE``, so writers are serialised by SQLite itself (WAL mode,
 with a busy timeout) and the rotation's conditional write is atomic across processes.
+
+Servers with different issuers may share a file: signing keys are shared, but a store sees only
+the sessions, authorization codes and device codes of its own issuer, so a refresh token or a
+code is never redeemable at another issuer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import math
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,7 +48,9 @@ CREATE TABLE IF NOT EXISTS families (
     revoked_at        REAL,
     revoked_reason    TEXT,
     -- The thumbprint of the DPoP key its refresh tokens are bound to (RFC 9449 §5), if any.
-    dpop_jkt          TEXT
+    dpop_jkt          TEXT,
+    -- The issuer that made the sign-in: only that issuer can redeem or list it.
+    issuer            TEXT
 );
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     hash       TEXT PRIMARY KEY,
@@ -64,7 +72,8 @@ CREATE TABLE IF NOT EXISTS authorization_codes (
     expires_at     REAL NOT NULL,
     used_at        REAL,
     -- The session the code was redeemed for: revoked when the code comes back.
-    family_id      TEXT
+    family_id      TEXT,
+    issuer         TEXT
 );
 CREATE TABLE IF NOT EXISTS device_codes (
     hash           TEXT PRIMARY KEY,
@@ -76,7 +85,8 @@ CREATE TABLE IF NOT EXISTS device_codes (
     last_polled_at REAL,
     status         TEXT NOT NULL,
     username       TEXT,
-    auth_time      REAL
+    auth_time      REAL,
+    issuer         TEXT
 );
 -- DPoP replay cache (RFC 9449 §11.1): the SHA-256 of each accepted proof's jti, until its iat
 -- leaves the accepted window. One write per proof, so one b-tree (no rowid, no index: the rare
@@ -98,6 +108,24 @@ CODE_RETENTION_SECONDS = 86400.0
 BUSY_TIMEOUT_SECONDS = 15.0
 # Expired replay-cache entries are deleted at most this often (a write per proof is enough).
 _PRUNE_INTERVAL = 30.0
+
+_OWNER_ONLY = 0o600
+_log = logging.getLogger(__name__)
+
+
+def secure_permissions(db_path: str) -> None:
+    """Make the database and its WAL companions readable by their owner only: they hold the
+    private signing keys. A file made earlier with looser permissions is tightened (with a
+    warning), not refused, so an existing database keeps working; an OSError (a file owned by
+    someone else) stops the start."""
+    for path in (db_path, db_path + "-wal", db_path + "-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & ~_OWNER_ONLY:
+            os.chmod(path, _OWNER_ONLY)
+            _log.warning("%s was readable by others (mode %04o); now 0600", path, mode)
 
 
 @dataclass(frozen=True)
@@ -261,22 +289,26 @@ class Store(Protocol):
     def dpop_nonces(self) -> list[tuple[str, float]]: ...
 
 
+# Every family query names the issuer: a store never sees another issuer's sessions.
 _SELECT_FAMILY = (
     "SELECT id, username, client_id, scope, created_at, last_refreshed_at, expires_at, "
     "revoked_at, revoked_reason, dpop_jkt FROM families "
 )
-_FAMILY_BY_ID = _SELECT_FAMILY + "WHERE id = ?"
+_FAMILY_BY_ID = _SELECT_FAMILY + "WHERE id = ? AND issuer = ?"
 _FAMILY_BY_REFRESH_HASH = (
     "SELECT f.id, f.username, f.client_id, f.scope, f.created_at, f.last_refreshed_at, "
     "f.expires_at, f.revoked_at, f.revoked_reason, f.dpop_jkt "
-    "FROM refresh_tokens t JOIN families f ON f.id = t.family_id WHERE t.hash = ?"
+    "FROM refresh_tokens t JOIN families f ON f.id = t.family_id "
+    "WHERE t.hash = ? AND f.issuer = ?"
 )
 _ACTIVE_FAMILIES = (
-    _SELECT_FAMILY + "WHERE revoked_at IS NULL AND expires_at > ? ORDER BY created_at"
+    _SELECT_FAMILY
+    + "WHERE revoked_at IS NULL AND expires_at > ? AND issuer = ? ORDER BY created_at"
 )
 _INSERT_FAMILY = (
     "INSERT INTO families (id, username, client_id, scope, created_at, last_refreshed_at, "
-    "expires_at, revoked_at, revoked_reason, dpop_jkt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "expires_at, revoked_at, revoked_reason, dpop_jkt, issuer) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -316,13 +348,19 @@ def _poll_refusal(
 
 
 class SqliteStore:
-    def __init__(self, db_path: str) -> None:
+    """``issuer`` scopes the sessions: the store makes, finds, rotates, lists and revokes only
+    that issuer's families (signing keys are shared by every issuer of the file). Without one
+    (``rotate-key``) it sees signing keys only."""
+
+    def __init__(self, db_path: str, *, issuer: str | None = None) -> None:
         self._lock = threading.RLock()
+        self._issuer = issuer
         if db_path != MEMORY_DB:
             path = Path(db_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The file holds the private signing keys: readable by its owner only.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, _OWNER_ONLY))
+            secure_permissions(db_path)
         self._conn = sqlite3.connect(
             db_path,
             timeout=BUSY_TIMEOUT_SECONDS,
@@ -334,6 +372,8 @@ class SqliteStore:
             if db_path != MEMORY_DB:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
+                # SQLite gives new -wal/-shm files the database's mode; older ones may not be.
+                secure_permissions(db_path)
             self._conn.execute("PRAGMA foreign_keys = ON")
             with self._write() as conn:
                 # Statement by statement: executescript() would commit our transaction.
@@ -346,6 +386,15 @@ class SqliteStore:
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(families)")}
                 if "dpop_jkt" not in columns:  # a database from before DPoP
                     conn.execute("ALTER TABLE families ADD COLUMN dpop_jkt TEXT")
+                for table in ("families", "authorization_codes", "device_codes"):
+                    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                    if "issuer" not in columns:  # a database from before the issuer column
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN issuer TEXT")
+                # Older codes stay without one: they live minutes, and are simply unknown now.
+                if issuer is not None:
+                    # Sessions from before then belong to the first issuer that serves the
+                    # file after the upgrade: they keep working there, and nowhere else.
+                    conn.execute("UPDATE families SET issuer = ? WHERE issuer IS NULL", (issuer,))
         self._pruned_at = -math.inf
         # Reads get a connection of their own: in WAL mode they never wait for a writer, so a
         # read is always quick, even while a write waits for another process's lock. (One
@@ -433,8 +482,9 @@ class SqliteStore:
         with self._write() as conn:
             self._insert_family(conn, family, token_hash)
 
-    @staticmethod
-    def _insert_family(conn: sqlite3.Connection, family: Family, token_hash: str | None) -> None:
+    def _insert_family(
+        self, conn: sqlite3.Connection, family: Family, token_hash: str | None
+    ) -> None:
         conn.execute(
             _INSERT_FAMILY,
             (
@@ -448,6 +498,7 @@ class SqliteStore:
                 family.revoked_at,
                 family.revoked_reason,
                 family.dpop_jkt,
+                self._issuer,
             ),
         )
         if token_hash is not None:
@@ -477,7 +528,7 @@ class SqliteStore:
         unbound family is bound to it from now on (RFC 9449 §5).
         """
         with self._write() as conn:
-            row = conn.execute(_FAMILY_BY_REFRESH_HASH, (token_hash,)).fetchone()
+            row = conn.execute(_FAMILY_BY_REFRESH_HASH, (token_hash, self._issuer)).fetchone()
             if row is None:
                 return RotationResult(Rotation.UNKNOWN, None)
             family = _family(row)
@@ -525,24 +576,24 @@ class SqliteStore:
         return RotationResult(Rotation.REUSED, family)
 
     def find_by_token(self, token_hash: str) -> Family | None:
-        rows = self._read(_FAMILY_BY_REFRESH_HASH, (token_hash,))
+        rows = self._read(_FAMILY_BY_REFRESH_HASH, (token_hash, self._issuer))
         return _family(rows[0]) if rows else None
 
     def family(self, family_id: str) -> Family | None:
-        rows = self._read(_FAMILY_BY_ID, (family_id,))
+        rows = self._read(_FAMILY_BY_ID, (family_id, self._issuer))
         return _family(rows[0]) if rows else None
 
     def revoke_family(self, family_id: str, now: float, reason: str) -> bool:
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE families SET revoked_at = ?, revoked_reason = ? "
-                "WHERE id = ? AND revoked_at IS NULL",
-                (now, reason, family_id),
+                "WHERE id = ? AND issuer = ? AND revoked_at IS NULL",
+                (now, reason, family_id, self._issuer),
             ).rowcount
             return changed == 1
 
     def active_families(self, now: float) -> list[Family]:
-        rows = self._read(_ACTIVE_FAMILIES, (now,))
+        rows = self._read(_ACTIVE_FAMILIES, (now, self._issuer))
         return [_family(row) for row in rows]
 
     # Authorization codes
@@ -555,8 +606,8 @@ class SqliteStore:
             )
             conn.execute(
                 "INSERT INTO authorization_codes (hash, client_id, redirect_uri, code_challenge, "
-                "username, scope, nonce, auth_time, offline, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "username, scope, nonce, auth_time, offline, expires_at, issuer) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     code_hash,
                     code.client_id,
@@ -568,6 +619,7 @@ class SqliteStore:
                     code.auth_time,
                     int(code.offline),
                     code.expires_at,
+                    self._issuer,
                 ),
             )
 
@@ -582,8 +634,8 @@ class SqliteStore:
             row = conn.execute(
                 "SELECT client_id, redirect_uri, code_challenge, username, scope, nonce, "
                 "auth_time, offline, expires_at, used_at, family_id "
-                "FROM authorization_codes WHERE hash = ?",
-                (code_hash,),
+                "FROM authorization_codes WHERE hash = ? AND issuer = ?",
+                (code_hash, self._issuer),
             ).fetchone()
             if row is None:
                 return RedemptionResult(Redemption.UNKNOWN, None)
@@ -634,7 +686,7 @@ class SqliteStore:
                 )
                 conn.execute(
                     "INSERT INTO device_codes (hash, user_code, client_id, scope, expires_at, "
-                    "interval, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "interval, status, issuer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         device_hash,
                         device.user_code,
@@ -643,6 +695,7 @@ class SqliteStore:
                         device.expires_at,
                         device.interval,
                         device.status.value,
+                        self._issuer,
                     ),
                 )
         except sqlite3.IntegrityError:
@@ -671,8 +724,9 @@ class SqliteStore:
     def pending_device_code(self, user_code: str, now: float) -> DeviceCode | None:
         """The live, undecided device authorization with this (normalised) user code."""
         rows = self._read(
-            self._SELECT_DEVICE + "WHERE user_code = ? AND status = ? AND expires_at > ?",
-            (user_code, DeviceStatus.PENDING.value, now),
+            self._SELECT_DEVICE
+            + "WHERE user_code = ? AND status = ? AND expires_at > ? AND issuer = ?",
+            (user_code, DeviceStatus.PENDING.value, now, self._issuer),
         )
         return self._device(rows[0]) if rows else None
 
@@ -685,8 +739,16 @@ class SqliteStore:
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE device_codes SET status = ?, username = ?, auth_time = ? "
-                "WHERE user_code = ? AND status = ? AND expires_at > ?",
-                (status.value, username, auth_time, user_code, DeviceStatus.PENDING.value, now),
+                "WHERE user_code = ? AND status = ? AND expires_at > ? AND issuer = ?",
+                (
+                    status.value,
+                    username,
+                    auth_time,
+                    user_code,
+                    DeviceStatus.PENDING.value,
+                    now,
+                    self._issuer,
+                ),
             ).rowcount
             return changed == 1
 
@@ -697,8 +759,9 @@ class SqliteStore:
         created once, when the code was approved."""
         with self._write() as conn:
             row = conn.execute(
-                self._SELECT_DEVICE.replace("FROM", ", last_polled_at FROM") + "WHERE hash = ?",
-                (device_hash,),
+                self._SELECT_DEVICE.replace("FROM", ", last_polled_at FROM")
+                + "WHERE hash = ? AND issuer = ?",
+                (device_hash, self._issuer),
             ).fetchone()
             if row is None:
                 return PollResult(Poll.UNKNOWN, None)

@@ -7,12 +7,33 @@ in between the check of the limit and the record of their failures."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
 # Bounded memory under a flood of made-up usernames: the stalest keys go first.
 _MAX_KEYS = 100_000
+
+
+def address_key(host: str) -> str:
+    """The client a connection's address stands for, as far as the per-address limit goes.
+
+    One machine has the whole loopback range (``127.0.0.2`` is as much the local host as
+    ``127.0.0.1``, and ``::1`` too), and an IPv6 host is usually handed a whole /64: counting
+    each address apart would give one client millions of separate limits.
+    """
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class FailureLimiter:

@@ -23,7 +23,7 @@ from .store import Family
 
 ALGORITHM = "RS256"
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (a media type, not a secret)
-REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "groups", "sid")
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "sid")
 # Tolerance for an `iat` slightly ahead of our clock (another process, another clock).
 _IAT_SKEW = 60.0
 _MAX_TOKEN_LENGTH = 8192
@@ -74,11 +74,13 @@ def issue_access_token(
         "jti": uuid.uuid4().hex,
         "client_id": family.client_id,
         "scope": scope,
-        "groups": list(user.groups),
         "sid": family.id,
     }
     if jkt is not None:
         claims["cnf"] = {"jkt": jkt}
+    # The person's groups only for a client that asked for them (least privilege).
+    if "groups" in scope.split():
+        claims["groups"] = list(user.groups)
     token = jwt.encode(
         claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": ACCESS_TOKEN_TYP}
     )
@@ -189,7 +191,7 @@ def _verify_signed_content(token: str, keys: SigningKeys, settings: Settings) ->
     text_claims = ("sub", "jti", "client_id", "scope", "sid")
     if not all(isinstance(claims[name], str) for name in text_claims):
         raise InvalidToken("The access token has malformed claims")
-    groups = claims["groups"]
+    groups = claims.get("groups", [])
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise InvalidToken("The access token has malformed claims")
     if "cnf" in claims and bound_key(claims) is None:

@@ -2,8 +2,9 @@
 
 Modules: ``transport`` (the one HTTP policy), ``oauth`` (the protocol as functions),
 ``grants`` (ways of signing in), ``session`` (``AuthClient``: state, refresh, storage),
-``store`` (the keyring), ``tokens``, ``errors`` (the one exception tree), ``messages`` (every
-sentence). ``AuthClient`` and the other ``requests``-backed names are loaded on first use so
+``store`` (the keyring), ``tokens``, ``inspection`` (a token decoded and checked, for display),
+``admin`` (the server's sessions resource), ``errors`` (the one exception tree), ``messages``
+(every sentence). ``AuthClient`` and the other ``requests``-backed names are loaded on first use so
 that importing this package (for the errors or the store) stays cheap.
 """
 

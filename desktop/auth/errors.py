@@ -8,7 +8,7 @@ enter the core, so callers (the GUI, the CLI) only ever catch these::
     AuthError                       root: str(e) is a sentence for a person
      ├── ConfigurationError         bad server URL, http:// to a non-loopback host, bad metadata
      ├── InputError                 what the person typed cannot be sent (empty username...)
-     ├── Cancelled                  the person cancelled a sign-in in progress
+     ├── Cancelled                  the person cancelled a sign-in in progress (any grant)
      ├── ServerUnreachable          connection refused, DNS failure, timeout (keeps the session)
      ├── ServerError                5xx, or an answer that is not what the standard says
      │                              (HTML instead of JSON, missing fields) (keeps the session)
@@ -27,15 +27,16 @@ enter the core, so callers (the GUI, the CLI) only ever catch these::
      │    │                         session is gone and the person must sign in again
      │    ├── DPoPRefused           the server refused the DPoP proof (``invalid_dpop_proof``,
      │    │                         ``use_dpop_nonce`` after the one retry), RFC 9449
-     │    └── AuthorizationDenied   the authorization endpoint answered ``error=`` (access_denied…)
+     │    ├── AuthorizationDenied   the person or the server refused the sign-in (access_denied…
+     │    │                         from the authorization endpoint or the device grant's polling)
+     │    └── DeviceCodeExpired     the device code expired before the person approved it
      ├── NotSignedIn                no session to use
      ├── LockTimeout                another process held the session's lock for too long
      ├── StorageError               the session could not be kept in the OS keyring
      │    ├── KeyringUnavailable    the OS keyring is missing, locked or hanging
      │    └── SecretTooLong         the keyring works, but this session does not fit in it
      ├── BrowserSignInError         the browser sign-in ended on this side (listener failed)
-     │    ├── SignInTimedOut        no redirect came back in time
-     │    └── SignInCancelled       the person cancelled the wait
+     │    └── SignInTimedOut        no redirect came back in time
      └── InvalidDPoPKey             a stored DPoP key cannot be read
 """
 
@@ -51,6 +52,7 @@ __all__ = [
     "ClientRejected",
     "ConfigurationError",
     "DPoPRefused",
+    "DeviceCodeExpired",
     "InputError",
     "InvalidCredentials",
     "InvalidDPoPKey",
@@ -64,7 +66,6 @@ __all__ = [
     "ServerError",
     "ServerUnreachable",
     "SessionEnded",
-    "SignInCancelled",
     "SignInTimedOut",
     "StateMismatch",
     "StorageError",
@@ -206,16 +207,17 @@ class AuthorizationDenied(OAuthError):
     """The authorization endpoint redirected back with an error (``access_denied``, ...)."""
 
 
+class DeviceCodeExpired(OAuthError):
+    """The device grant's code expired (``expired_token``, or its ``expires_in`` passed)."""
+
+
 class BrowserSignInError(AuthError):
-    """The browser sign-in ended on this side: the listener failed, timed out or was cancelled."""
+    """The browser sign-in ended on this side: the listener failed or timed out. (Cancel is
+    :class:`Cancelled`, whichever grant was waiting.)"""
 
 
 class SignInTimedOut(BrowserSignInError):
     """No redirect came back from the browser in time."""
-
-
-class SignInCancelled(BrowserSignInError):
-    """The person cancelled the browser sign-in."""
 
 
 class InvalidDPoPKey(AuthError):

@@ -1,4 +1,9 @@
-"""ID-token validation (OpenID Connect Core 1.0 §3.1.3.7, §3.1.3.8, §5.3.2).
+"""ID-token validation (OpenID Connect Core 1.0 §3.1.3.7, §3.1.3.8).
+
+:class:`IDTokenValidator` is what the session's ``id_token_validator`` seam takes
+(``desktop/app.py`` and ``desktop/cli.py`` pass it): it fetches the provider's JWKS through the
+core's transport and validates with the metadata's issuer and algorithms. The §5.3.2 check
+(userinfo's ``sub`` is the ID token's) is done by :func:`desktop.auth.oauth.userinfo_claims`.
 
 Nothing of an ID token is used before :func:`validate_id_token` has accepted it. The signature
 is checked against the provider's JWKS with an algorithm from a pinned list: what discovery
@@ -17,12 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
 
-from desktop.auth.errors import InvalidIDToken, SubjectMismatch
+from desktop.auth import messages
+from desktop.auth.errors import InvalidIDToken, ServerError
 
 # Asymmetric signature algorithms we verify (RFC 7518 §3.1, RFC 8037).
 ALLOWED_ALGORITHMS: frozenset[str] = frozenset(
@@ -33,12 +39,19 @@ DEFAULT_ALGORITHM = "RS256"
 # Seconds of clock difference tolerated between this machine and the provider.
 DEFAULT_LEEWAY = 60.0
 
+if TYPE_CHECKING:
+    from desktop.auth.oauth import ServerMetadata
+    from desktop.auth.transport import Transport
+
 Clock = Callable[[], float]
 FetchJWKS = Callable[[], Mapping[str, Any]]
 
 
-def _fail(reason: str, sentence: str) -> InvalidIDToken:
-    return InvalidIDToken(f"The server's ID token was refused: {sentence}", reason=reason)
+def _fail(reason: str, wording: str | None = None) -> InvalidIDToken:
+    """``reason`` names the check; ``wording`` the sentence in messages.ID_TOKEN_SENTENCES
+    (the reason itself unless a check has several)."""
+    sentence = messages.ID_TOKEN_SENTENCES[wording or reason]
+    return InvalidIDToken(messages.id_token_refused(sentence), reason=reason)
 
 
 class JWKSCache:
@@ -87,7 +100,7 @@ def signing_algorithms(advertised: Sequence[str] | None) -> frozenset[str]:
 def _find_jwk(keys: Mapping[str, Any], kid: str | None) -> dict[str, Any] | None:
     entries = keys.get("keys") if isinstance(keys, Mapping) else None
     if not isinstance(entries, list):
-        raise _fail("jwks", "the server's key set is not a valid JWKS document.")
+        raise _fail("jwks")
     usable = [
         k for k in entries if isinstance(k, dict) and k.get("use", "sig") == "sig" and "d" not in k
     ]
@@ -102,13 +115,13 @@ def _verification_key(jwks: JWKSCache, kid: str | None, alg: str) -> Any:
     if entry is None:
         entry = _find_jwk(jwks.refetch(), kid)  # the provider may have rotated its keys
     if entry is None:
-        raise _fail("kid", "it is signed with a key the server does not publish.")
+        raise _fail("kid")
     if entry.get("alg", alg) != alg:
-        raise _fail("alg", "its algorithm does not match the server's key.")
+        raise _fail("alg")
     try:
         return jwt.PyJWK(entry, algorithm=alg).key
     except jwt.PyJWTError as error:
-        raise _fail("jwks", "the server's key does not fit the token's algorithm.") from error
+        raise _fail("jwks", "jwks_key") from error
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float | None:
@@ -155,13 +168,13 @@ def validate_id_token(
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as error:
-        raise _fail("format", "it is not a valid signed JWT.") from error
+        raise _fail("format") from error
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in signing_algorithms(algorithms_supported):
-        raise _fail("alg", "it is signed with an algorithm that is not allowed.")
+        raise _fail("alg", "alg_not_allowed")
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
-        raise _fail("kid", "its key id is not valid.")
+        raise _fail("kid", "kid_invalid")
     key = _verification_key(jwks, kid, alg)
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -182,9 +195,9 @@ def validate_id_token(
             },
         )
     except jwt.InvalidSignatureError as error:
-        raise _fail("signature", "its signature is not valid.") from error
+        raise _fail("signature") from error
     except jwt.PyJWTError as error:
-        raise _fail("format", "it is not a valid signed JWT.") from error
+        raise _fail("format") from error
     return _check_claims(
         claims,
         issuer=issuer,
@@ -207,10 +220,10 @@ def _check_claims(
     leeway: float,
 ) -> IDTokenClaims:
     if claims.get("iss") != issuer:
-        raise _fail("iss", "it was issued by another server than expected.")
+        raise _fail("iss")
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
-        raise _fail("sub", "it does not name the signed-in person.")
+        raise _fail("sub")
     aud = claims.get("aud")
     audience = (aud,) if isinstance(aud, str) else aud
     if (
@@ -218,29 +231,29 @@ def _check_claims(
         or not all(isinstance(a, str) for a in audience)
         or client_id not in audience
     ):
-        raise _fail("aud", "it was not issued to this app.")
+        raise _fail("aud")
     azp = claims.get("azp")
     if (azp is not None or len(audience) > 1) and azp != client_id:
-        raise _fail("azp", "it was issued to another party than this app.")
+        raise _fail("azp")
     expires_at = _number(claims, "exp")
     if expires_at is None:
-        raise _fail("exp", "it has no expiry time.")
+        raise _fail("exp")
     if now > expires_at + leeway:
-        raise _fail("exp", "it has expired (check this computer's clock).")
+        raise _fail("exp", "expired")
     issued_at = _number(claims, "iat")
     if issued_at is None:
-        raise _fail("iat", "it has no issue time.")
+        raise _fail("iat")
     if issued_at > now + leeway:
-        raise _fail("iat", "it was issued in the future (check this computer's clock).")
+        raise _fail("iat", "iat_future")
     not_before = _number(claims, "nbf")
     if not_before is not None and now + leeway < not_before:
-        raise _fail("nbf", "it is not valid yet (check this computer's clock).")
+        raise _fail("nbf")
     got_nonce = claims.get("nonce")
     if nonce is not None and not (
         isinstance(got_nonce, str)
         and hmac.compare_digest(got_nonce.encode("utf-8"), nonce.encode("utf-8"))
     ):
-        raise _fail("nonce", "it does not belong to this sign-in (nonce).")
+        raise _fail("nonce")
     got_hash = claims.get("at_hash")
     if (
         at_hash is not None
@@ -250,7 +263,7 @@ def _check_claims(
             and hmac.compare_digest(got_hash.encode("utf-8"), at_hash.encode("ascii"))
         )
     ):
-        raise _fail("at_hash", "it does not match the access token issued with it.")
+        raise _fail("at_hash")
     return IDTokenClaims(
         issuer=issuer,
         subject=subject,
@@ -263,14 +276,59 @@ def _check_claims(
     )
 
 
-def check_userinfo_subject(id_claims: IDTokenClaims, userinfo: Mapping[str, Any]) -> None:
-    """OIDC Core §5.3.2: the UserInfo ``sub`` must be exactly the ID token's, or the answer
-    may be about someone else (token substitution) and must not be used."""
-    sub = userinfo.get("sub")
-    if not isinstance(sub, str) or not hmac.compare_digest(
-        sub.encode("utf-8"), id_claims.subject.encode("utf-8")
-    ):
-        raise SubjectMismatch(
-            "The server's profile answer is about another person than the one signed in.",
-            reason="userinfo_sub",
+class IDTokenValidator:
+    """The session's ``id_token_validator``: validates with the provider's own key set,
+    fetched from ``metadata.jwks_uri`` through the session's transport (one cache per URI,
+    refetched once when a ``kid`` is unknown). Returns the accepted token's claims."""
+
+    def __init__(self, *, clock: Clock = time.time, leeway: float = DEFAULT_LEEWAY) -> None:
+        self._clock = clock
+        self._leeway = leeway
+        self._lock = threading.Lock()
+        self._caches: dict[str, JWKSCache] = {}
+
+    def __call__(
+        self,
+        id_token: str,
+        *,
+        metadata: ServerMetadata,
+        transport: Transport,
+        client_id: str,
+        nonce: str | None,
+        access_token: str,
+    ) -> Mapping[str, Any]:
+        uri = metadata.jwks_uri
+        if uri is None:
+            raise InvalidIDToken(messages.NO_JWKS, reason="jwks")
+        with self._lock:
+            cache = self._caches.get(uri)
+            if cache is None:
+                cache = self._caches[uri] = JWKSCache(lambda: _fetch_jwks(transport, uri))
+        claims = validate_id_token(
+            id_token,
+            issuer=metadata.issuer,
+            client_id=client_id,
+            jwks=cache,
+            algorithms_supported=metadata.id_token_signing_alg_values_supported,
+            nonce=nonce,
+            access_token=access_token,
+            clock=self._clock,
+            leeway=self._leeway,
         )
+        return claims.claims
+
+
+def _fetch_jwks(transport: Transport, uri: str) -> Mapping[str, Any]:
+    from desktop.auth.oauth import server_failure
+    from desktop.auth.transport import json_object
+
+    response = transport.request(
+        "GET", uri, what="The server's jwks_uri", headers={"Accept": "application/json"}
+    )
+    with response:
+        if response.status_code != 200:
+            raise server_failure(response.status_code)
+        document = json_object(response)
+    if document is None:
+        raise ServerError(messages.JWKS_NOT_JSON, status=200)
+    return document

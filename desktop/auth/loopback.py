@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from desktop.auth import messages
 from desktop.auth.errors import (
     AuthorizationDenied,
     AuthorizationResponseInvalid,
     BrowserSignInError,
+    Cancelled,
     ConfigurationError,
     IssuerMismatch,
-    SignInCancelled,
     SignInTimedOut,
     StateMismatch,
 )
@@ -49,20 +50,6 @@ SOCKET_TIMEOUT = 5.0
 _POLL_SECONDS = 0.05
 # error_description is the server's free text: shown bounded and as plain text only.
 _DESCRIPTION_LIMIT = 200
-
-_ERROR_SENTENCES = {
-    "access_denied": "The sign-in was declined or cancelled in the browser.",
-    "login_required": "The server needs you to sign in again in the browser.",
-    "consent_required": "The server needs your consent in the browser to continue.",
-    "interaction_required": "The server needs you to finish the sign-in in the browser.",
-    "account_selection_required": "The server needs you to choose an account in the browser.",
-    "invalid_scope": "The server refused the permissions this app asks for.",
-    "unauthorized_client": "The server does not allow this app to sign in with a browser.",
-    "unsupported_response_type": "The server does not support browser sign-in for this app.",
-    "invalid_request": "The server refused the sign-in request as invalid.",
-    "server_error": "The server failed while signing you in. Try again later.",
-    "temporarily_unavailable": "The server cannot sign you in right now. Try again later.",
-}
 
 
 def _b64url(data: bytes) -> str:
@@ -105,7 +92,7 @@ def authorization_url(
     """
     parts = urlsplit(endpoint)
     if parts.fragment:
-        raise ConfigurationError("The server's authorization endpoint is not a valid URL.")
+        raise ConfigurationError(messages.ENDPOINT_NOT_A_URL)
     scopes = list(scope)
     ours: dict[str, str] = {
         "response_type": "code",
@@ -142,11 +129,10 @@ def _plain(text: str, limit: int = _DESCRIPTION_LIMIT) -> str:
 
 def _denied(error: str, description: str | None) -> AuthorizationDenied:
     code = _plain(error, 64)
-    sentence = _ERROR_SENTENCES.get(code, "The server refused the sign-in.")
     plain = _plain(description) if description else None
-    if plain:
-        sentence = f"{sentence} The server said: {plain}"
-    return AuthorizationDenied(sentence, error=code, description=plain)
+    return AuthorizationDenied(
+        messages.authorization_refused(code, plain or None), error=code, description=plain
+    )
 
 
 _PAGE = """<!doctype html>
@@ -265,9 +251,7 @@ class LoopbackReceiver:
         try:
             self._server = _Server(self)
         except OSError as error:
-            raise BrowserSignInError(
-                "Could not start the local listener for the browser sign-in."
-            ) from error
+            raise BrowserSignInError(messages.LISTENER_FAILED) from error
         self.port: int = self._server.server_address[1]
         self.netloc = f"{LOOPBACK_HOST}:{self.port}"
         self.redirect_uri = f"http://{self.netloc}{REDIRECT_PATH}"
@@ -296,30 +280,24 @@ class LoopbackReceiver:
         try:
             raw = parse_qs(query, keep_blank_values=True, strict_parsing=False, max_num_fields=32)
         except ValueError as error:
-            raise AuthorizationResponseInvalid(
-                "The browser sent back a malformed sign-in response."
-            ) from error
+            raise AuthorizationResponseInvalid(messages.REDIRECT_MALFORMED) from error
         if any(len(values) > 1 for values in raw.values()):
             # RFC 6749 §3.1: parameters must not repeat; which copy to trust is unknowable.
-            raise AuthorizationResponseInvalid(
-                "The browser sent back a sign-in response with repeated parameters."
-            )
+            raise AuthorizationResponseInvalid(messages.REDIRECT_REPEATED)
         params = {name: values[0] for name, values in raw.items()}
         state = params.get("state", "")
         if not hmac.compare_digest(state.encode("utf-8"), self._state.encode("utf-8")):
-            raise StateMismatch(
-                "The browser sent back a response that does not belong to this sign-in."
-            )
+            raise StateMismatch(messages.REDIRECT_WRONG_STATE)
         iss = params.get("iss")
         if iss is None and self._iss_required:
-            raise IssuerMismatch("The sign-in response did not say which server sent it.")
+            raise IssuerMismatch(messages.REDIRECT_NO_ISS)
         if iss is not None and iss != self._issuer:
-            raise IssuerMismatch("The sign-in response came from another server than expected.")
+            raise IssuerMismatch(messages.REDIRECT_WRONG_ISS)
         if "error" in params:
             raise _denied(params["error"], params.get("error_description"))
         code = params.get("code")
         if not code:
-            raise AuthorizationResponseInvalid("The server sent back no authorization code.")
+            raise AuthorizationResponseInvalid(messages.REDIRECT_NO_CODE)
         return AuthorizationResponse(code=code, iss=iss)
 
     def wait(self, timeout: float, cancel: threading.Event | None = None) -> AuthorizationResponse:
@@ -327,16 +305,16 @@ class LoopbackReceiver:
 
         Raises :class:`StateMismatch`, :class:`IssuerMismatch`,
         :class:`AuthorizationResponseInvalid`, :class:`AuthorizationDenied`,
-        :class:`SignInTimedOut` or :class:`SignInCancelled`; the listener is closed either way.
+        :class:`SignInTimedOut` or :class:`Cancelled`; the listener is closed either way.
         """
         deadline = time.monotonic() + timeout
         try:
             while not self.outcome.done.is_set():
                 if cancel is not None and cancel.is_set():
-                    raise SignInCancelled("The browser sign-in was cancelled.")
+                    raise Cancelled(messages.CANCELLED)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise SignInTimedOut("The browser sign-in took too long and was stopped.")
+                    raise SignInTimedOut(messages.BROWSER_TIMED_OUT)
                 self.outcome.done.wait(min(_POLL_SECONDS, remaining))
         finally:
             self.close()

@@ -48,7 +48,93 @@ TOKEN_NOT_JSON = "The server's token answer is not JSON."
 PROFILE_NOT_JSON = "The server's profile answer is not a JSON object."
 PROFILE_OF_ANOTHER = "The server's profile is not that of the person who signed in."
 DPOP_KEY_MISSING = "The stored session is bound to a DPoP key, but the key is not stored with it."
+NO_JWKS = "The server publishes no key set (jwks_uri), so no signature can be checked."
+JWKS_NOT_JSON = "The server's key set is not a JSON object."
+SESSIONS_NOT_JSON = "The server's list of sessions is not what was expected."
 PROFILE_NO_ACCOUNT = "The server's profile names no account (no preferred_username, no sub)."
+
+# -- browser and device sign-in, ID tokens --------------------------------------------------------
+
+CANCELLED = "The sign-in was cancelled."
+CONTINUE_IN_BROWSER = "Continue in your browser…"
+NO_BROWSER = "No web browser could be opened: open this address in a browser to sign in."
+BROWSER_TIMED_OUT = "The browser sign-in took too long and was stopped."
+LISTENER_FAILED = "Could not start the local listener for the browser sign-in."
+NO_AUTHORIZATION_ENDPOINT = "The server does not offer browser sign-in (no authorization endpoint)."
+NO_S256 = "The server does not support PKCE with S256, which browser sign-in requires."
+NO_DEVICE_ENDPOINT = "The server does not offer device sign-in (no device authorization endpoint)."
+DEVICE_ANSWER_INVALID = "The server's device sign-in answer is missing its code or address."
+DEVICE_EXPIRED = "The code expired before the sign-in was approved. Start again for a new code."
+DEVICE_DENIED = "The sign-in was declined on the other device."
+ENDPOINT_NOT_A_URL = "The server's authorization endpoint is not a valid URL."
+REDIRECT_MALFORMED = "The browser sent back a malformed sign-in response."
+REDIRECT_REPEATED = "The browser sent back a sign-in response with repeated parameters."
+REDIRECT_WRONG_STATE = "The browser sent back a response that does not belong to this sign-in."
+REDIRECT_NO_ISS = "The sign-in response did not say which server sent it."
+REDIRECT_WRONG_ISS = "The sign-in response came from another server than expected."
+REDIRECT_NO_CODE = "The server sent back no authorization code."
+USERINFO_OF_ANOTHER = "The server's profile answer is about another person than the one signed in."
+NO_JWKS = "The server's ID token cannot be checked: the server publishes no key set (jwks_uri)."
+JWKS_NOT_JSON = "The server's key set (jwks_uri) is not a JSON object."
+
+# The authorization endpoint's error codes (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6).
+_AUTHORIZATION_ERRORS = {
+    "access_denied": "The sign-in was declined or cancelled in the browser.",
+    "login_required": "The server needs you to sign in again in the browser.",
+    "consent_required": "The server needs your consent in the browser to continue.",
+    "interaction_required": "The server needs you to finish the sign-in in the browser.",
+    "account_selection_required": "The server needs you to choose an account in the browser.",
+    "invalid_scope": "The server refused the permissions this app asks for.",
+    "unauthorized_client": "The server does not allow this app to sign in with a browser.",
+    "unsupported_response_type": "The server does not support browser sign-in for this app.",
+    "invalid_request": "The server refused the sign-in request as invalid.",
+    "server_error": "The server failed while signing you in. Try again later.",
+    "temporarily_unavailable": "The server cannot sign you in right now. Try again later.",
+}
+
+
+def authorization_refused(error: str, description: str | None) -> str:
+    """A browser redirect's ``error=``; ``description`` is already plain, bounded text."""
+    sentence = _AUTHORIZATION_ERRORS.get(error, "The server refused the sign-in.")
+    return f"{sentence} The server said: {description}" if description else sentence
+
+
+def open_in_browser(url: str) -> str:
+    return f"Continue in your browser. If no browser opened, open this address: {url}"
+
+
+def device_instructions(uri: str, code: str, complete: str | None) -> str:
+    """What the person must do on another device (one line: the CLI prints it as is)."""
+    line = f"To sign in, open {uri} and enter the code {code}"
+    return f"{line} (or open {complete})." if complete else f"{line}."
+
+
+# Why an ID token is refused, by check (desktop/auth/idtoken.py names the check).
+ID_TOKEN_SENTENCES = {
+    "jwks": "the server's key set is not a valid JWKS document.",
+    "kid": "it is signed with a key the server does not publish.",
+    "alg": "its algorithm does not match the server's key.",
+    "jwks_key": "the server's key does not fit the token's algorithm.",
+    "format": "it is not a valid signed JWT.",
+    "alg_not_allowed": "it is signed with an algorithm that is not allowed.",
+    "kid_invalid": "its key id is not valid.",
+    "signature": "its signature is not valid.",
+    "iss": "it was issued by another server than expected.",
+    "sub": "it does not name the signed-in person.",
+    "aud": "it was not issued to this app.",
+    "azp": "it was issued to another party than this app.",
+    "exp": "it has no expiry time.",
+    "expired": "it has expired (check this computer's clock).",
+    "iat": "it has no issue time.",
+    "iat_future": "it was issued in the future (check this computer's clock).",
+    "nbf": "it is not valid yet (check this computer's clock).",
+    "nonce": "it does not belong to this sign-in (nonce).",
+    "at_hash": "it does not match the access token issued with it.",
+}
+
+
+def id_token_refused(sentence: str) -> str:
+    return f"The server's ID token was refused: {sentence}"
 
 
 class Revocation(str, enum.Enum):
@@ -63,6 +149,7 @@ class ErrorKind(str, enum.Enum):
     """What kind of failure, so the widgets can react (clear the password, show a banner...)."""
 
     CREDENTIALS = "credentials"
+    INPUT = "input"  # the dialog's own check: a field left empty
     THROTTLED = "throttled"
     UNREACHABLE = "unreachable"
     SERVER = "server"
@@ -72,6 +159,7 @@ class ErrorKind(str, enum.Enum):
     NOT_SIGNED_IN = "not_signed_in"
     KEYRING = "keyring"
     CANCELLED = "cancelled"
+    REFUSED = "refused"  # the sign-in was declined, expired, or its answer is not trusted
     UNEXPECTED = "unexpected"
 
 
@@ -194,8 +282,20 @@ def throttled(retry_after: int | None, *, signing_in: bool) -> str:
 
 
 def session_ended(description: str | None) -> str:
+    """A refused refresh token (invalid_grant). A revoked session (signed out elsewhere, or
+    ended by an administrator in the Sessions view) says so first: the server's description
+    alone ("The refresh token has been revoked") reads like a fault of the app."""
     why = reason(description) if description else "the server refused the session"
+    lowered = why.lower()
+    if "revoked" in lowered and "already used" not in lowered:
+        why = f"it was revoked at the server ({why[:1].lower()}{why[1:]})"
     return f"Your session has ended: {why}. Please sign in again."
+
+
+def sessions_refused(description: str | None) -> str:
+    """The server would not list the sessions (not an admin, or the scope was not granted)."""
+    why = f": {reason(description)}." if description else "."
+    return f"The server does not show you the sessions{why}"
 
 
 def client_rejected(client_id: str, error: str, description: str | None) -> str:
@@ -305,7 +405,13 @@ def describe(error: BaseException) -> Failure:
         )
     # The rest: the core's own sentence says it best.
     rules: tuple[tuple[type[BaseException], ErrorKind, str], ...] = (
+        # Before ServerError: an answer not to be trusted is no outage to retry later.
+        (errors.AuthorizationResponseInvalid, ErrorKind.REFUSED, REDIRECT_MALFORMED),
+        (errors.InvalidIDToken, ErrorKind.REFUSED, "The server's ID token was refused."),
         (errors.ServerError, ErrorKind.SERVER, "The server had a problem."),
+        (errors.AuthorizationDenied, ErrorKind.REFUSED, "The sign-in was declined."),
+        (errors.DeviceCodeExpired, ErrorKind.REFUSED, DEVICE_EXPIRED),
+        (errors.SignInTimedOut, ErrorKind.REFUSED, BROWSER_TIMED_OUT),
         (errors.SessionEnded, ErrorKind.SESSION_ENDED, "Your session ended. Sign in again."),
         (errors.DPoPRefused, ErrorKind.SERVER, "The server refused this device's DPoP proof."),
         (errors.AccessDenied, ErrorKind.DENIED, "You are not allowed to do that."),
@@ -313,7 +419,8 @@ def describe(error: BaseException) -> Failure:
         (errors.ConfigurationError, ErrorKind.CONFIGURATION, "The setup is invalid."),
         (errors.StorageError, ErrorKind.KEYRING, "The system keyring is not available."),
         (errors.NotSignedIn, ErrorKind.NOT_SIGNED_IN, NOT_SIGNED_IN),
-        (errors.Cancelled, ErrorKind.CANCELLED, "The sign-in was cancelled."),
+        (errors.Cancelled, ErrorKind.CANCELLED, CANCELLED),
+        (errors.OAuthError, ErrorKind.REFUSED, "The server refused the request."),
         (errors.AuthError, ErrorKind.UNEXPECTED, "Something went wrong."),
     )
     for cls, kind, fallback in rules:

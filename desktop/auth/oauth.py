@@ -36,6 +36,7 @@ from desktop.auth.errors import (
     OAuthError,
     ServerError,
     SessionEnded,
+    SubjectMismatch,
     TooManyAttempts,
 )
 from desktop.auth.messages import Revocation
@@ -463,7 +464,7 @@ def userinfo_claims(response: requests.Response, *, subject: str | None) -> dict
     if data is None:
         raise ServerError(messages.PROFILE_NOT_JSON, status=200)
     if subject is not None and data.get("sub") != subject:
-        raise ServerError(messages.PROFILE_OF_ANOTHER)
+        raise SubjectMismatch(messages.USERINFO_OF_ANOTHER, reason="userinfo_sub")
     return data
 
 

@@ -474,6 +474,28 @@ class AuthClient:
         with self._state_lock:
             return self._effective_storage(store_status)
 
+    def current_tokens(self) -> TokenSet | None:
+        """The tokens in use, for display (the token inspector): no I/O, never logged. The
+        caller must not store or send them; the refresh token in it is not for display."""
+        with self._state_lock:
+            return self._state.tokens
+
+    def signing_keys(self) -> dict[str, Any]:
+        """The server's published signing keys (its JWKS document), fetched anew."""
+        uri = self.metadata().jwks_uri
+        if uri is None:
+            raise ConfigurationError(messages.NO_JWKS)
+        response = self.transport.request(
+            "GET", uri, what="The key set URL", headers={"Accept": "application/json"}
+        )
+        with response:
+            if response.status_code != 200:
+                raise oauth.server_failure(response.status_code)
+            document = json_object(response)
+        if document is None:
+            raise ServerError(messages.JWKS_NOT_JSON)
+        return document
+
     def metadata(self) -> ServerMetadata:
         """The server's metadata (OIDC discovery + RFC 8414), fetched once, then cached."""
         with self._metadata_lock:

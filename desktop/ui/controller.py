@@ -12,20 +12,22 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 
 from desktop.auth.messages import Revocation
-from desktop.ui.messages import ErrorKind, describe
+from desktop.ui.messages import ErrorKind, Failure, describe
 
 _log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from desktop.auth.errors import SessionEnded
     from desktop.auth.grants import Grant, Progress
+    from desktop.auth.oauth import ServerMetadata
     from desktop.auth.session import SessionStatus, SignInResult
     from desktop.auth.store import StorageStatus
+    from desktop.auth.tokens import TokenSet
 
 
 class AuthClientLike(Protocol):
@@ -47,12 +49,31 @@ class AuthClientLike(Protocol):
     def sign_out(self) -> Revocation: ...
     def status(self) -> SessionStatus: ...
     def storage_status(self) -> StorageStatus: ...
+    def current_tokens(self) -> TokenSet | None: ...
+    def metadata(self) -> ServerMetadata: ...
+    def signing_keys(self) -> dict[str, Any]: ...
+    def request(self, method: str, url: str, **kwargs: Any) -> Any: ...
     def close(self) -> None: ...
+
+
+T = TypeVar("T")
+# What the window shows as "Loading…" (and disables Reload for): the session's own requests,
+# not the keyring probe, a picture or a view's fetch.
+_BUSY_OPERATIONS = frozenset({"sign_in", "discard", "restore", "profile", "sign_out"})
+Success = Callable[[T], None]
+FailureHandler = Callable[[Failure], None]
+
+
+def _ignore(value: object) -> None:
+    """The handler of an outcome nobody needs (a discarded sign-in's undo)."""
 
 
 @dataclass
 class _Operation:
     name: str
+    call: Callable[[_Operation], object]
+    success: Callable[[Any], None]
+    failure: FailureHandler | None
     cancelled: threading.Event = field(default_factory=threading.Event)
     # A sign-in's hand-over, under ``lock``: once ``settled``, the worker has looked at
     # ``cancelled`` for the last time, so undoing a cancelled sign-in (one that
@@ -64,40 +85,72 @@ class _Operation:
     ran: bool = False
 
 
-class SessionController(QObject):
-    """Runs the core's calls in a worker thread; every signal is emitted on the GUI thread.
+class Op(Generic[T]):
+    """One background call on the core with its own handlers, after Anki's ``QueryOp``::
 
-    Signals:
-        storageChecked(object): the :class:`StorageStatus` of the token store, after the probe.
-        signInSucceeded(dict): the profile, after a sign-in with a password.
-        signInFailed(str, str): an :class:`ErrorKind` value and a sentence.
-        signedInWithoutProfile(str, str): kind and sentence: the sign-in itself succeeded
-            (the session is live, stored if asked) but fetching the profile failed.
-        restoreFinished(object): the profile after a silent sign-in, or None (nothing stored).
-        profileLoaded(dict): the profile, after :meth:`reload_profile`.
-        requestFailed(str, str): kind and sentence of a failure that keeps the session
-            (unreachable server, server error) during a restore or a reload.
-        sessionEnded(str): the session is over (refresh token reused, revoked, expired); the
-            stored token is gone; the argument is the reason, a sentence.
-        signedOut(str): after :meth:`sign_out`; a :class:`desktop.auth.messages.Revocation`
-            value (what the server did: revoked, not confirmed, offers no revocation).
-        refreshed(): the core renewed the access token.
-        busyChanged(bool): whether any request is in flight.
-        pictureLoaded(str, bytes): the URL and the image bytes of a profile picture.
+        controller.op("sessions", lambda client: list_sessions(client), show).failure(say).run()
+
+    ``call`` runs on the controller's worker; ``success`` gets its typed result and ``failure``
+    a :class:`Failure`, both on the GUI thread. A failure that ends the session is not the
+    operation's to handle: the controller reports it once, as ``sessionEnded``. Without a
+    failure handler the failure goes to the controller's ``requestFailed``.
     """
 
-    storageChecked = Signal(object)
-    signInSucceeded = Signal(dict)
-    signInFailed = Signal(str, str)
-    signedInWithoutProfile = Signal(str, str)
-    restoreFinished = Signal(object)
-    profileLoaded = Signal(dict)
-    requestFailed = Signal(str, str)
-    sessionEnded = Signal(str)
-    signedOut = Signal(str)
+    def __init__(
+        self,
+        controller: SessionController,
+        name: str,
+        call: Callable[[AuthClientLike], T],
+        success: Success[T],
+    ) -> None:
+        self._controller = controller
+        self._name = name
+        self._call = call
+        self._success = success
+        self._failure: FailureHandler | None = None
+
+    def failure(self, handler: FailureHandler) -> Op[T]:
+        self._failure = handler
+        return self
+
+    def run(self) -> int:
+        call = self._call
+        return self._controller._submit(
+            self._name, lambda client, op: call(client), self._success, self._failure
+        )
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """The profile fetched again; ``renewed``: the access token was refreshed on the way."""
+
+    profile: dict[str, Any]
+    renewed: bool
+
+
+class SessionController(QObject):
+    """Runs the core's calls in a worker thread; every handler and signal runs on the GUI
+    thread. Each request carries its own success and failure handlers (:class:`Op`); the
+    signals are for what belongs to the session rather than to one request.
+
+    Signals:
+        sessionEnded(object): a :class:`Failure`: the session is over (refresh token reused,
+            revoked, expired); the stored token is gone.
+        requestFailed(object): a :class:`Failure` of a request that had no failure handler.
+        refreshed(): the core renewed the access token.
+        busyChanged(bool): whether any request is in flight.
+        settled(str): an operation's handlers have run; its name (tests wait on it).
+        signInProgress(str, str, str, str): what the person must do for the sign-in in flight
+            to go on: a sentence, a URL to open, a code to enter, the URL with the code in it
+            (empty strings when the grant has none).
+    """
+
+    sessionEnded = Signal(object)
+    requestFailed = Signal(object)
     refreshed = Signal()
     busyChanged = Signal(bool)
-    pictureLoaded = Signal(str, bytes)
+    settled = Signal(str)
+    signInProgress = Signal(str, str, str, str)
 
     # Private: outcomes and observer events cross from the worker thread to the GUI thread.
     # Only plain values travel in the queued signal (an id, strings); the outcome objects wait
@@ -105,6 +158,7 @@ class SessionController(QObject):
     # queued arguments between threads.
     _finished = Signal(int)
     _observed = Signal(str, str)
+    _progressed = Signal(int, str, str, str, str)
 
     def __init__(
         self,
@@ -125,7 +179,6 @@ class SessionController(QObject):
         self._picture_pool = QThreadPool(self)
         self._picture_pool.setMaxThreadCount(1)
         self._operations: dict[int, _Operation] = {}
-        self._picture_urls: dict[int, str] = {}
         self._outcomes: dict[int, tuple[object, BaseException | None]] = {}
         self._outcomes_lock = threading.Lock()
         self._next_id = 0
@@ -134,6 +187,7 @@ class SessionController(QObject):
         self._closing = False
         self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
         self._observed.connect(self._on_observed, Qt.ConnectionType.QueuedConnection)
+        self._progressed.connect(self._on_progressed, Qt.ConnectionType.QueuedConnection)
 
     # -- state readable on the GUI thread -------------------------------------------------
 
@@ -147,22 +201,51 @@ class SessionController(QObject):
         return client.status() if client is not None else None
 
     def busy(self) -> bool:
-        return any(op.name not in ("warm_up", "picture") for op in self._operations.values())
+        return any(op.name in _BUSY_OPERATIONS for op in self._operations.values())
 
     # -- requests --------------------------------------------------------------------------
 
-    def warm_up(self) -> None:
-        """Build the core and probe the keyring in the background (emits storageChecked)."""
-        self._submit("warm_up", lambda client, op: client.storage_status())
+    def op(self, name: str, call: Callable[[AuthClientLike], T], success: Success[T]) -> Op[T]:
+        """A call on the core with its handlers; nothing runs before :meth:`Op.run`."""
+        return Op(self, name, call, success)
 
-    def sign_in(self, grant: Grant, *, remember: bool) -> None:
-        """Sign in with ``grant``; emits signInSucceeded, signedInWithoutProfile or
-        signInFailed."""
+    def warm_up(self, success: Success[StorageStatus], failure: FailureHandler) -> None:
+        """Build the core and probe the keyring in the background."""
+        self.op("warm_up", lambda client: client.storage_status(), success).failure(failure).run()
+
+    def discover(self, success: Success[ServerMetadata]) -> None:
+        """Fetch the server's metadata (which ways of signing in it offers). A failure is only
+        logged: the sign-in itself reports it."""
+
+        def failed(failure: Failure) -> None:
+            _log.info("Discovery for the sign-in dialog failed: %s", failure.message)
+
+        self.op("discover", lambda client: client.metadata(), success).failure(failed).run()
+
+    def sign_in(
+        self,
+        grant: Grant,
+        *,
+        remember: bool,
+        success: Success[SignInResult],
+        failure: FailureHandler,
+    ) -> None:
+        """Sign in with ``grant``; ``signInProgress`` while it waits for the person. ``success``
+        also gets a sign-in whose profile failed (the session is live then: see
+        :attr:`SignInResult.profile_error`)."""
+        op_id = self._next_id  # the id _submit gives this operation
+
+        def progress(step: Progress) -> None:
+            self._progressed.emit(
+                op_id, step.message, step.url or "", step.user_code or "", step.complete_url or ""
+            )
 
         def call(client: AuthClientLike, op: _Operation) -> object:
             result: SignInResult | None = None
             try:
-                result = client.sign_in(grant, remember=remember, cancel=op.cancelled)
+                result = client.sign_in(
+                    grant, remember=remember, cancel=op.cancelled, progress=progress
+                )
             finally:
                 with op.lock:
                     op.settled = True
@@ -174,8 +257,15 @@ class SessionController(QObject):
                     client.sign_out()
             return result
 
+        def succeeded(result: SignInResult) -> None:
+            # The sign-in itself succeeded: the session is live (stored, if asked), even when
+            # only its profile failed.
+            self._signed_in = True
+            success(result)
+
         self.cancel_sign_in()
-        self._sign_in_op = self._submit("sign_in", call)
+        self._sign_in_op = self._submit("sign_in", call, succeeded, failure)
+        assert self._sign_in_op == op_id
 
     def cancel_sign_in(self) -> None:
         """Forget the sign-in in flight: the worker cannot be stopped, its result is ignored,
@@ -193,32 +283,99 @@ class SessionController(QObject):
             # The sign-in finished before the flag was set; its result waits for this thread,
             # which will ignore it. Undo it now, queued before any sign-in that follows, so
             # that only the session the person cancelled is signed out.
-            self._submit("discard", lambda client, op: client.sign_out())
+            self._submit("discard", lambda client, op: client.sign_out(), _ignore, _ignore)
 
-    def restore(self, username: str) -> None:
-        """Silent sign-in from the stored refresh token; emits restoreFinished, or
-        sessionEnded / requestFailed."""
-        self._submit("restore", lambda client, op: client.restore(username))
+    def restore(
+        self,
+        username: str,
+        success: Success[dict[str, Any] | None],
+        failure: FailureHandler,
+    ) -> None:
+        """Silent sign-in from the stored refresh token: the profile, or None (nothing
+        stored); a dead session is reported as ``sessionEnded``."""
 
-    def reload_profile(self) -> None:
-        """Fetch the profile again (refreshing the access token first if it is stale)."""
-        self._submit("profile", lambda client, op: client.profile())
+        def restored(profile: dict[str, Any] | None) -> None:
+            self._signed_in = profile is not None
+            success(profile)
 
-    def load_picture(self, url: str) -> None:
-        """Fetch a profile picture (no token is sent); emits pictureLoaded, or nothing."""
-        from desktop.ui.picture import fetch_picture
+        self._submit("restore", lambda client, op: client.restore(username), restored, failure)
 
-        op_id = self._run("picture", lambda op: fetch_picture(url), self._picture_pool)
-        self._picture_urls[op_id] = url
+    def switch_account(
+        self,
+        username: str,
+        client_factory: Callable[[], AuthClientLike] | None,
+        success: Success[dict[str, Any] | None],
+        failure: FailureHandler,
+    ) -> None:
+        """Restore another account's stored session, like :meth:`restore` (same handlers).
 
-    def sign_out(self) -> None:
-        """Revoke at the server and forget the session locally; emits signedOut."""
+        The current session stays in the keyring when it is stored there; one that is not
+        (the person chose not to stay signed in) could not be come back to, so it is signed
+        out rather than left alive at the server. ``client_factory`` (another server) replaces
+        the core, in the worker, after the requests queued before.
+        """
+
+        def call(client: AuthClientLike, op: _Operation) -> object:
+            status = client.status()
+            if status.signed_in and not status.remembered:
+                client.sign_out()
+            if client_factory is not None:
+                client = self._replace_client(client_factory)
+            return client.restore(username)
+
+        def restored(profile: dict[str, Any] | None) -> None:
+            self._signed_in = profile is not None
+            success(profile)
+
         self.cancel_sign_in()
         self._signed_in = False
-        self._submit("sign_out", lambda client, op: client.sign_out())
+        self._submit("restore", call, restored, failure)
+
+    def _replace_client(self, client_factory: Callable[[], AuthClientLike]) -> AuthClientLike:
+        with self._client_lock:
+            old, self._client = self._client, None
+            self._client_factory = client_factory
+        if old is not None:
+            old.close()
+        return self._client_in_worker()
+
+    def reload_profile(self, success: Success[Reloaded], failure: FailureHandler) -> None:
+        """Fetch the profile again (refreshing the access token first if it is stale)."""
+
+        def call(client: AuthClientLike) -> Reloaded:
+            before = client.status().refresh_count
+            profile = client.profile()
+            return Reloaded(profile, renewed=client.status().refresh_count != before)
+
+        self.op("profile", call, success).failure(failure).run()
+
+    def load_picture(self, url: str, success: Success[bytes]) -> None:
+        """Fetch a profile picture (no token is sent); a failure is only logged."""
+        from desktop.ui.picture import fetch_picture
+
+        def failed(failure: Failure) -> None:
+            # Not worth a word to the person: the initials stay.
+            _log.info("No profile picture: %s", failure.message)
+
+        self._run("picture", lambda op: fetch_picture(url), self._picture_pool, success, failed)
+
+    def sign_out(self, success: Success[Revocation]) -> None:
+        """Revoke at the server and forget the session locally; ``success`` gets what the
+        server did (the core forgets the session locally whatever happened)."""
+        self.cancel_sign_in()
+        self._signed_in = False
+        self._submit(
+            "sign_out",
+            lambda client, op: client.sign_out(),
+            success,
+            lambda failure: success(Revocation.NOT_CONFIRMED),
+        )
 
     def shutdown(self) -> None:
         """Drop queued work, wait for the request in flight, close the core."""
+        # A sign-in waiting for the person (in the browser, on another device) would otherwise
+        # hold the exit for minutes: it is cancelled, and undone if it already finished.
+        self.cancel_sign_in()
         self._closing = True
         for pool in (self._pool, self._picture_pool):
             pool.clear()
@@ -245,15 +402,30 @@ class SessionController(QObject):
                 self._client = client
             return self._client
 
-    def _submit(self, name: str, call: Callable[[AuthClientLike, _Operation], object]) -> int:
+    def _submit(
+        self,
+        name: str,
+        call: Callable[[AuthClientLike, _Operation], object],
+        success: Callable[[Any], None],
+        failure: FailureHandler | None,
+    ) -> int:
         """Queue a call on the core, in order with the other session operations."""
-        return self._run(name, lambda op: call(self._client_in_worker(), op), self._pool)
+        return self._run(
+            name, lambda op: call(self._client_in_worker(), op), self._pool, success, failure
+        )
 
-    def _run(self, name: str, call: Callable[[_Operation], object], pool: QThreadPool) -> int:
+    def _run(
+        self,
+        name: str,
+        call: Callable[[_Operation], object],
+        pool: QThreadPool,
+        success: Callable[[Any], None],
+        failure: FailureHandler | None,
+    ) -> int:
         was_busy = self.busy()
         op_id = self._next_id
         self._next_id += 1
-        operation = _Operation(name)
+        operation = _Operation(name, call, success, failure)
         self._operations[op_id] = operation
 
         def run() -> None:
@@ -289,62 +461,28 @@ class SessionController(QObject):
             if operation.cancelled.is_set():
                 return
             self._sign_in_op = None
-        if operation.name == "discard":
-            return  # a cancelled sign-in undone: nothing to tell anyone
-        if operation.name == "picture":
-            self._picture_done(self._picture_urls.pop(op_id), result, error)
-        elif isinstance(error, BaseException):
-            self._failed(operation.name, error)
+        if error is None:
+            operation.success(result)
         else:
-            self._succeeded(operation.name, result)
+            self._failed(operation, describe(error))
+        self.settled.emit(operation.name)
 
-    def _succeeded(self, name: str, result: object) -> None:
-        if name == "warm_up":
-            self.storageChecked.emit(result)
-        elif name == "sign_in":
-            # The sign-in itself succeeded: the session is live (stored, if asked). Only the
-            # profile may have failed, and reporting a failed sign-in then would leave a live
-            # session (maybe in the keyring) behind a dialog that says it failed.
-            self._signed_in = True
-            signed_in = cast("SignInResult", result)
-            if signed_in.profile_error is not None or signed_in.profile is None:
-                failure = describe(signed_in.profile_error or RuntimeError("no profile"))
-                self.signedInWithoutProfile.emit(failure.kind.value, failure.message)
-            else:
-                self.signInSucceeded.emit(signed_in.profile)
-        elif name == "restore":
-            self._signed_in = result is not None
-            self.restoreFinished.emit(result)
-        elif name == "profile":
-            self.profileLoaded.emit(result)
-        elif name == "sign_out":
-            self.signedOut.emit(Revocation(result).value)
-
-    def _picture_done(self, url: str, result: object, error: BaseException | None) -> None:
-        if isinstance(result, bytes):
-            self.pictureLoaded.emit(url, result)
-        else:
-            # Not worth a word to the person: the initials stay.
-            _log.info("No profile picture: %s", error)
-
-    def _failed(self, name: str, error: BaseException) -> None:
-        failure = describe(error)
-        if name == "sign_in":
-            self.signInFailed.emit(failure.kind.value, failure.message)
-        elif name == "warm_up":
-            # The core could not even be built (bad configuration, demo server down): every
-            # request would fail the same way, so it is reported like a failed request.
-            self.requestFailed.emit(failure.kind.value, failure.message)
-        elif name == "sign_out":
-            # The core forgets the session locally whatever happened; only report it.
-            self.signedOut.emit(Revocation.NOT_CONFIRMED.value)
-        elif failure.kind is ErrorKind.SESSION_ENDED:
+    def _failed(self, operation: _Operation, failure: Failure) -> None:
+        if failure.kind is ErrorKind.SESSION_ENDED and operation.name not in ("sign_in",):
             # The core's observer may have reported this already (see _on_observed).
-            if self._signed_in or name == "restore":
+            if self._signed_in or operation.name == "restore":
                 self._signed_in = False
-                self.sessionEnded.emit(failure.message)
+                self.sessionEnded.emit(failure)
+        elif operation.failure is not None:
+            operation.failure(failure)
         else:
-            self.requestFailed.emit(failure.kind.value, failure.message)
+            self.requestFailed.emit(failure)
+
+    @Slot(int, str, str, str, str)
+    def _on_progressed(self, op_id: int, message: str, url: str, code: str, complete: str) -> None:
+        # Only the sign-in in flight speaks: a cancelled one's late progress is dropped.
+        if not self._closing and op_id == self._sign_in_op:
+            self.signInProgress.emit(message, url, code, complete)
 
     @Slot(str, str)
     def _on_observed(self, event: str, message: str) -> None:
@@ -354,4 +492,4 @@ class SessionController(QObject):
             self.refreshed.emit()
         elif event == "ended" and self._signed_in:
             self._signed_in = False
-            self.sessionEnded.emit(message)
+            self.sessionEnded.emit(Failure(ErrorKind.SESSION_ENDED, message))

@@ -7,7 +7,7 @@ profile widgets (:mod:`desktop.ui.profile_view`) are made when a profile is firs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QSettings, QTimer, Signal
@@ -21,11 +21,13 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QStackedWidget,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop.accounts import label
 from desktop.ui import formatting
 from desktop.ui.backoff import Backoff
 from desktop.ui.naming import name_widget
@@ -33,7 +35,10 @@ from desktop.ui.plaintext import set_plain_text
 
 if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus
+    from desktop.config import Account
     from desktop.ui.profile_view import ProfileView, SessionPanel
+    from desktop.ui.sessions_view import SessionsView
+    from desktop.ui.tokens_view import TokensView
 
 _TICK_MS = 250
 
@@ -113,12 +118,22 @@ class MainWindow(QMainWindow):
         signOutRequested(): Sign out (menu, button, Ctrl+Shift+Q).
         retryRequested(): the unreachable-server banner's back-off elapsed, or "Retry now".
         quitRequested(): File > Quit.
+        tokensRequested(): the Tokens view wants the session's tokens inspected.
+        sessionsRequested(): the Sessions view wants the server's list of sessions.
+        revokeRequested(str): revoke the session with this id (the person confirmed).
+        switchRequested(str, str): Accounts > an account: its server URL and name.
+        addAccountRequested(): Accounts > Add account….
     """
 
     reloadRequested = Signal()
     signOutRequested = Signal()
     retryRequested = Signal()
     quitRequested = Signal()
+    tokensRequested = Signal()
+    sessionsRequested = Signal()
+    revokeRequested = Signal(str)
+    switchRequested = Signal(str, str)
+    addAccountRequested = Signal()
 
     def __init__(
         self,
@@ -135,6 +150,8 @@ class MainWindow(QMainWindow):
         self._signed_in_page = False
         self._profile_widgets: tuple[ProfileView, SessionPanel] | None = None
         self._shortcuts_installed = False
+        self._tokens_view: TokensView | None = None
+        self._sessions_view: SessionsView | None = None
         self.setWindowTitle("jwt-desktop")
 
         self._build_actions()
@@ -145,7 +162,12 @@ class MainWindow(QMainWindow):
 
         self.pages = QStackedWidget()
         self.pages.addWidget(signing_in_page)
-        self.pages.addWidget(profile_page)
+        # The profile, then the Tokens and Sessions views: tabs whose views are built when first
+        # opened (see _ensure_views), so neither start-up nor the first profile pays for them.
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("mainTabs")
+        self.tabs.addTab(profile_page, "&Profile")
+        self.pages.addWidget(self.tabs)
         central = QWidget()
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(0, 0, 0, 0)
@@ -182,6 +204,28 @@ class MainWindow(QMainWindow):
         menu.addAction(self.sign_out_action)
         menu.addSeparator()
         menu.addAction(self.quit_action)
+        self.view_actions: list[QAction] = []
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.setObjectName("viewMenu")
+        for index, (text, name) in enumerate(
+            (
+                ("&Profile", "profileAction"),
+                ("&Tokens", "tokensAction"),
+                ("S&essions", "sessionsAction"),
+            )
+        ):
+            action = QAction(text, self)
+            action.setObjectName(name)
+            action.triggered.connect(lambda _=False, i=index: self.show_tab(i))
+            view_menu.addAction(action)
+            self.view_actions.append(action)
+        self.accounts_menu = self.menuBar().addMenu("&Accounts")
+        self.accounts_menu.setObjectName("accountsMenu")
+        self.add_account_action = QAction("&Add account…", self)
+        self.add_account_action.setObjectName("addAccountAction")
+        self.add_account_action.triggered.connect(self.addAccountRequested)
+        self._account_actions: list[QAction] = []
+        self.set_accounts([], None)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.setObjectName("helpMenu")
         help_menu.addAction(self.about_action)
@@ -189,6 +233,33 @@ class MainWindow(QMainWindow):
         overflow = self.menuBar().findChild(QToolButton, "qt_menubar_ext_button")
         if overflow is not None:
             overflow.setAccessibleName("More menus")
+
+    def set_accounts(self, accounts: Sequence[Account], active: Account | None) -> None:
+        """List the stored accounts in the Accounts menu, the active one checked."""
+        menu = self.accounts_menu
+        menu.clear()
+        for action in self._account_actions:
+            action.deleteLater()
+        self._account_actions = []
+        servers = {account.server_url for account in accounts}
+        for account in accounts:
+            # The server only when there is more than one: the usual case stays short.
+            text = account.username if len(servers) == 1 else label(account)
+            action = QAction(text.replace("&", "&&"), self)
+            action.setCheckable(True)
+            action.setChecked(active is not None and account.key == active.key)
+            action.setData(label(account))
+            action.triggered.connect(
+                lambda _=False, a=account: self.switchRequested.emit(a.server_url, a.username)
+            )
+            menu.addAction(action)
+            self._account_actions.append(action)
+        if accounts:
+            menu.addSeparator()
+        menu.addAction(self.add_account_action)
+
+    def account_actions(self) -> list[QAction]:
+        return list(self._account_actions)
 
     def _build_signing_in_page(self) -> QWidget:
         self.signing_in_label = QLabel("Signing in…")
@@ -254,6 +325,8 @@ class MainWindow(QMainWindow):
         self.reload_action.setShortcuts([QKeySequence("Ctrl+R"), QKeySequence("F5")])
         self.sign_out_action.setShortcut(QKeySequence("Ctrl+Shift+Q"))
         self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        for index, action in enumerate(self.view_actions):
+            action.setShortcut(QKeySequence(f"Ctrl+{index + 1}"))
 
     def _ensure_profile_widgets(self) -> None:
         self.install_shortcuts()
@@ -270,6 +343,68 @@ class MainWindow(QMainWindow):
         self.profile_missing_label.setWordWrap(True)
         self.profile_missing_label.hide()
         self._profile_layout.insertWidget(0, self.profile_missing_label)
+        # Placeholders: the views themselves are built when their tab is first opened.
+        self.tabs.addTab(QWidget(), "&Tokens")
+        self.tabs.addTab(QWidget(), "Sessio&ns")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+
+    # -- the Tokens and Sessions views ----------------------------------------------------
+
+    def show_tab(self, index: int) -> None:
+        """Open the profile (0), Tokens (1) or Sessions (2), as its menu item or Ctrl+N does."""
+        if not self._session_shown():
+            return
+        self._ensure_profile_widgets()
+        self.tabs.setCurrentIndex(index)
+        widget = self.tabs.currentWidget()
+        focus = widget.widget() if isinstance(widget, QScrollArea) and index == 0 else widget
+        if focus is not None:
+            focus.setFocus()
+
+    @property
+    def tokens_view(self) -> TokensView:
+        if self._tokens_view is None:
+            from desktop.ui.tokens_view import TokensView
+
+            self._tokens_view = TokensView()
+            self._tokens_view.refreshRequested.connect(self.tokensRequested)
+            self._replace_tab(1, self._tokens_view, "&Tokens")
+        return self._tokens_view
+
+    @property
+    def sessions_view(self) -> SessionsView:
+        if self._sessions_view is None:
+            from desktop.ui.sessions_view import SessionsView
+
+            self._sessions_view = SessionsView()
+            self._sessions_view.refreshRequested.connect(self.sessionsRequested)
+            self._sessions_view.revokeRequested.connect(self.revokeRequested)
+            self._replace_tab(2, self._sessions_view, "Sessio&ns")
+        return self._sessions_view
+
+    def tokens_view_open(self) -> bool:
+        """The Tokens view exists (it was opened once): worth updating after a refresh."""
+        return self._tokens_view is not None
+
+    def _replace_tab(self, index: int, widget: QWidget, text: str) -> None:
+        current = self.tabs.currentIndex()
+        self.tabs.blockSignals(True)
+        old = self.tabs.widget(index)
+        self.tabs.removeTab(index)
+        self.tabs.insertTab(index, widget, text)
+        self.tabs.setCurrentIndex(current)
+        self.tabs.blockSignals(False)
+        if old is not None:
+            old.deleteLater()
+
+    def _on_tab_changed(self, index: int) -> None:
+        # Each opening asks afresh: tokens change at every refresh, sessions at every sign-in.
+        if index == 1:
+            self.tokens_view.show()
+            self.tokensRequested.emit()
+        elif index == 2:
+            self.sessions_view.show()
+            self.sessionsRequested.emit()
 
     @property
     def profile_view(self) -> ProfileView:
@@ -369,6 +504,12 @@ class MainWindow(QMainWindow):
         """Leaving the signed-in state: stop the live countdown and the retries."""
         self._tick.stop()
         self.banner.clear()
+        if self._tokens_view is not None:
+            self._tokens_view.forget()
+        if self._sessions_view is not None:
+            self._sessions_view.forget()
+        if self._profile_widgets is not None:
+            self.tabs.setCurrentIndex(0)
         self._profile = None
         self._signed_in_page = False
 

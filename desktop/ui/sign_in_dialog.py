@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Signal, SignalInstance
 from PySide6.QtGui import QCloseEvent, QFont, QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.ui.messages import ErrorKind
+from desktop.ui.messages import ErrorKind, Failure
 from desktop.ui.naming import name_widget
 from desktop.ui.plaintext import set_plain_text
 
@@ -34,18 +34,25 @@ if TYPE_CHECKING:
 
 
 class SignInDialog(QDialog):
-    """Username, password, "Keep me signed in", the server, Sign in and Cancel.
+    """Username, password, "Keep me signed in", the server, Sign in and Cancel; and, where the
+    server offers them (:meth:`set_methods`), "Sign in with your browser" or, without a
+    browser-capable grant, "Sign in with another device". Without the password grant the
+    username and password fields are not shown at all.
 
     The dialog does no I/O: it asks, and the application answers through :meth:`set_busy`,
-    :meth:`show_error` and friends.
+    :meth:`show_progress`, :meth:`show_error` and friends.
 
     Signals:
         submitted(str, str, bool): username, password, keep me signed in.
+        browserRequested(bool): "Sign in with your browser"; keep me signed in.
+        deviceRequested(bool): "Sign in with another device"; keep me signed in.
         cancelled(): Cancel (or Esc) while a sign-in was in flight; the dialog stays open.
         (QDialog.rejected(): Cancel, Esc or the close button while nothing is in flight.)
     """
 
     submitted = Signal(str, str, bool)
+    browserRequested = Signal(bool)
+    deviceRequested = Signal(bool)
     cancelled = Signal()
 
     def __init__(
@@ -62,10 +69,12 @@ class SignInDialog(QDialog):
         self.setMinimumWidth(440)
         self._busy = False
         self._keyring_available = True
+        self._password_allowed = True
 
         self._build_header(server_url, demo_credentials)
         form = self._build_form()
         busy_row = self._build_footer()
+        self._build_other_methods()
 
         self.icon_label = QLabel()
         self.icon_label.setObjectName("dialogIcon")
@@ -84,8 +93,11 @@ class SignInDialog(QDialog):
         layout.addWidget(self.demo_label)
         layout.addSpacing(4)
         layout.addLayout(form)
+        layout.addWidget(self.browser_button)
+        layout.addWidget(self.device_button)
         layout.addWidget(self.error_label)
         layout.addLayout(busy_row)
+        layout.addWidget(self.waiting_panel)
         layout.addStretch(1)
         layout.addWidget(self.buttons)
 
@@ -169,7 +181,52 @@ class SignInDialog(QDialog):
         remember_layout.addWidget(self.remember_check)
         remember_layout.addWidget(self.remember_reason)
         form.addRow("", remember)
+        self._form = form
         return form
+
+    def _build_other_methods(self) -> None:
+        self.browser_button = QPushButton("Sign in with your browser")
+        name_widget(self.browser_button, "browserButton", "Sign in with your browser")
+        self.browser_button.setAutoDefault(False)
+        self.browser_button.clicked.connect(self._request_browser)
+        self.browser_button.hide()
+        self.device_button = QPushButton("Sign in with another device")
+        name_widget(self.device_button, "deviceButton", "Sign in with another device")
+        self.device_button.setAutoDefault(False)
+        self.device_button.clicked.connect(self._request_device)
+        self.device_button.hide()
+
+        # The waiting state of a browser or device sign-in: what to do, the address (to copy
+        # when no browser opened, or to open elsewhere) and the code, large and selectable.
+        self.waiting_panel = QWidget()
+        self.waiting_panel.setObjectName("waitingPanel")
+        self.waiting_label = QLabel()
+        name_widget(self.waiting_label, "waitingLabel", "What to do")
+        self.waiting_label.setWordWrap(True)
+        self.url_edit = QLineEdit()
+        name_widget(self.url_edit, "urlEdit", "Address to open")
+        self.url_edit.setReadOnly(True)
+        self.code_label = QLabel()
+        name_widget(self.code_label, "codeLabel", "Code to enter")
+        code_font = QFont(self.code_label.font())
+        code_font.setPointSizeF(code_font.pointSizeF() * 2)
+        code_font.setBold(True)
+        code_font.setFamily("monospace")
+        self.code_label.setFont(code_font)
+        # Qt.TextInteractionFlag, reached without importing the Qt namespace (first frame).
+        flags = type(self.code_label.textInteractionFlags())
+        self.code_label.setTextInteractionFlags(
+            flags.TextSelectableByMouse | flags.TextSelectableByKeyboard
+        )
+        self.complete_edit = QLineEdit()
+        name_widget(self.complete_edit, "completeEdit", "Address with the code")
+        self.complete_edit.setReadOnly(True)
+        panel = QVBoxLayout(self.waiting_panel)
+        panel.setContentsMargins(0, 0, 0, 0)
+        panel.setSpacing(6)
+        for widget in (self.waiting_label, self.url_edit, self.code_label, self.complete_edit):
+            panel.addWidget(widget)
+        self.waiting_panel.hide()
 
     def _build_footer(self) -> QHBoxLayout:
         self.error_label = QLabel()
@@ -251,6 +308,35 @@ class SignInDialog(QDialog):
             height = max(self.height(), layout.totalHeightForWidth(width))
             self.resize(width, height)
 
+    def set_methods(self, *, password: bool, browser: bool, device: bool) -> None:
+        """The ways of signing in the server offers (see ``grants.sign_in_methods``)."""
+        self._password_allowed = password
+        self._form.setRowVisible(0, password)
+        self._form.setRowVisible(1, password)
+        self.sign_in_button.setVisible(password)
+        self.browser_button.setVisible(browser)
+        self.device_button.setVisible(device)
+        if not password:
+            # The one way left is the dialog's default action (Enter).
+            other = self.browser_button if browser else self.device_button
+            other.setAutoDefault(True)
+            other.setDefault(True)
+            other.setFocus()
+        self._fit()
+
+    def show_progress(self, message: str, url: str, code: str, complete: str) -> None:
+        """A browser or device sign-in waits for the person: say what to do, show what to
+        open and type, all selectable. Empty strings: not shown."""
+        set_plain_text(self.waiting_label, message)
+        for edit, text in ((self.url_edit, url), (self.complete_edit, complete)):
+            edit.setText(text)
+            edit.setCursorPosition(0)
+            edit.setVisible(bool(text))
+        set_plain_text(self.code_label, code)
+        self.code_label.setVisible(bool(code))
+        self.waiting_panel.show()
+        self._fit()
+
     def set_busy(self, busy: bool) -> None:
         """While a sign-in is in flight: inputs disabled, an indicator, Cancel still works."""
         self._busy = busy
@@ -259,8 +345,12 @@ class SignInDialog(QDialog):
             self.password_edit,
             self.show_password_button,
             self.sign_in_button,
+            self.browser_button,
+            self.device_button,
         ):
             widget.setEnabled(not busy)
+        if not busy:
+            self.waiting_panel.hide()
         self.remember_check.setEnabled(not busy and self._keyring_available)
         self.busy_bar.setVisible(busy)
         self.busy_label.setVisible(busy)
@@ -270,15 +360,22 @@ class SignInDialog(QDialog):
         else:
             # Disabling the default button in flight makes Qt (on X11, with real focus) drop its
             # default status; without this, Enter after an error would do nothing.
-            self.sign_in_button.setDefault(True)
+            self._default_button().setDefault(True)
 
-    def show_error(self, kind: str, message: str) -> None:
+    def _default_button(self) -> QPushButton:
+        if self._password_allowed or not (
+            self.browser_button.isVisibleTo(self) or self.device_button.isVisibleTo(self)
+        ):
+            return self.sign_in_button
+        return self.browser_button if self.browser_button.isVisibleTo(self) else self.device_button
+
+    def show_error(self, failure: Failure) -> None:
         """An inline sentence; a wrong password is cleared and gets the focus back."""
         self.set_busy(False)
-        set_plain_text(self.error_label, message)
+        set_plain_text(self.error_label, failure.message)
         self.error_label.show()
         self._fit()
-        if kind == ErrorKind.CREDENTIALS.value:
+        if failure.kind is ErrorKind.CREDENTIALS:
             self.password_edit.clear()
             self.password_edit.setFocus()
         elif not self.username_edit.text():
@@ -319,16 +416,30 @@ class SignInDialog(QDialog):
         username = self.username_edit.text().strip()
         password = self.password_edit.text()
         if not username:
-            self.show_error("input", "Enter your username.")
+            self.show_error(Failure(ErrorKind.INPUT, "Enter your username."))
             self.username_edit.setFocus()
             return
         if not password:
-            self.show_error("input", "Enter your password.")
+            self.show_error(Failure(ErrorKind.INPUT, "Enter your password."))
             self.password_edit.setFocus()
             return
         self.notice_label.hide()
         self.set_busy(True)
         self.submitted.emit(username, password, self.remember_check.isChecked())
+
+    def _request_browser(self) -> None:
+        self._request_other(self.browserRequested, "Starting the browser sign-in…")
+
+    def _request_device(self) -> None:
+        self._request_other(self.deviceRequested, "Asking the server for a code…")
+
+    def _request_other(self, signal: SignalInstance, message: str) -> None:
+        if self._busy:
+            return
+        self.notice_label.hide()
+        self.set_busy(True)
+        self.show_progress(message, "", "", "")
+        signal.emit(self.remember_check.isChecked())
 
     def reject(self) -> None:
         if self._busy:

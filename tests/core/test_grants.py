@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from desktop.auth.errors import Cancelled, ServerError
+from desktop.auth.errors import Cancelled, ServerError, SubjectMismatch
 from desktop.auth.grants import GrantContext, Progress, TokenResponse
 from desktop.auth.session import AuthClient
 from desktop.auth.store import MemoryStore
@@ -110,7 +110,8 @@ def test_a_profile_of_another_subject_is_refused(fake_server: FakeOIDCServer) ->
         result = client.sign_in(NamelessGrant(), remember=False)
         assert result.status.signed_in and result.status.username == "someone-else"
         assert isinstance(result.profile_error, ServerError)
-        assert "not that of the person who signed in" in str(result.profile_error)
+        assert isinstance(result.profile_error, SubjectMismatch)
+        assert "another person than the one signed in" in str(result.profile_error)
 
 
 def test_tokens_refused_after_they_arrived_are_revoked(fake_server: FakeOIDCServer) -> None:
@@ -125,3 +126,49 @@ def test_tokens_refused_after_they_arrived_are_revoked(fake_server: FakeOIDCServ
         assert not client.status().signed_in
     (revoked,) = fake_server.requests_to("/revoke")
     assert revoked.form["token"] == "refresh-1"
+
+
+def _instance(cls: type[Exception]) -> Exception:
+    """One of each error class, built as the core builds it."""
+    from desktop.auth import errors
+
+    if issubclass(cls, errors.OAuthError):
+        return cls("A sentence.", error="some_error")  # type: ignore[call-arg]
+    if issubclass(cls, errors.InvalidIDToken):
+        return cls("A sentence.", reason="aud")  # type: ignore[call-arg]
+    if issubclass(cls, errors.ServerUnreachable):
+        return cls("A sentence.", url="http://127.0.0.1:9")  # type: ignore[call-arg]
+    return cls("A sentence.")
+
+
+def test_describe_gives_every_error_a_kind_and_its_sentence() -> None:
+    from desktop.auth import errors
+    from desktop.auth.messages import ErrorKind, describe
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        failure = describe(_instance(cls))
+        # Local failures with their own sentence (no listener, an unreadable key, a lock held
+        # too long) and the root are "unexpected"; every other error has a kind the widgets
+        # react to.
+        local = (
+            errors.AuthError,
+            errors.BrowserSignInError,
+            errors.InvalidDPoPKey,
+            errors.LockTimeout,
+        )
+        if cls not in local:
+            assert failure.kind is not ErrorKind.UNEXPECTED, name
+        assert failure.message, name
+    # The sign-in refusals that are no outage: not retried as a server problem.
+    for cls in (
+        errors.StateMismatch,
+        errors.IssuerMismatch,
+        errors.InvalidIDToken,
+        errors.SubjectMismatch,
+        errors.AuthorizationDenied,
+        errors.DeviceCodeExpired,
+        errors.SignInTimedOut,
+    ):
+        assert describe(_instance(cls)).kind is ErrorKind.REFUSED, cls
+    assert describe(_instance(errors.Cancelled)).kind is ErrorKind.CANCELLED

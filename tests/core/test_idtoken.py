@@ -11,6 +11,7 @@ from typing import Any
 
 import jwt
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -19,10 +20,10 @@ from desktop.auth.idtoken import (
     IDTokenClaims,
     JWKSCache,
     access_token_hash,
-    check_userinfo_subject,
     signing_algorithms,
     validate_id_token,
 )
+from desktop.auth.oauth import userinfo_claims
 
 ISSUER = "https://id.example.com"
 CLIENT = "jwt-desktop"
@@ -285,11 +286,20 @@ def test_garbage_is_refused(token: str) -> None:
     assert caught.value.reason in {"format", "alg"}
 
 
+def _userinfo(body: dict[str, Any]) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response.headers["Content-Type"] = "application/json"
+    response._content = json.dumps(body).encode()
+    return response
+
+
 def test_userinfo_subject_must_match() -> None:
     claims = _validate(_sign(_claims()))
-    check_userinfo_subject(claims, {"sub": "alice", "name": "Alice"})
+    profile = {"sub": "alice", "name": "Alice"}
+    assert userinfo_claims(_userinfo(profile), subject=claims.subject) == profile
     for userinfo in ({"sub": "mallory"}, {}, {"sub": 1}, {"sub": "alice "}):
         with pytest.raises(SubjectMismatch) as caught:
-            check_userinfo_subject(claims, userinfo)
+            userinfo_claims(_userinfo(userinfo), subject=claims.subject)
         assert isinstance(caught.value, InvalidIDToken)
         assert caught.value.reason == "userinfo_sub"

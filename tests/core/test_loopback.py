@@ -18,9 +18,9 @@ import pytest
 from desktop.auth.errors import (
     AuthorizationDenied,
     AuthorizationResponseInvalid,
+    Cancelled,
     ConfigurationError,
     IssuerMismatch,
-    SignInCancelled,
     SignInTimedOut,
     StateMismatch,
 )
@@ -318,7 +318,7 @@ def test_cancel_ends_the_wait(receiver: LoopbackReceiver, pool: ThreadPoolExecut
     cancel = threading.Event()
     waiting = pool.submit(receiver.wait, 30, cancel)
     cancel.set()
-    with pytest.raises(SignInCancelled):
+    with pytest.raises(Cancelled):
         waiting.result(5)
 
 

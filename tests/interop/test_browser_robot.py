@@ -14,8 +14,9 @@ from typing import ClassVar
 
 import pytest
 
+from desktop.auth.errors import AuthorizationDenied
+from desktop.auth.loopback import LoopbackReceiver, new_pkce
 from tests.support.browser import Person, RobotBrowser, install, parse_forms, play
-from tests.support.loopback import CallbackListener, pkce_pair
 from tests.support.thirdparty import DotServer
 
 
@@ -23,8 +24,8 @@ def test_webbrowser_runs_the_robot_which_returns_at_once(
     dot_server: DotServer, tmp_path: Path
 ) -> None:
     env = {**os.environ, **install(tmp_path, username="bob", password="builder")}
-    _, challenge = pkce_pair()
-    with CallbackListener() as listener:
+    _, challenge = new_pkce()
+    with LoopbackReceiver(state="st", issuer=dot_server.issuer) as listener:
         query = urllib.parse.urlencode(
             {
                 "response_type": "code",
@@ -51,13 +52,10 @@ def test_webbrowser_runs_the_robot_which_returns_at_once(
             check=False,
         )
         assert opened.returncode == 0
-        assert listener.received.wait(30), (tmp_path / "browser.log").read_text()
-    assert listener.query is not None
-    assert listener.query["state"] == "st"
-    assert "code" in listener.query
+        answer = listener.wait(30)  # the state is checked there
     log = _wait_for_line(tmp_path / "browser.log", "done: the redirect answered 200")
     assert "builder" not in log
-    assert listener.query["code"] not in log
+    assert answer.code not in log
 
 
 def _wait_for_line(path: Path, text: str, timeout: float = 30.0) -> str:
@@ -137,9 +135,13 @@ def test_a_combined_sign_in_and_consent_page(decision: str) -> None:
     thread.start()
     origin = f"http://127.0.0.1:{server.server_port}"
     try:
-        with CallbackListener() as listener:
+        with LoopbackReceiver(state="s", issuer=origin) as listener:
             query = urllib.parse.urlencode({"redirect_uri": listener.redirect_uri, "state": "s"})
             outcome = play(f"{origin}/authorize?{query}", Person("bob", "builder", decision))
+            try:
+                answered: object = listener.wait(10)
+            except AuthorizationDenied as error:
+                answered = error
     finally:
         server.shutdown()
         server.server_close()
@@ -153,8 +155,7 @@ def test_a_combined_sign_in_and_consent_page(decision: str) -> None:
             "origin": origin,
         }
     ]
-    assert listener.query is not None
-    assert ("code" in listener.query) == (decision == "allow")
+    assert isinstance(answered, AuthorizationDenied) == (decision == "deny")
 
 
 def test_the_fixture_makes_webbrowser_in_this_process_use_the_robot(
@@ -163,19 +164,20 @@ def test_the_fixture_makes_webbrowser_in_this_process_use_the_robot(
     import webbrowser
 
     browser_robot.configure("bob", "builder", "deny")
-    _, challenge = pkce_pair()
-    with CallbackListener() as listener:
+    _, challenge = new_pkce()
+    with LoopbackReceiver(state="st", issuer=dot_server.issuer) as listener:
         query = urllib.parse.urlencode(
             {
                 "response_type": "code",
                 "client_id": dot_server.client_id,
                 "redirect_uri": listener.redirect_uri,
                 "scope": "openid",
+                "state": "st",
                 "code_challenge": challenge,
                 "code_challenge_method": "S256",
             }
         )
         assert webbrowser.open(f"{dot_server.issuer}/authorize/?{query}")
-        assert listener.received.wait(30), browser_robot.log()
-    assert listener.query is not None
-    assert listener.query["error"] == "access_denied"
+        with pytest.raises(AuthorizationDenied) as denied:
+            listener.wait(30)
+    assert denied.value.error == "access_denied", browser_robot.log()

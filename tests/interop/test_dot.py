@@ -3,15 +3,16 @@ revocation and the browser flow, spoken to with plain ``requests``."""
 
 from __future__ import annotations
 
-import secrets
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
+from desktop.auth.errors import AuthorizationDenied
+from desktop.auth.loopback import LoopbackReceiver, new_pkce, new_state
 from tests.support.browser import Person, play
-from tests.support.loopback import CallbackListener, pkce_pair
 from tests.support.thirdparty import DotServer
 
 
@@ -178,10 +179,11 @@ def _authorize_url(server: DotServer, redirect_uri: str, challenge: str, state: 
 
 
 def test_browser_flow_with_pkce_on_any_loopback_port(dot_server: DotServer, tmp_path: Path) -> None:
-    verifier, challenge = pkce_pair()
-    state = secrets.token_urlsafe(16)
+    verifier, challenge = new_pkce()
+    state = new_state()
     log = tmp_path / "browser.log"
-    with CallbackListener() as listener:
+    # iss_required: the redirect must carry DOT's issuer (RFC 9207), which it advertises.
+    with LoopbackReceiver(state=state, issuer=dot_server.issuer, iss_required=True) as listener:
         outcome = play(
             _authorize_url(dot_server, listener.redirect_uri, challenge, state),
             Person("alice", "wonderland"),
@@ -189,19 +191,17 @@ def test_browser_flow_with_pkce_on_any_loopback_port(dot_server: DotServer, tmp_
         )
         assert outcome.status == "done", log.read_text()
         assert outcome.final_status == 200
-    assert listener.query is not None
-    assert listener.query["state"] == state
-    assert listener.query["iss"] == dot_server.issuer  # RFC 9207
+        answer = listener.wait(10)
+    assert answer.iss == dot_server.issuer
     assert "wonderland" not in log.read_text()
-    assert listener.query["code"] not in log.read_text()
+    assert answer.code not in log.read_text()
 
     def redeem(code_verifier: str) -> requests.Response:
-        assert listener.query is not None
         return _token(
             dot_server,
             grant_type="authorization_code",
             client_id=dot_server.client_id,
-            code=listener.query["code"],
+            code=answer.code,
             redirect_uri=listener.redirect_uri,
             code_verifier=code_verifier,
         )
@@ -213,26 +213,29 @@ def test_browser_flow_with_pkce_on_any_loopback_port(dot_server: DotServer, tmp_
 
 
 def test_browser_flow_denied(dot_server: DotServer) -> None:
-    _, challenge = pkce_pair()
-    with CallbackListener() as listener:
+    _, challenge = new_pkce()
+    state = new_state()
+    with LoopbackReceiver(state=state, issuer=dot_server.issuer) as listener:
         outcome = play(
-            _authorize_url(dot_server, listener.redirect_uri, challenge, "s"),
+            _authorize_url(dot_server, listener.redirect_uri, challenge, state),
             Person("bob", "builder", decision="deny"),
         )
-    assert outcome.status == "done"
-    assert listener.query is not None
-    assert listener.query["error"] == "access_denied"
+        assert outcome.status == "done"
+        with pytest.raises(AuthorizationDenied) as denied:
+            listener.wait(10)
+    assert denied.value.error == "access_denied"
 
 
 def test_browser_flow_wrong_password_is_refused(dot_server: DotServer) -> None:
-    _, challenge = pkce_pair()
-    with CallbackListener() as listener:
+    _, challenge = new_pkce()
+    state = new_state()
+    with LoopbackReceiver(state=state, issuer=dot_server.issuer) as listener:
         outcome = play(
-            _authorize_url(dot_server, listener.redirect_uri, challenge, "s"),
+            _authorize_url(dot_server, listener.redirect_uri, challenge, state),
             Person("bob", "wrong"),
         )
-    assert outcome.status == "refused"
-    assert listener.query is None
+        assert outcome.status == "refused"
+        assert not listener.outcome.done.is_set()  # no redirect came
 
 
 def test_authorize_refuses_no_pkce_and_foreign_redirect(dot_server: DotServer) -> None:

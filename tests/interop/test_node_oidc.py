@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
 import time
 import urllib.parse
 import uuid
@@ -18,8 +17,8 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from desktop.auth.loopback import LoopbackReceiver, new_pkce, new_state
 from tests.support.browser import Person, play, play_device
-from tests.support.loopback import CallbackListener, pkce_pair
 from tests.support.thirdparty import NodeOidcServer
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -40,9 +39,9 @@ def _sign_in(
 ) -> dict[str, Any]:
     """The browser flow played by the robot; returns the token response (the code redeemed
     with a DPoP proof when ``prove`` is given)."""
-    verifier, challenge = pkce_pair()
-    state = secrets.token_urlsafe(16)
-    with CallbackListener() as listener:
+    verifier, challenge = new_pkce()
+    state = new_state()
+    with LoopbackReceiver(state=state, issuer=server.issuer, iss_required=True) as listener:
         params = {
             "response_type": "code",
             "client_id": server.client_id,
@@ -57,13 +56,12 @@ def _sign_in(
         url = f"{_metadata(server)['authorization_endpoint']}?{urllib.parse.urlencode(params)}"
         outcome = play(url, Person("alice", "wonderland"))
         assert outcome.status == "done", outcome
-    assert listener.query is not None
-    assert listener.query["state"] == state
-    assert listener.query["iss"] == server.issuer
+        answer = listener.wait(10)  # state checked, iss required and checked
+    assert answer.iss == server.issuer
     form = {
         "grant_type": "authorization_code",
         "client_id": server.client_id,
-        "code": listener.query["code"],
+        "code": answer.code,
         "redirect_uri": listener.redirect_uri,
         "code_verifier": verifier,
     }
@@ -296,8 +294,8 @@ def test_dpop_binds_tokens_and_demands_nonces_when_configured(
 
 
 def test_wrong_password_is_refused_by_the_sign_in_page(node_oidc_server: NodeOidcServer) -> None:
-    _, challenge = pkce_pair()
-    with CallbackListener() as listener:
+    _, challenge = new_pkce()
+    with LoopbackReceiver(state=new_state(), issuer=node_oidc_server.issuer) as listener:
         query = urllib.parse.urlencode(
             {
                 "response_type": "code",
@@ -309,8 +307,8 @@ def test_wrong_password_is_refused_by_the_sign_in_page(node_oidc_server: NodeOid
             }
         )
         outcome = play(f"{node_oidc_server.url}/auth?{query}", Person("alice", "wrong"))
-    assert outcome.status == "refused"
-    assert listener.query is None
+        assert outcome.status == "refused"
+        assert not listener.outcome.done.is_set()  # no redirect came
 
 
 def test_authorization_endpoint_refusals(node_oidc_server: NodeOidcServer) -> None:
@@ -328,7 +326,7 @@ def test_authorization_endpoint_refusals(node_oidc_server: NodeOidcServer) -> No
             timeout=10,
         )
 
-    pkce = {"code_challenge": pkce_pair()[1], "code_challenge_method": "S256"}
+    pkce = {"code_challenge": new_pkce()[1], "code_challenge_method": "S256"}
     # Unregistered hosts get an error page, never a redirect; `localhost` is not 127.0.0.1.
     assert authorize("http://evil.example/callback", **pkce).status_code == 400
     assert authorize("http://localhost:5000/callback", **pkce).status_code == 400

@@ -20,6 +20,8 @@ CLIENT_ID = "jwt-desktop"
 OTHER_CLIENT_ID = "other-app"
 ISSUER = "http://testserver"
 FAST_HASH = ScryptParams(log2_n=10, r=8, p=1)
+# Everything the server offers; the default scope leaves out groups and sessions:admin.
+ALL_SCOPES = "openid profile email groups sessions:admin"
 
 
 class FakeClock:
@@ -53,7 +55,7 @@ def _memory_store() -> SqliteStore:
     and the live server."""
     if not _shared_key:
         _shared_key.append(new_key_record(0.0))
-    store = SqliteStore(MEMORY_DB)
+    store = SqliteStore(MEMORY_DB, issuer=ISSUER)
     store.add_signing_key(_shared_key[0], retire_current=False)
     return store
 
@@ -69,7 +71,8 @@ def app_client(
     settings = test_settings(**overrides)
     store = _memory_store() if settings.db_path == MEMORY_DB else None
     app = create_app(settings, clock=clock, users=users, store=store)
-    with TestClient(app, base_url=ISSUER, client=client) as test_client:
+    # The issuer's own host name: the server serves no other (421).
+    with TestClient(app, base_url=settings.issuer, client=client) as test_client:
         yield test_client
 
 
@@ -105,9 +108,9 @@ def refresh_grant(
     return client.post("/token", data=data)
 
 
-def sign_in(client: Any, username: str = "alice") -> dict[str, Any]:
+def sign_in(client: Any, username: str = "alice", scope: str | None = None) -> dict[str, Any]:
     password = {"alice": "wonderland", "bob": "builder"}[username]
-    response = password_grant(client, username, password)
+    response = password_grant(client, username, password, scope=scope)
     assert response.status_code == 200, response.text
     return dict(response.json())
 

@@ -66,7 +66,7 @@ def test_device_flow_end_to_end(client: TestClient, clock: FakeClock) -> None:
     body = tokens.json()
     assert body["refresh_token"]
     assert body["id_token"]
-    assert body["scope"] == "openid profile email groups"
+    assert body["scope"] == "openid profile email"  # the default scope
     profile = client.get("/userinfo", headers=bearer(body["access_token"]))
     assert profile.json()["preferred_username"] == "alice"
 
@@ -165,7 +165,7 @@ def test_device_page_csrf(client: TestClient) -> None:
             "decision": "allow",
         },
     )
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert error(poll(client, grant["device_code"])) == "authorization_pending"
 
 

@@ -15,6 +15,7 @@ from desktop.auth.dpop import DPoPKey
 from mock_server.dpop import NONCE_LIFETIME
 from tests.server.dpop_proofs import DROP, Signer, dpop_auth, token_claims
 from tests.server.helpers import (
+    ALL_SCOPES,
     CLIENT_ID,
     DPOP_CHALLENGE,
     ISSUER,
@@ -42,6 +43,7 @@ PASSWORD_FORM = {
     "username": "alice",
     "password": "wonderland",
     "client_id": CLIENT_ID,
+    "scope": ALL_SCOPES,
 }
 
 
@@ -508,8 +510,9 @@ def test_a_non_admin_with_a_bound_token_gets_a_dpop_challenge(
     response = client.get("/api/sessions", headers=dpop_auth(at, proof))
     assert response.status_code == 403
     assert response.headers["WWW-Authenticate"] == (
-        'DPoP error="insufficient_scope", error_description="This resource is for members of '
-        f'admin", {DPOP_CHALLENGE.removeprefix("DPoP ")}, Bearer'
+        'DPoP error="insufficient_scope", error_description="This resource needs the '
+        'sessions:admin scope, granted to members of admin", scope="sessions:admin", '
+        f"{DPOP_CHALLENGE.removeprefix('DPoP ')}, Bearer"
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from desktop.auth.dpop import DPoPKey
 from tests.server.dpop_proofs import DROP, Signer, dpop_auth, hs256_proof, unsigned_proof
-from tests.server.helpers import CLIENT_ID
+from tests.server.helpers import ALL_SCOPES, CLIENT_ID
 from tests.support.server import RunningServer, StartServer
 
 
@@ -65,6 +65,7 @@ def sign_in_with(url: str, key: DPoPKey) -> dict[str, Any]:
             "username": "alice",
             "password": "wonderland",
             "client_id": CLIENT_ID,
+            "scope": ALL_SCOPES,
         },
         headers={"DPoP": key.proof("POST", f"{url}/token")},
     )

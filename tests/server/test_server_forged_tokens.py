@@ -152,7 +152,6 @@ CASES: dict[str, Callable[[Forge], str]] = {
             "jti",
             "client_id",
             "scope",
-            "groups",
             "sid",
         )
     },
@@ -210,7 +209,6 @@ REASONS = {
     "jti missing": "The access token has no jti claim",
     "client_id missing": "The access token has no client_id claim",
     "scope missing": "The access token has no scope claim",
-    "groups missing": "The access token has no groups claim",
     "sid missing": "The access token has no sid claim",
     "huge": "The access token is too long",
 }

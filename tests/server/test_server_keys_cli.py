@@ -172,6 +172,7 @@ def test_add_user_then_sign_in_as_them(
                 "username": "carol",
                 "password": "s3cret pass",
                 "client_id": "jwt-desktop",
+                "scope": "openid profile groups",
             },
         )
         assert response.status_code == 200

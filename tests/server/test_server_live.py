@@ -218,7 +218,7 @@ def test_a_client_hanging_up_mid_body_logs_no_error(live_server: RunningServer) 
         # "Expect: 100-continue" makes the server say when the app starts reading the body:
         # the hang-up below then surely lands in the middle of that read.
         connection.sendall(
-            b"POST /revoke HTTP/1.1\r\nHost: x\r\n"
+            b"POST /revoke HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n"
             b"Content-Type: application/x-www-form-urlencoded\r\n"
             b"Content-Length: 100\r\nExpect: 100-continue\r\n\r\n"
         )

@@ -12,8 +12,10 @@ from fastapi.testclient import TestClient
 
 from mock_server.settings import MAX_DURATION
 from tests.server.helpers import (
+    ALL_SCOPES,
     BARE_CHALLENGE,
     CLIENT_ID,
+    DPOP_CHALLENGE,
     ISSUER,
     FakeClock,
     app_client,
@@ -47,7 +49,14 @@ def test_discovery_names_every_endpoint(client: TestClient) -> None:
     assert doc["response_modes_supported"] == ["query"]
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["authorization_response_iss_parameter_supported"] is True
-    assert doc["scopes_supported"] == ["openid", "profile", "email", "groups", "offline_access"]
+    assert doc["scopes_supported"] == [
+        "openid",
+        "profile",
+        "email",
+        "groups",
+        "offline_access",
+        "sessions:admin",
+    ]
     assert {"sub", "preferred_username", "groups", "email", "auth_time", "nonce", "at_hash"} <= set(
         doc["claims_supported"]
     )
@@ -87,22 +96,23 @@ def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_openapi_documents_a_bearer_scheme(client: TestClient) -> None:
+def test_openapi_documents_the_oauth2_password_scheme(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    schemes = spec["components"]["securitySchemes"]
-    assert any(s == {"type": "http", "scheme": "bearer", **_desc(s)} for s in schemes.values())
+    (scheme,) = spec["components"]["securitySchemes"].values()
+    assert scheme["type"] == "oauth2"
+    flow = scheme["flows"]["password"]
+    assert flow["tokenUrl"] == "/token"
+    assert set(flow["scopes"]) == {*ALL_SCOPES.split(), "offline_access"}
     assert spec["paths"]["/userinfo"]["get"]["security"]
+    (admin,) = spec["paths"]["/api/sessions"]["get"]["security"]
+    assert "sessions:admin" in next(iter(admin.values()))
     token_body = spec["paths"]["/token"]["post"]["requestBody"]["content"]
     assert "application/x-www-form-urlencoded" in token_body
     assert "/_testing/advance" not in spec["paths"]
 
 
-def _desc(scheme: dict[str, str]) -> dict[str, str]:
-    return {"description": scheme["description"]} if "description" in scheme else {}
-
-
 def test_userinfo_returns_the_profile(client: TestClient) -> None:
-    tokens = sign_in(client)
+    tokens = sign_in(client, scope=ALL_SCOPES)
     response = client.get("/userinfo", headers=bearer(tokens["access_token"]))
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
@@ -162,7 +172,7 @@ def test_revoked_session_refuses_its_access_tokens_at_once(client: TestClient) -
 
 
 def test_sessions_lists_active_sessions_for_admins(client: TestClient, clock: FakeClock) -> None:
-    admin = sign_in(client, "alice")
+    admin = sign_in(client, "alice", ALL_SCOPES)
     bob = sign_in(client, "bob")
     clock.advance(30)
     bob = refresh_grant(client, bob["refresh_token"]).json()
@@ -179,13 +189,19 @@ def test_sessions_lists_active_sessions_for_admins(client: TestClient, clock: Fa
     assert bobs["expires_at"] == "2027-01-18T08:00:00Z"
 
 
+ADMIN_CHALLENGE = (
+    'Bearer error="insufficient_scope", error_description="This resource needs the '
+    f'sessions:admin scope, granted to members of admin", scope="sessions:admin", {DPOP_CHALLENGE}'
+)
+
+
 def test_sessions_refuse_non_admins_with_insufficient_scope(client: TestClient) -> None:
-    bob = sign_in(client, "bob")
+    # Bob asks for everything; sessions:admin is narrowed away, the rest granted.
+    bob = sign_in(client, "bob", ALL_SCOPES)
+    assert bob["scope"] == "openid profile email groups"
     response = client.get("/api/sessions", headers=bearer(bob["access_token"]))
     assert response.status_code == 403
-    assert response.headers["WWW-Authenticate"] == challenge(
-        "This resource is for members of admin", "insufficient_scope"
-    )
+    assert response.headers["WWW-Authenticate"] == ADMIN_CHALLENGE
     assert response.json()["error"] == "insufficient_scope"
     delete = client.delete("/api/sessions/whatever", headers=bearer(bob["access_token"]))
     assert delete.status_code == 403
@@ -198,7 +214,7 @@ def test_sessions_need_a_token(client: TestClient) -> None:
 
 
 def test_admin_revokes_a_session(client: TestClient) -> None:
-    admin = sign_in(client, "alice")
+    admin = sign_in(client, "alice", ALL_SCOPES)
     bob = sign_in(client, "bob")
     sessions = client.get("/api/sessions", headers=bearer(admin["access_token"])).json()
     bobs_id = next(s["id"] for s in sessions["sessions"] if s["username"] == "bob")
@@ -227,7 +243,7 @@ def test_a_token_already_verified_is_refused_once_its_session_is_revoked(
 
 def test_sessions_list_a_sign_in_of_the_longest_lifetime(clock: FakeClock) -> None:
     with app_client(clock, refresh_ttl=float(MAX_DURATION)) as client:
-        tokens = sign_in(client)
+        tokens = sign_in(client, scope=ALL_SCOPES)
         response = client.get("/api/sessions", headers=bearer(tokens["access_token"]))
     assert response.status_code == 200
     assert response.json()["sessions"][0]["expires_at"].startswith("2037-")

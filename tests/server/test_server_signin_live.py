@@ -87,7 +87,10 @@ def test_device_flow_live(live_server: RunningServer, browser: httpx.Client) -> 
 
 
 def test_codes_outlive_a_restart_and_are_shared_by_processes(start_server: StartServer) -> None:
-    first = start_server()
+    # One issuer for all three: codes (like sessions) belong to the issuer that made them, and
+    # with --port 0 each process would otherwise be an issuer of its own.
+    issuer = ["--issuer", "http://127.0.0.1:1"]
+    first = start_server(extra_args=issuer)
     with httpx.Client(base_url=first.url, timeout=30) as browser:
         pkce = Pkce.new()
         code = redirect_parameters(sign_in_at(browser, authorize_url(first.url, pkce)))["code"]
@@ -95,8 +98,8 @@ def test_codes_outlive_a_restart_and_are_shared_by_processes(start_server: Start
     first.stop()
 
     # The restarted server, and a second process on the same database, know both codes.
-    second = start_server(db=first.db)
-    third = start_server(db=first.db)
+    second = start_server(db=first.db, extra_args=issuer)
+    third = start_server(db=first.db, extra_args=issuer)
     with (
         httpx.Client(base_url=second.url, timeout=30) as at_second,
         httpx.Client(base_url=third.url, timeout=30) as at_third,

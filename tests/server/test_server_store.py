@@ -15,7 +15,7 @@ def _family(family_id: str) -> Family:
 
 
 def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "state.sqlite3"))
+    store = SqliteStore(str(tmp_path / "state.sqlite3"), issuer="http://127.0.0.1:8765")
     try:
         # A real COMMIT failure: with foreign keys deferred, SQLite checks them at COMMIT,
         # refuses it, and keeps the transaction open.

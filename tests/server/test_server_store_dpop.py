@@ -8,12 +8,13 @@ import sqlite3
 from pathlib import Path
 
 from mock_server.store import Family, Rotation, SqliteStore
+from tests.server.helpers import ISSUER
 
 BOUND = Family("f1", "alice", "jwt-desktop", "openid", 1.0, None, 100.0, None, None, "jkt-1")
 
 
 def test_a_bound_token_without_its_key_is_neither_spent_nor_a_reuse(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "state.sqlite3"))
+    store = SqliteStore(str(tmp_path / "state.sqlite3"), issuer=ISSUER)
     try:
         store.create_family(BOUND, "h1")
         for jkt in (None, "jkt-2"):
@@ -33,7 +34,7 @@ def test_a_bound_token_without_its_key_is_neither_spent_nor_a_reuse(tmp_path: Pa
 
 
 def test_a_rotation_with_a_key_binds_an_unbound_family(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "state.sqlite3"))
+    store = SqliteStore(str(tmp_path / "state.sqlite3"), issuer=ISSUER)
     try:
         store.create_family(dataclasses.replace(BOUND, dpop_jkt=None), "h1")
         assert store.rotate("h1", "jwt-desktop", "h2", 2.0, jkt="jkt-9").family is not None
@@ -45,7 +46,7 @@ def test_a_rotation_with_a_key_binds_an_unbound_family(tmp_path: Path) -> None:
 
 def test_the_replay_cache_and_the_nonces_are_shared_by_two_stores(tmp_path: Path) -> None:
     path = str(tmp_path / "state.sqlite3")
-    first, second = SqliteStore(path), SqliteStore(path)
+    first, second = SqliteStore(path, issuer=ISSUER), SqliteStore(path, issuer=ISSUER)
     try:
         assert first.remember_dpop_proof(b"j" * 32, 160.0, 100.0)
         assert not second.remember_dpop_proof(b"j" * 32, 160.0, 100.0)
@@ -75,7 +76,7 @@ def test_a_database_from_before_dpop_gets_the_column(tmp_path: Path) -> None:
             "NULL, NULL)"
         )
     conn.close()
-    store = SqliteStore(str(path))
+    store = SqliteStore(str(path), issuer=ISSUER)
     try:
         old = store.family("old")
         assert old is not None and old.dpop_jkt is None

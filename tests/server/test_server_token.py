@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.server.helpers import (
+    ALL_SCOPES,
     CLIENT_ID,
     ISSUER,
     OTHER_CLIENT_ID,
@@ -44,12 +45,13 @@ def test_password_grant_returns_a_token_set(client: TestClient) -> None:
     }
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 15 * 60
-    assert body["scope"] == "openid profile email groups"
+    # The default scope: who the person is, not what they may do (least privilege).
+    assert body["scope"] == "openid profile email"
     assert len(body["refresh_token"]) >= 43  # 256 bits in base64url
 
 
 def test_access_token_is_an_rfc9068_jwt(client: TestClient, clock: FakeClock) -> None:
-    body = sign_in(client)
+    body = sign_in(client, scope=ALL_SCOPES)
     header = jwt.get_unverified_header(body["access_token"])
     assert header["alg"] == "RS256"
     assert header["typ"] == "at+jwt"

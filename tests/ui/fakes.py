@@ -15,6 +15,7 @@ from typing import Any
 
 from desktop.auth.errors import SessionEnded
 from desktop.auth.messages import Revocation
+from desktop.auth.oauth import ServerMetadata
 from desktop.auth.session import SessionStatus, SignInResult
 from desktop.auth.store import StorageStatus
 
@@ -67,6 +68,11 @@ class FakeClient:
         self.last_refreshed: datetime | None = None
         self.remembered = True
         self.closed = False
+        self.server_metadata = ServerMetadata(
+            issuer="http://127.0.0.1:9",
+            token_endpoint="http://127.0.0.1:9/token",
+            grant_types_supported=("password", "refresh_token"),
+        )
 
     def _answer(self, name: str, answers: list[Answer]) -> dict[str, Any] | None:
         self.calls.append(name)
@@ -131,6 +137,10 @@ class FakeClient:
     def storage_status(self) -> StorageStatus:
         self.calls.append("storage_status")
         return self.storage
+
+    def metadata(self) -> ServerMetadata:
+        # Not in ``calls``: the dialog's discovery is no session operation the tests count.
+        return self.server_metadata
 
     def close(self) -> None:
         self.closed = True

@@ -93,3 +93,11 @@ class ShowCounter(QObject):
         if isinstance(event, QShowEvent):
             self.count += 1
         return False
+
+
+def settled(qtbot: QtBot, app: Application, name: str) -> Any:
+    """Wait (as a context manager) until the controller's operation ``name`` has been handled:
+    "warm_up", "sign_in", "restore", "profile", "sign_out", "tokens", "sessions"..."""
+    return qtbot.waitSignal(
+        app.controller.settled, timeout=TIMEOUT_MS, check_params_cb=lambda done: done == name
+    )

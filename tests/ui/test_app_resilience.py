@@ -11,7 +11,7 @@ from pytestqt.qtbot import QtBot
 from tests.support.keyring import MemoryKeyring
 from tests.support.server import StartServer
 from tests.ui.conftest import MakeApp
-from tests.ui.helpers import TIMEOUT_MS, fill_and_submit, sign_in
+from tests.ui.helpers import TIMEOUT_MS, fill_and_submit, settled, sign_in
 from tests.ui.slow_server import SlowTokenServer
 
 
@@ -21,7 +21,7 @@ def test_event_loop_keeps_running_while_the_server_takes_2_s(
     with SlowTokenServer(delay=2.0) as slow:
         app = make_app(server_url=slow.url)
         # The core loads first (after the first frame): what is measured is a sign-in in flight.
-        with qtbot.waitSignal(app.controller.storageChecked, timeout=TIMEOUT_MS):
+        with settled(qtbot, app, "warm_up"):
             pass
         ticks: list[float] = []
         timer = QTimer()
@@ -77,7 +77,7 @@ def test_unreachable_server_shows_a_banner_retries_and_keeps_the_session(
     main = sign_in(qtbot, app, "alice", "wonderland")
     first.stop()
 
-    with qtbot.waitSignal(app.controller.requestFailed, timeout=TIMEOUT_MS):
+    with settled(qtbot, app, "profile"):
         main.reload_button.click()
     banner = main.banner
     assert banner.isVisible()
@@ -89,7 +89,7 @@ def test_unreachable_server_shows_a_banner_retries_and_keeps_the_session(
 
     # The server comes back (same address, same database): the retry succeeds by itself.
     start_server(db=first.db, extra_args=["--port", str(port)])
-    with qtbot.waitSignal(app.controller.profileLoaded, timeout=TIMEOUT_MS):
+    with settled(qtbot, app, "profile"):
         pass
     assert not banner.isVisible()
     assert not app.dialog.isVisible()

@@ -21,7 +21,7 @@ from tests.core.fakes import FakeOIDCServer, Reply, Seen
 from tests.support.keyring import MemoryKeyring
 from tests.support.server import RunningServer, StartServer
 from tests.ui.conftest import MakeApp
-from tests.ui.helpers import TIMEOUT_MS, fill_and_submit, post_form, stored_sessions
+from tests.ui.helpers import TIMEOUT_MS, fill_and_submit, post_form, settled, stored_sessions
 
 
 class _WorkerDone:
@@ -43,8 +43,9 @@ class _WorkerDone:
 
 def _ready(qtbot: QtBot, server_url: str, make_app: MakeApp) -> Application:
     app = make_app(server_url=server_url)
-    # The core is built and the keyring probed first, so the next outcome is the sign-in's.
-    with qtbot.waitSignal(app.controller.storageChecked, timeout=TIMEOUT_MS):
+    # The core is built, the keyring probed and the server's metadata read first (in that
+    # order, on the one worker), so the next outcome is the sign-in's.
+    with settled(qtbot, app, "discover"):
         pass
     return app
 
@@ -170,14 +171,14 @@ def test_a_profile_failure_after_sign_in_shows_the_signed_in_window(
     assert main.reload_button.isEnabled() and main.sign_out_button.isEnabled()
 
     # Reload works: the profile arrives and replaces the sentence.
-    with qtbot.waitSignal(app.controller.profileLoaded, timeout=TIMEOUT_MS):
+    with settled(qtbot, app, "profile"):
         main.reload_button.click()
     assert main.profile is not None and main.profile["name"] == "Alice"
     assert main.profile_view.isVisible()
     assert not main.profile_missing_label.isVisible()
     assert not main.banner.isVisible()
     # And Sign out ends that session, at the server too.
-    with qtbot.waitSignal(app.controller.signedOut, timeout=TIMEOUT_MS):
+    with settled(qtbot, app, "sign_out"):
         main.sign_out_button.click()
     assert stored_sessions(memory_keyring.secrets) == {}
     assert profile_fails_once.requests_to("/revoke")

@@ -11,6 +11,7 @@ from PySide6.QtGui import QIcon, QPalette
 from pytestqt.qtbot import QtBot
 
 import desktop.app
+from desktop.ui.messages import ErrorKind, Failure
 from desktop.ui.sign_in_dialog import SignInDialog
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
@@ -40,16 +41,23 @@ def test_the_stylesheet_applies(qtbot: QtBot) -> None:
     qtbot.addWidget(dialog)
     dialog.setStyleSheet(desktop.app.load_stylesheet())
     dialog.show()
-    dialog.show_error("credentials", "Wrong username or password.")
+    dialog.show_error(Failure(ErrorKind.CREDENTIALS, "Wrong username or password."))
     dialog.error_label.ensurePolished()
     # Qt's style sheet parser skips what it cannot read without a word: look at the result.
-    colour = dialog.error_label.palette().color(QPalette.ColorRole.WindowText)
-    assert colour.name() == "#a4161a"
+    # The error's tint over the palette (readable on light and dark alike), its text the
+    # palette's own.
+    tint = dialog.error_label.palette().color(QPalette.ColorRole.Window)
+    assert (tint.red(), tint.green(), tint.blue()) == (220, 53, 69) and tint.alpha() < 255
+    text = dialog.error_label.palette().color(QPalette.ColorRole.WindowText)
+    assert text == dialog.palette().color(QPalette.ColorRole.WindowText)
 
 
 def test_the_app_runs_without_its_resources(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(desktop.app, "RESOURCES_DIR", tmp_path)
-    assert desktop.app.resource("jwt-desktop.svg") is None
+    import desktop.assets
+
+    monkeypatch.setattr(desktop.assets, "_root", lambda: tmp_path)
+    assert desktop.assets.resource("jwt-desktop.svg") is None
+    assert desktop.app.load_icon() is None
     assert desktop.app.load_stylesheet() == ""

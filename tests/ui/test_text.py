@@ -112,3 +112,16 @@ def test_backoff_doubles_up_to_a_ceiling_and_resets() -> None:
     assert backoff.attempts == 5
     backoff.reset()
     assert backoff.next_delay() == 2
+
+
+def test_a_revoked_session_says_it_was_revoked_at_the_server() -> None:
+    from desktop.auth.messages import session_ended
+
+    # What the bundled server answers the refresh of a revoked sign-in (invalid_grant).
+    assert session_ended("The refresh token has been revoked") == (
+        "Your session has ended: it was revoked at the server (the refresh token has been "
+        "revoked). Please sign in again."
+    )
+    # A reused token is not worded as someone else's decision: the server's reason stays.
+    reused = session_ended("The refresh token was already used; the session is revoked")
+    assert reused.startswith("Your session has ended: The refresh token was already used")

@@ -65,6 +65,10 @@ def token_answers(server: RunningServer, status: str) -> int:
     return server.output().count(f'"POST /token HTTP/1.1" {status}')
 
 
+def requests_to(server: RunningServer, request: str, status: str) -> int:
+    return server.output().count(f'"{request} HTTP/1.1" {status}')
+
+
 def test_a_person_mistypes_the_password_then_signs_in_with_enter(
     x_display: str, start_server: StartServer, tmp_path: Path
 ) -> None:
@@ -99,7 +103,23 @@ def test_a_person_mistypes_the_password_then_signs_in_with_enter(
         xdotool("type", "--delay", "20", "wonderland")
         xdotool("key", "Return")
         wait_for(lambda: token_answers(server, "200") == 1, "the sign-in")
-        xdotool("search", "--sync", "--onlyvisible", "--name", "^Alice Liddell")
+        xdotool(
+            "search", "--sync", "--onlyvisible", "--name", "^Alice Liddell", "windowfocus", "--sync"
+        )
+        # The keyboard only: the Tokens tab's mnemonic checks the signature against the
+        # server's keys; Ctrl+3 opens Sessions, which asks the server for its list.
+        # (The sign-in itself fetched the keys once already, to validate the ID token.)
+        keys = requests_to(server, "GET /.well-known/jwks.json", "200")
+        xdotool("key", "alt+t")
+        wait_for(
+            lambda: requests_to(server, "GET /.well-known/jwks.json", "200") == keys + 1, "Tokens"
+        )
+        xdotool("key", "ctrl+3")
+        wait_for(lambda: requests_to(server, "GET /api/sessions", "200") == 1, "Sessions")
+        xdotool("key", "ctrl+2")  # the menu's shortcut for Tokens: a fresh inspection
+        wait_for(
+            lambda: requests_to(server, "GET /.well-known/jwks.json", "200") == keys + 2, "again"
+        )
         assert app.poll() is None
     finally:
         app.terminate()

@@ -1,0 +1,200 @@
+"""Third-party providers through the REAL client (``desktop.auth`` and the CLI), not plain
+requests: django-oauth-toolkit (password grant, browser flow, refresh, reuse ending the
+session, Sign out revoking through its RFC 8414 endpoint) and node-oidc-provider (``login
+--browser`` and ``--device`` with offline_access + prompt=consent, refresh, sign-out revoking).
+The browser is the robot (``$BROWSER``)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from desktop.auth import grants
+from desktop.auth.errors import SessionEnded
+from desktop.auth.grants import AuthorizationCodeGrant, PasswordGrant
+from desktop.auth.idtoken import IDTokenValidator
+from desktop.auth.messages import Revocation, describe
+from desktop.auth.session import AuthClient
+from desktop.auth.store import KeyringStore, MemoryStore
+from desktop.cli import main
+from desktop.config import load_config, state_dir
+from tests.support.browser import RobotBrowser, play_device
+from tests.support.keyring import MemoryKeyring
+from tests.support.thirdparty import DotServer, NodeOidcServer
+
+
+class Clock:
+    """The client's monotonic clock, moved by the test (access tokens go stale at once)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _refresh_refused(token_endpoint: str, client_id: str, token: str) -> bool:
+    response = requests.post(
+        token_endpoint,
+        data={"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id},
+        timeout=10,
+    )
+    return response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+# -- django-oauth-toolkit -----------------------------------------------------------------------
+
+
+def _dot_client(server: DotServer, client_id: str, clock: Clock, store: MemoryStore) -> AuthClient:
+    return AuthClient(
+        server.issuer,
+        client_id=client_id,
+        store=store,
+        clock=clock,
+        id_token_validator=IDTokenValidator(),
+    )
+
+
+def test_dot_password_grant_refresh_reuse_ends_the_session(dot_server: DotServer) -> None:
+    clock, store = Clock(), MemoryStore()
+    with _dot_client(dot_server, dot_server.password_client_id, clock, store) as client:
+        result = client.sign_in(PasswordGrant("bob", "builder"), remember=True)
+        assert result.status.username == "bob"  # typed; DOT's password grant gives no ID token
+        assert result.profile is not None and result.profile.get("groups") == ["staff"]
+        first = store.load(client.server_url, "bob")
+        assert first is not None
+        clock.now += dot_server.access_ttl + 1  # the access token is stale: refresh
+        client.profile()
+        assert client.status().refresh_count == 1
+        rotated = store.load(client.server_url, "bob")
+        assert rotated is not None and rotated.refresh_token != first.refresh_token
+        # A thief replays the spent token: DOT refuses it and revokes the family.
+        token_endpoint = client.metadata().token_endpoint
+        assert _refresh_refused(token_endpoint, dot_server.password_client_id, first.refresh_token)
+        clock.now += dot_server.access_ttl + 1
+        with pytest.raises(SessionEnded) as ended:
+            client.profile()
+        assert not client.status().signed_in
+    assert describe(ended.value).message.startswith("Your session has ended")
+    assert str(ended.value).endswith("Please sign in again.")
+    assert store.load(client.server_url, "bob") is None
+
+
+def test_dot_browser_flow_and_sign_out_revokes_through_rfc8414(
+    dot_server: DotServer, browser_robot: RobotBrowser
+) -> None:
+    clock, store = Clock(), MemoryStore()
+    with _dot_client(dot_server, dot_server.client_id, clock, store) as client:
+        metadata = client.metadata()
+        # Only RFC 8414's document names it; discovery merged both.
+        assert metadata.revocation_endpoint == f"{dot_server.issuer}/revoke_token/"
+        result = client.sign_in(AuthorizationCodeGrant(), remember=True)
+        # Named from DOT's validated ID token (its sub), then userinfo's sub matched it.
+        assert result.status.signed_in and result.profile is not None
+        assert result.profile_error is None
+        account = result.status.username
+        assert account is not None
+        stored = store.load(client.server_url, account)
+        assert stored is not None
+        clock.now += dot_server.access_ttl + 1
+        client.profile()  # refreshed through the real client
+        assert client.status().refresh_count == 1
+        stored = store.load(client.server_url, account)
+        assert stored is not None
+        assert client.sign_out() is Revocation.REVOKED
+    assert _refresh_refused(metadata.token_endpoint, dot_server.client_id, stored.refresh_token)
+    assert "done: the redirect answered 200" in browser_robot.log()
+
+
+# -- node-oidc-provider -------------------------------------------------------------------------
+
+
+def _cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _stored_client(server: NodeOidcServer, wall_offset: float) -> AuthClient:
+    """The client the CLI builds, on a wall clock ``wall_offset`` seconds ahead."""
+    return AuthClient(
+        server.issuer,
+        store=KeyringStore(),
+        lock_dir=state_dir(),
+        wall_clock=lambda: time.time() + wall_offset,
+        id_token_validator=IDTokenValidator(),
+    )
+
+
+def _refresh_then_logout(
+    server: NodeOidcServer, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    account = load_config().last_username
+    assert account is not None
+    with _stored_client(server, wall_offset=server.access_ttl + 60) as client:
+        assert client.load_stored(account)
+        assert client.profile()["sub"]  # the stored access token is stale: one refresh
+        assert client.status().refresh_count == 1
+        token_endpoint = client.metadata().token_endpoint
+    stored = KeyringStore().load(server.issuer.rstrip("/"), account)
+    assert stored is not None
+    code, out, err = _cli(["--server", server.issuer, "logout"], monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    assert out == f"Signed out {account} from {server.issuer.rstrip('/')}.\n"
+    assert _refresh_refused(token_endpoint, server.client_id, stored.refresh_token)
+
+
+def test_node_oidc_login_browser_refresh_and_logout(
+    node_oidc_server: NodeOidcServer,
+    browser_robot: RobotBrowser,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    code, out, err = _cli(
+        ["--server", node_oidc_server.issuer, "login", "--browser"], monkeypatch, capsys
+    )
+    assert (code, err) == (0, ""), out
+    # offline_access (listed) with prompt=consent: a refresh token, so the session is kept.
+    assert "prompt=consent" in out and "offline_access" in out
+    assert "stored in the OS keyring" in out
+    _refresh_then_logout(node_oidc_server, monkeypatch, capsys)
+
+
+def test_node_oidc_login_device_refresh_and_logout(
+    node_oidc_server: NodeOidcServer,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    lines: list[str] = []
+
+    def person(cancel: threading.Event, seconds: float) -> bool:
+        # node-oidc-provider's clock cannot be moved: the person approves before the first
+        # poll, which then succeeds without waiting out the interval.
+        if not lines:
+            line = capsys.readouterr().out
+            lines.append(line)
+            complete = line.split("(or open ", 1)[1].split(")", 1)[0]
+            assert play_device(complete).status == "done"
+        return cancel.is_set()
+
+    monkeypatch.setattr(
+        grants, "DeviceCodeGrant", functools.partial(grants.DeviceCodeGrant, wait=person)
+    )
+    code, out, err = _cli(
+        ["--server", node_oidc_server.issuer, "login", "--device"], monkeypatch, capsys
+    )
+    assert (code, err) == (0, ""), out
+    (line,) = lines
+    assert line.startswith(f"To sign in, open {node_oidc_server.url}/")
+    assert "stored in the OS keyring" in out
+    _refresh_then_logout(node_oidc_server, monkeypatch, capsys)
