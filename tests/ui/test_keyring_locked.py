@@ -9,13 +9,13 @@ from pytestqt.qtbot import QtBot
 
 from desktop.auth.errors import KeyringUnavailable
 from desktop.auth.grants import PasswordGrant
-from desktop.auth.messages import keyring_unusable
+from desktop.auth.messages import ErrorKind, Failure, keyring_unusable
 from desktop.ui import controller
 from tests.support.keyring import SecretServiceKeyring
 from tests.support.server import StartServer
 from tests.ui.conftest import MakeApp
 from tests.ui.fakes import FakeClient
-from tests.ui.helpers import TIMEOUT_MS, sign_in
+from tests.ui.helpers import TIMEOUT_MS, settled, sign_in
 
 LOCKED = keyring_unusable("locked")
 
@@ -28,15 +28,18 @@ def test_the_session_panel_reports_an_unsaved_session_and_writes_it_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(controller, "WRITE_BACK_MS", 100)
-    server = start_server(access_ttl="60s")
+    # The app's clock is the real one and a DPoP-bound session's proofs carry it (`iat`): the
+    # server's clock moves past the 20 s access token, well within DPoP's 60 s window.
+    server = start_server(access_ttl="20s")
+    server_ahead = 25
     service = f"jwt-desktop:{server.url}"
     app = make_app(server_url=server.url)
     try:
         main = sign_in(qtbot, app, "alice", "wonderland")
         stored = faulty_keyring.stored(service, "alice")
         faulty_keyring.lock()
-        server.advance_clock(120)  # the next reload refreshes, and cannot save the rotation
-        with qtbot.waitSignal(app.controller.profileLoaded, timeout=TIMEOUT_MS):
+        server.advance_clock(server_ahead)  # the next reload refreshes, cannot save the rotation
+        with settled(qtbot, app, "profile"):
             main.reload_button.click()
         panel = main.session_panel
 
@@ -60,7 +63,7 @@ def test_the_session_panel_reports_an_unsaved_session_and_writes_it_back(
         # Signing out with the keyring locked: the marker proves this window's copy current,
         # so it is revoked; the entry is deleted by the write-back once the keyring answers.
         faulty_keyring.lock()
-        with qtbot.waitSignal(app.controller.signedOut, timeout=TIMEOUT_MS):
+        with settled(qtbot, app, "sign_out"):
             main.sign_out_button.click()
         assert not app.controller.signed_in
         faulty_keyring.unlock()
@@ -78,14 +81,24 @@ def test_a_sign_out_refused_for_keyring_trouble_keeps_the_session(
     client = FakeClient()
     control = controller.SessionController(lambda: client)
     try:
-        with qtbot.waitSignal(control.signInSucceeded, timeout=TIMEOUT_MS):
-            control.sign_in(PasswordGrant("alice", "wonderland"), remember=True)
+
+        def signed_in(name: str) -> bool:
+            return name == "sign_in"
+
+        with qtbot.waitSignal(control.settled, timeout=TIMEOUT_MS, check_params_cb=signed_in):
+            control.sign_in(
+                PasswordGrant("alice", "wonderland"),
+                remember=True,
+                success=lambda result: None,
+                failure=lambda failure: None,
+            )
+        assert control.signed_in
         client.unsaved = "The session could not be saved in the OS keyring (locked)."
         qtbot.waitUntil(lambda: client.write_backs >= 2, timeout=TIMEOUT_MS)  # retried
         client.sign_out_error = KeyringUnavailable(LOCKED)
         with qtbot.waitSignal(control.requestFailed, timeout=TIMEOUT_MS) as failed:
-            control.sign_out()
-        assert failed.args == ["keyring", LOCKED]
+            control.sign_out(lambda outcome: None)
+        assert failed.args == [Failure(ErrorKind.KEYRING, LOCKED)]
         assert control.signed_in
         assert client.username == "alice"
     finally:
