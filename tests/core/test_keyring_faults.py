@@ -75,6 +75,14 @@ def env(faulty_keyring: SecretServiceKeyring, server: RunningServer) -> Iterator
             faulty_keyring.backend.delete_password(service, "alice")
 
 
+def _stored_key(keyring: SecretServiceKeyring, service: str) -> str:
+    entry = keyring.stored(service, "alice")
+    assert entry is not None
+    key = json.loads(entry)["dpop_key"]
+    assert isinstance(key, str)
+    return key
+
+
 def _long_lived(server: RunningServer) -> AuthClient:
     # As desktop/app.py builds it: the keyring store, the default (shared) lock dir.
     return AuthClient(server.url, store=KeyringStore(timeout=5))
@@ -122,6 +130,8 @@ def test_a_long_lived_client_and_cli_processes_survive_a_locked_or_restarted_key
     client = _long_lived(server)
     try:
         client.sign_in(PasswordGrant("alice", ALICE_PW), remember=True)
+        assert client.status().bound  # the key must survive every hand-over below
+        key = _stored_key(faulty_keyring, service)
         save_config(Config(server_url=server.url, last_username="alice"))
         server.advance_clock(PAST_THE_ACCESS_TOKEN)
         assert _cli(["profile"], env).returncode == 0  # a CLI refresh: the client's copy is spent
@@ -149,6 +159,7 @@ def test_a_long_lived_client_and_cli_processes_survive_a_locked_or_restarted_key
         faulty_keyring.unlock()
         assert client.write_back()
         assert client.status().unsaved is None
+        assert _stored_key(faulty_keyring, service) == key  # written back with its key
         server.advance_clock(PAST_THE_ACCESS_TOKEN)
         cli = _cli(["profile", "--json"], env)  # adopts what the client wrote back, refreshes
         assert cli.returncode == 0, cli.stderr
@@ -157,6 +168,7 @@ def test_a_long_lived_client_and_cli_processes_survive_a_locked_or_restarted_key
         assert client.profile()["preferred_username"] == "alice"
         assert _families(server) == [(None, None)]  # one sign-in, never a reuse
         assert faulty_keyring.entries(service) == 1
+        assert _stored_key(faulty_keyring, service) == key
     finally:
         client.close()
 
@@ -247,6 +259,8 @@ def test_a_lost_refresh_answer_is_retried_once(
         client = AuthClient(proxy.url, store=KeyringStore(timeout=5), wall_clock=server.wall_clock)
         try:
             client.sign_in(PasswordGrant("alice", ALICE_PW), remember=True)
+            # Bound: the second send needs a new proof (a replayed jti would be refused).
+            assert client.status().bound
             server.advance_clock(120)
             proxy.drop_answer(is_refresh_grant)
             if grace:
