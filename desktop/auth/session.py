@@ -811,17 +811,16 @@ class AuthClient:
         for a bound session with a fresh proof (each ``send`` signs a new ``jti``: a proof is
         single use, RFC 9449 §11.1)."""
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        metadata = self.metadata()
         try:
             return oauth.token_request(
-                self.transport, metadata, form, client_id=self.client_id, dpop=signer
+                self.transport, self.metadata(), form, client_id=self.client_id, dpop=signer
             )
         except ServerUnreachable as exc:
             if not exc.sent:
                 raise
             logger.warning("The refresh answer was lost; sending the refresh once more")
         return oauth.token_request(
-            self.transport, metadata, form, client_id=self.client_id, dpop=signer
+            self.transport, self.metadata(), form, client_id=self.client_id, dpop=signer
         )
 
     # -- storage helpers -------------------------------------------------------------------------
