@@ -32,7 +32,7 @@ from desktop import accounts
 from desktop.accounts import AccountNotFound
 from desktop.auth import messages
 from desktop.auth.errors import AuthError, SessionEnded, StorageError
-from desktop.auth.messages import Revocation, describe, sign_out_line
+from desktop.auth.messages import Revocation, describe, sign_out_line, token_binding
 from desktop.config import (
     DEFAULT_CLIENT_ID,
     Account,
@@ -237,6 +237,7 @@ def _login(args: argparse.Namespace) -> int:
     _out(f"Signed in to {server} as {name}.")
     if result.profile_error is not None:
         _warn(f"the profile could not be fetched: {describe(result.profile_error).message}")
+    _out(f"Tokens: {token_binding(status.bound)}.")
     if status.remembered:
         _out(f"The session is stored in the OS keyring ({status.storage.backend}).")
     elif remember:
@@ -288,6 +289,7 @@ def _check_session(account: Account, client_id: str) -> int:
             return EXIT_KEYRING
     _out(f"Signed in to {server} as {username}.")
     _out(f"Session stored in the OS keyring ({status.storage.backend}).")
+    _out(f"Tokens: {token_binding(status.bound)}.")
     if status.access_expires_in is not None:
         _out(f"Access token valid for {_duration(status.access_expires_in)}.")
     return EXIT_OK

@@ -2,9 +2,9 @@
 
 Qt-free on purpose, so it can be tested on its own. :class:`DemoServer` reuses a server that
 already answers ``GET /healthz`` at the demo address; otherwise it starts
-``python -m mock_server`` with a persistent demo database and a short access-token lifetime
-(so refreshes are visible), waits for its ``listening on`` line, and stops it again on
-:meth:`DemoServer.stop` only if it started it.
+``python -m mock_server`` with a persistent demo database, a short access-token lifetime (so
+refreshes are visible) and ``--dpop required`` (so the demo's tokens are DPoP-bound), waits for
+its ``listening on`` line, and stops it again on :meth:`DemoServer.stop` only if it started it.
 """
 
 from __future__ import annotations
@@ -112,6 +112,9 @@ class DemoServer:
             str(self._db),
             "--access-ttl",
             self._access_ttl,
+            # Tokens bound to the app's key (RFC 9449): a copied token is useless.
+            "--dpop",
+            "required",
             *self._extra_args,
         ]
         try:

@@ -4,6 +4,11 @@ One EC P-256 key (ES256) per sign-in. The private key lives in memory and, when 
 stays signed in, in the session's keyring entry (:meth:`DPoPKey.to_json`); it never appears in
 a ``repr``, a log or an exception. The public JWK and the proof header never change for a key,
 so they are serialized once; a proof then costs one small JSON dump and one ECDSA signature.
+
+:class:`DPoPSigner` is the one place requests get their proofs: the session's token requests
+(every grant, refresh, revocation) and its resource requests go through :meth:`DPoPSigner.send`,
+which follows the server's nonces (§8, §9): the newest ``DPoP-Nonce`` each server sent goes
+into the next proof, and a ``use_dpop_nonce`` refusal is answered by sending once more.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -24,7 +29,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from desktop.auth import oauth
 from desktop.auth.errors import InvalidDPoPKey
+from desktop.auth.transport import json_object
+
+if TYPE_CHECKING:
+    import requests
+
+    from desktop.auth.transport import Transport
 
 ALGORITHM = "ES256"
 _COORDINATE_BYTES = 32  # P-256
@@ -210,3 +222,73 @@ class DPoPNonces:
     def forget(self, url: str) -> None:
         with self._lock:
             self._nonces.pop(origin(url), None)
+
+
+USE_DPOP_NONCE = "use_dpop_nonce"
+
+
+def asks_for_nonce(response: requests.Response) -> bool:
+    """Whether ``response`` refuses a proof for want of the server's nonce: a token endpoint's
+    400 ``use_dpop_nonce`` (RFC 9449 §8) or a resource's 401 ``WWW-Authenticate: DPoP
+    error="use_dpop_nonce"`` (§9)."""
+    if response.status_code == 401:
+        for scheme, params in oauth.challenges(response.headers.get("WWW-Authenticate", "")):
+            if scheme == "dpop" and params.get("error") == USE_DPOP_NONCE:
+                return True
+    if response.status_code == 400:
+        return oauth.oauth_error(json_object(response))[0] == USE_DPOP_NONCE
+    return False
+
+
+class DPoPSigner:
+    """One session's DPoP: its key, and the nonces of the servers it talks to.
+
+    ``nonces`` may be shared by several signers of one client (nonces belong to a server, not
+    to a key). ``repr`` names the key's thumbprint only.
+    """
+
+    __slots__ = ("key", "nonces")
+
+    def __init__(self, key: DPoPKey, nonces: DPoPNonces | None = None) -> None:
+        self.key = key
+        self.nonces = nonces if nonces is not None else DPoPNonces()
+
+    def send(
+        self,
+        transport: Transport,
+        method: str,
+        url: str,
+        *,
+        access_token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one request with a fresh proof (with ``ath`` for ``access_token``: a resource
+        request) carrying the server's newest nonce.
+
+        A ``use_dpop_nonce`` refusal is sent again once, with the nonce it gave; that answer is
+        final whatever it says, so this never loops. A body is sent twice then, so it must not
+        be a one-shot stream. Every answer's ``DPoP-Nonce`` is remembered for the next request.
+        """
+        headers = dict(headers or {})
+
+        def send(nonce: str | None) -> requests.Response:
+            headers["DPoP"] = self.key.proof(method, url, access_token=access_token, nonce=nonce)
+            response = transport.request(method, url, headers=headers, **kwargs)
+            self.nonces.remember(url, response.headers.get("DPoP-Nonce"))
+            return response
+
+        sent = self.nonces.get(url)
+        response = send(sent)
+        given = self.nonces.get(url)
+        # Once, and only with a nonce other than the one just refused (that one would be
+        # refused again): the second answer is final.
+        if given is None or given == sent or not asks_for_nonce(response):
+            return response
+        response.close()
+        return send(given)
+
+    def __repr__(self) -> str:
+        return f"DPoPSigner(jkt={self.key.thumbprint!r})"
+
+    __str__ = __repr__

@@ -26,6 +26,8 @@ enter the core, so callers (the GUI, the CLI) only ever catch these::
      │    ├── AccessDenied          403: the person's groups do not allow the resource
      │    ├── SessionEnded          the refresh token expired, was revoked or reused: the stored
      │    │                         session is gone and the person must sign in again
+     │    ├── DPoPRefused           the server refused the DPoP proof (``invalid_dpop_proof``,
+     │    │                         ``use_dpop_nonce`` after the one retry), RFC 9449
      │    ├── AuthorizationDenied   the person or the server refused the sign-in (access_denied…
      │    │                         from the authorization endpoint or the device grant's polling)
      │    └── DeviceCodeExpired     the device code expired before the person approved it
@@ -50,6 +52,7 @@ __all__ = [
     "Cancelled",
     "ClientRejected",
     "ConfigurationError",
+    "DPoPRefused",
     "DeviceCodeExpired",
     "InputError",
     "InvalidCredentials",
@@ -150,6 +153,11 @@ class AccessDenied(OAuthError):
 
 class SessionEnded(OAuthError):
     """The refresh token expired, was revoked or was reused; the person must sign in again."""
+
+
+class DPoPRefused(OAuthError):
+    """The server refused this client's DPoP proof (RFC 9449 §4.3, §7.1, §8): not the
+    person's password, nor (by itself) the end of the session."""
 
 
 class NotSignedIn(AuthError):

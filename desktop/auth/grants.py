@@ -39,6 +39,7 @@ from desktop.auth.tokens import TokenSet
 
 if TYPE_CHECKING:
     # Only for types: building a grant (on the GUI thread, say) must not import requests.
+    from desktop.auth.dpop import DPoPSigner
     from desktop.auth.oauth import ServerMetadata
     from desktop.auth.transport import Transport
 
@@ -93,12 +94,18 @@ class GrantContext:
     clock: Callable[[], float]  # monotonic seconds: waits and expiries are measured on it
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[Progress], None] = ignore_progress
+    # The new session's DPoP key when the server offers DPoP: every token request of the
+    # grant carries a proof of it, so the tokens are bound to it (RFC 9449 §5).
+    dpop: DPoPSigner | None = None
 
     def token_request(self, form: dict[str, str]) -> dict[str, Any]:
-        """POST ``form`` to the token endpoint (client id added); the answer or the error."""
+        """POST ``form`` to the token endpoint (client id added, a DPoP proof when the session
+        has a key); the answer or the error."""
         from desktop.auth import oauth
 
-        return oauth.token_request(self.transport, self.metadata, form, client_id=self.client_id)
+        return oauth.token_request(
+            self.transport, self.metadata, form, client_id=self.client_id, dpop=self.dpop
+        )
 
     def tokens(self, data: dict[str, Any]) -> TokenSet:
         """A token endpoint's answer as a :class:`TokenSet`, timed on the context's clock."""

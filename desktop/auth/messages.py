@@ -47,6 +47,7 @@ METADATA_NO_ISSUER = "The server's metadata document has no issuer."
 TOKEN_NOT_JSON = "The server's token answer is not JSON."
 PROFILE_NOT_JSON = "The server's profile answer is not a JSON object."
 PROFILE_OF_ANOTHER = "The server's profile is not that of the person who signed in."
+DPOP_KEY_MISSING = "The stored session is bound to a DPoP key, but the key is not stored with it."
 NO_JWKS = "The server publishes no key set (jwks_uri), so no signature can be checked."
 JWKS_NOT_JSON = "The server's key set is not a JSON object."
 SESSIONS_NOT_JSON = "The server's list of sessions is not what was expected."
@@ -314,6 +315,18 @@ def oauth_refused(error: str, description: str | None) -> str:
     return f"The server refused the request{detail(error, description)}."
 
 
+def token_binding(bound: bool) -> str:
+    """What the session panel and ``jwt-desktop status`` say of the tokens (RFC 9449)."""
+    return "Bound to this device's key (DPoP)" if bound else "Bearer: usable by whoever holds it"
+
+
+def dpop_refused(error: str, description: str | None) -> str:
+    return (
+        "The server refused this device's proof of its session key (DPoP)"
+        f"{detail(error, description)}."
+    )
+
+
 def access_denied(description: str | None) -> str:
     return "You do not have access to this resource" + (
         f": {reason(description)}." if description else "."
@@ -445,6 +458,7 @@ def describe(error: BaseException) -> Failure:
         (errors.DeviceCodeExpired, ErrorKind.REFUSED, DEVICE_EXPIRED),
         (errors.SignInTimedOut, ErrorKind.REFUSED, BROWSER_TIMED_OUT),
         (errors.SessionEnded, ErrorKind.SESSION_ENDED, "Your session ended. Sign in again."),
+        (errors.DPoPRefused, ErrorKind.SERVER, "The server refused this device's DPoP proof."),
         (errors.AccessDenied, ErrorKind.DENIED, "You are not allowed to do that."),
         (errors.ClientRejected, ErrorKind.CONFIGURATION, "The server does not accept this app."),
         (errors.ConfigurationError, ErrorKind.CONFIGURATION, "The setup is invalid."),

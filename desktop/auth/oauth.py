@@ -16,21 +16,22 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from requests.utils import parse_dict_header
 
 from desktop.auth import messages
 from desktop.auth.errors import (
     AuthError,
     ClientRejected,
     ConfigurationError,
+    DPoPRefused,
     InvalidCredentials,
     OAuthError,
     ServerError,
@@ -41,14 +42,19 @@ from desktop.auth.errors import (
 from desktop.auth.messages import Revocation
 from desktop.auth.transport import Transport, check_transport, json_object
 
+if TYPE_CHECKING:
+    from desktop.auth.dpop import DPoPSigner
+
 __all__ = [
     "BASE_SCOPES",
+    "DPOP_ERRORS",
     "OIDC_DISCOVERY_PATH",
     "OPTIONAL_SCOPES",
     "RFC8414_PATH",
     "ServerMetadata",
     "account_name",
     "bearer_error",
+    "challenges",
     "discover",
     "metadata_urls",
     "oauth_error",
@@ -234,6 +240,9 @@ def _endpoint(document: dict[str, Any], key: str) -> str | None:
     return check_transport(value, what=f"The server's {key}")
 
 
+# RFC 9449 §12.2: the errors that refuse a proof rather than a grant or a token.
+DPOP_ERRORS = ("invalid_dpop_proof", "use_dpop_nonce")
+
 # -- token endpoint -------------------------------------------------------------------------------
 
 
@@ -243,20 +252,22 @@ def token_request(
     form: dict[str, str],
     *,
     client_id: str,
-    headers: dict[str, str] | None = None,
+    dpop: DPoPSigner | None = None,
 ) -> dict[str, Any]:
     """POST ``form`` (with ``client_id``) to the token endpoint; the JSON answer, or the error.
 
-    ``headers`` adds request headers (a DPoP proof, later). The error's class depends on the
-    ``grant_type`` in ``form`` (a refused password is :class:`InvalidCredentials`, a refused
-    refresh token :class:`SessionEnded`).
+    With ``dpop`` the request carries a proof of the session's key (RFC 9449 §5), and a
+    ``use_dpop_nonce`` refusal is sent again once with the server's nonce. The error's class
+    depends on the ``grant_type`` in ``form`` (a refused password is
+    :class:`InvalidCredentials`, a refused refresh token :class:`SessionEnded`).
     """
-    response = transport.request(
-        "POST",
+    response = _post(
+        transport,
+        dpop,
         metadata.token_endpoint,
         what="The server's token_endpoint",
         data={**form, "client_id": client_id},
-        headers={"Accept": "application/json", **(headers or {})},
+        headers={"Accept": "application/json"},
     )
     with response:
         data = json_object(response)
@@ -265,6 +276,14 @@ def token_request(
                 raise ServerError(messages.TOKEN_NOT_JSON, status=200)
             return data
         raise token_error(response, data, grant=form.get("grant_type", ""), client_id=client_id)
+
+
+def _post(
+    transport: Transport, dpop: DPoPSigner | None, url: str, **kwargs: Any
+) -> requests.Response:
+    if dpop is None:
+        return transport.request("POST", url, **kwargs)
+    return dpop.send(transport, "POST", url, **kwargs)
 
 
 def token_error(  # noqa: PLR0911  # one return per kind of answer reads best
@@ -286,6 +305,13 @@ def token_error(  # noqa: PLR0911  # one return per kind of answer reads best
         return server_failure(status)
     if error is None:
         return ServerError(messages.unexpected_answer(status), status=status)
+    if error in DPOP_ERRORS:
+        return DPoPRefused(
+            messages.dpop_refused(error, description),
+            error=error,
+            description=description,
+            status=status,
+        )
     if error == "invalid_grant" and grant == "password":
         return InvalidCredentials(
             messages.WRONG_PASSWORD, error=error, description=description, status=status
@@ -319,15 +345,19 @@ def revoke(
     *,
     client_id: str,
     token_type_hint: str = "refresh_token",  # noqa: S107  # a hint's name, not a secret
+    dpop: DPoPSigner | None = None,
 ) -> Revocation:
-    """Revoke ``token`` (RFC 7009). Never raises: the outcome says what happened."""
+    """Revoke ``token`` (RFC 7009), with a proof of ``dpop``'s key when the session has one (a
+    server may end a bound session only for its key). Never raises: the outcome says what
+    happened."""
     endpoint = metadata.revocation_endpoint
     if endpoint is None:
         logger.info("The server offers no revocation endpoint; forgetting locally only")
         return Revocation.NOT_OFFERED
     try:
-        response = transport.request(
-            "POST",
+        response = _post(
+            transport,
+            dpop,
             endpoint,
             what="The server's revocation_endpoint",
             data={"token": token, "token_type_hint": token_type_hint, "client_id": client_id},
@@ -345,17 +375,53 @@ def revoke(
 # -- error parsing --------------------------------------------------------------------------------
 
 
+# RFC 9110 §11.6.1: challenge = auth-scheme [ 1*SP ( token68 / #auth-param ) ]. One header may
+# hold several challenges ("DPoP error=..., algs=..., Bearer"): a bare token after a comma starts
+# the next one.
+_SEPARATORS = re.compile(r"[ \t,]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_EQUALS = re.compile(r"[ \t]*=[ \t]*")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def challenges(header: str) -> list[tuple[str, dict[str, str]]]:
+    """The challenges of a ``WWW-Authenticate`` header: (scheme in lower case, its parameters
+    by lower-case name; a token68 is dropped). Text that does not parse ends the list."""
+    found: list[tuple[str, dict[str, str]]] = []
+    position, just_named = 0, False
+    while True:
+        separator = _SEPARATORS.match(header, position)
+        assert separator is not None  # it matches the empty string
+        position = separator.end()
+        word = _TOKEN.match(header, position)
+        if word is None:
+            return found
+        equals = _EQUALS.match(header, word.end())
+        value = None
+        if found and equals is not None:
+            value = _QUOTED.match(header, equals.end()) or _TOKEN.match(header, equals.end())
+        if value is not None:
+            text = value.group(1) if value.re is _QUOTED else value.group(0)
+            found[-1][1][word.group(0).lower()] = _ESCAPE.sub(r"\1", text)
+            position, just_named = value.end(), False
+        elif just_named and "," not in separator.group(0):
+            token68 = _TOKEN68.match(header, position)
+            assert token68 is not None  # a token's first character starts a token68 too
+            position, just_named = token68.end(), False
+        else:
+            found.append((word.group(0).lower(), {}))
+            position, just_named = word.end(), True
+
+
 def bearer_error(response: requests.Response) -> tuple[str | None, str | None]:
-    """``error`` and ``error_description`` of a ``WWW-Authenticate: Bearer`` (or ``DPoP``)
-    challenge (RFC 6750 §3, RFC 9449 §7.1)."""
-    header = response.headers.get("WWW-Authenticate", "")
-    scheme, _, params = header.strip().partition(" ")
-    if scheme.lower() not in ("bearer", "dpop"):
-        return None, None
-    parsed: dict[str, str | None] = parse_dict_header(params)  # type: ignore[no-untyped-call]
-    values = {k.lower(): v for k, v in parsed.items()}
-    error, description = values.get("error"), values.get("error_description")
-    return error or None, description or None
+    """``error`` and ``error_description`` of a ``WWW-Authenticate: Bearer`` or ``DPoP``
+    challenge (RFC 6750 §3, RFC 9449 §7.1): the first of those that names an error."""
+    for scheme, params in challenges(response.headers.get("WWW-Authenticate", "")):
+        if scheme in ("bearer", "dpop") and params.get("error"):
+            return params["error"], params.get("error_description") or None
+    return None, None
 
 
 def oauth_error(data: dict[str, Any] | None) -> tuple[str | None, str | None]:

@@ -39,6 +39,15 @@ start would present it and get the whole session revoked.
 The stored session holds the live access token too, so a new process (a CLI command, the next
 start) reuses it while it is valid instead of refreshing.
 
+DPoP (RFC 9449): when the server lists ES256 in ``dpop_signing_alg_values_supported``, each
+sign-in makes a new key pair (:mod:`desktop.auth.dpop`) and every token request of the grant
+carries a proof of it. The answer's ``token_type`` decides: ``DPoP`` makes a bound session,
+whose key then signs every later request (refresh, revocation, resources, with the server's
+nonces) and is kept where its tokens are (memory, the same keyring entry, written with the same
+generation); ``Bearer`` makes a Bearer session and the key is dropped. The key travels with the
+refresh token: a process that adopts a stored session (or another process's rotation) adopts
+its key, and a stored token is revoked with the stored key.
+
 The session does not know which grant made its tokens (:mod:`desktop.auth.grants`). An ID token
 a grant received is handed to the ``id_token_validator`` before anything of it is used; without
 a validator it is ignored.
@@ -63,10 +72,14 @@ from typing import Any, Protocol
 import requests
 
 from desktop.auth import messages, oauth
+from desktop.auth.dpop import ALGORITHM as DPOP_ALGORITHM
+from desktop.auth.dpop import DPoPKey, DPoPNonces, DPoPSigner
 from desktop.auth.errors import (
     AccessDenied,
     AuthError,
     ConfigurationError,
+    DPoPRefused,
+    InvalidDPoPKey,
     KeyringUnavailable,
     LockTimeout,
     NotSignedIn,
@@ -90,7 +103,7 @@ from desktop.auth.store import (
     TokenStore,
     WriteBackStore,
 )
-from desktop.auth.tokens import TokenSet
+from desktop.auth.tokens import DPOP, TokenSet
 from desktop.auth.transport import Transport, json_object, normalize_server_url
 
 __all__ = ["AuthClient", "IdTokenValidator", "SessionStatus", "SignInResult"]
@@ -114,6 +127,8 @@ class SessionStatus:
     # Why the stored session lags behind this one (a keyring write failed and is retried), or
     # why a keyring entry could not be deleted; None when the keyring holds what it should.
     unsaved: str | None = None
+    # The tokens are DPoP-bound (RFC 9449): useless without this device's key.
+    bound: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,7 @@ class _Refreshed:
     """What one refresh (or adoption of another process's refresh) produced."""
 
     tokens: TokenSet
+    dpop: DPoPSigner | None  # the key the tokens are bound to (None: Bearer)
     in_store: bool
     reason: str | None  # why the session is no longer kept in the store
     requested: bool  # a request was made (False: another process's tokens were adopted)
@@ -165,6 +181,7 @@ class _State:
     username: str | None = None
     tokens: TokenSet | None = None  # None: no usable access token yet
     refresh_token: str | None = None
+    dpop: DPoPSigner | None = None  # the session's DPoP key: None for a Bearer session
     subject: str | None = None  # the validated ID token's sub: userinfo's must match
     in_store: bool = False  # the session is (also) kept in the store
     storage_reason: str | None = None  # why it is not in the store, when that was not chosen
@@ -176,6 +193,28 @@ class _State:
     refresh_count: int = 0
     last_refreshed: datetime | None = None
     storage_cache: StorageStatus | None = field(default=None)
+
+
+@dataclass(frozen=True, repr=False)
+class _Credential:
+    """What an authorized request is sent with: the access token, in its scheme (the token
+    type), with the session's DPoP key when the token is bound."""
+
+    tokens: TokenSet
+    dpop: DPoPSigner | None
+
+    @property
+    def access_token(self) -> str:
+        return self.tokens.access_token
+
+
+@dataclass(frozen=True, repr=False)
+class _Mine:
+    """This process's refresh token, the marker generation it was written at and its key."""
+
+    refresh_token: str
+    generation: int | None
+    dpop: DPoPSigner | None
 
 
 class AuthClient:
@@ -229,6 +268,8 @@ class AuthClient:
         self._refresh_lock = threading.Lock()  # long: one refresh/sign-in/sign-out at a time
         self._metadata_lock = threading.Lock()
         self._metadata: ServerMetadata | None = None
+        # Nonces belong to a server, not a key: every session of this client shares them.
+        self._dpop_nonces = DPoPNonces()
         self.on_refreshed: list[Callable[[], None]] = []
         self.on_session_ended: list[Callable[[SessionEnded], None]] = []
 
@@ -249,6 +290,7 @@ class AuthClient:
         profile fetch is reported in the result, not raised.
         """
         metadata = self.metadata()
+        signer = self._new_signer(metadata)
         context = GrantContext(
             metadata=metadata,
             transport=self.transport,
@@ -257,13 +299,17 @@ class AuthClient:
             clock=self._clock,
             cancel=cancel if cancel is not None else threading.Event(),
             progress=progress or ignore_progress,
+            dpop=signer,
         )
         response = grant.obtain(context)
         tokens = response.tokens
+        # The answer's token_type decides (RFC 9449 §5): Bearer tokens need no key.
+        signer = signer if tokens.bound else None
         if tokens.refresh_token is None:
             raise ServerError(messages.NO_REFRESH_TOKEN)
         profile: dict[str, Any] | None = None
         try:
+            self._check_binding(tokens, signer)
             subject, name = self._identify(response, metadata)
             if response.username:
                 account = response.username
@@ -272,21 +318,22 @@ class AuthClient:
             else:
                 # No typed name and no ID token to name the account: ask userinfo (the
                 # profile is fetched anyway, so this costs no extra request).
-                profile = self._userinfo(metadata, tokens.access_token, subject)
+                profile = self._userinfo(metadata, _Credential(tokens, signer), subject)
                 account = oauth.account_name(profile)
         except AuthError:
             # Tokens we will not use (a bad ID token, no account name) must not stay alive.
-            self._revoke(tokens.refresh_token)
+            self._revoke(tokens.refresh_token, signer)
             raise
         with self._refresh_lock:
             in_store, reason, stored_generation, unsaved = self._keep_new_session(
-                account, tokens, remember
+                account, tokens, signer, remember
             )
             with self._state_lock:
                 self._state = _State(
                     username=account,
                     tokens=tokens,
                     refresh_token=tokens.refresh_token,
+                    dpop=signer,
                     subject=subject,
                     in_store=in_store,
                     storage_reason=reason,
@@ -297,10 +344,11 @@ class AuthClient:
                     storage_cache=self._state.storage_cache,
                 )
         logger.info(
-            "Signed in as %s at %s with %s (stored: %s)",
+            "Signed in as %s at %s with %s (%s, stored: %s)",
             account,
             self.server_url,
             grant.grant_type,
+            tokens.token_type,
             in_store,
         )
         self._refresh_storage_cache()
@@ -319,7 +367,8 @@ class AuthClient:
         valid, serves the next requests (no refresh). Read under the session's lock, so that
         what is adopted is what the marker says is current.
 
-        Returns False when nothing is stored. Raises :class:`KeyringUnavailable` when the
+        Returns False when nothing is stored, or when its tokens are DPoP-bound to a key that
+        cannot be read (as good as no session). Raises :class:`KeyringUnavailable` when the
         keyring cannot be read or holds an out-of-date session (it is kept for later), and
         :class:`SessionEnded` when the current session was lost (see the marker).
         """
@@ -328,14 +377,20 @@ class AuthClient:
                 stored = self._current_stored(held, username, None)
             finally:
                 self._refresh_storage_cache()
-            if stored is None:
+            if not isinstance(stored, StoredSession):  # None (no copy of ours was offered)
                 logger.info("No stored session for %s at %s", username, self.server_url)
+                return False
+            try:
+                signer = self._signer_from(stored)
+            except InvalidDPoPKey as exc:
+                logger.warning("Cannot use the stored session: %s", exc)
                 return False
             with self._state_lock:
                 self._state = _State(
                     username=username,
                     tokens=self._tokens_from(stored),
                     refresh_token=stored.refresh_token,
+                    dpop=signer,
                     in_store=True,
                     stored_generation=stored.generation,
                     generation=self._state.generation + 1,
@@ -381,22 +436,34 @@ class AuthClient:
         """An authorized request (``url`` absolute, or a path on the server).
 
         Refresh early if stale; send; on 401 ``invalid_token`` refresh once and resend once.
-        Returns the response for any status but redirects (never followed), 403 and 5xx; the
-        caller closes it (or reads it).
+        Returns the response for any status but redirects (never followed), 403, 5xx and a
+        401 refusing the DPoP proof (:class:`DPoPRefused`); the caller closes it (or reads it).
         A request body is sent twice when a retry happens, so it must not be a one-shot stream.
         """
         if url.startswith("/"):
             url = self.server_url + url
-        access, generation, attempts = self._access_token()
-        response = self._send_authorized(method, url, access, kwargs)
+        credential, generation, attempts = self._access_token()
+        # A DPoP nonce the resource asks for is sent inside _send_authorized (once): it is not
+        # a rejection of the token, so it costs no refresh.
+        response = self._send_authorized(method, url, credential, kwargs)
         if response.status_code == 401 and oauth.bearer_error(response)[0] == "invalid_token":
             response.close()
             logger.info("Access token rejected (invalid_token): refreshing once and resending")
-            access, _, _ = self._refresh(generation, attempts, rejected=access)
-            response = self._send_authorized(method, url, access, kwargs)
+            credential, _, _ = self._refresh(generation, attempts, rejected=credential.access_token)
+            response = self._send_authorized(method, url, credential, kwargs)
             if response.status_code == 401 and oauth.bearer_error(response)[0] == "invalid_token":
                 response.close()
                 raise ServerError(messages.REJECTED_FRESH_TOKEN, status=401)
+        if response.status_code == 401:
+            error, description = oauth.bearer_error(response)
+            if error in oauth.DPOP_ERRORS:
+                response.close()
+                raise DPoPRefused(
+                    messages.dpop_refused(error, description),
+                    error=error,
+                    description=description,
+                    status=401,
+                )
         if response.status_code == 403:
             error, description = oauth.bearer_error(response)
             if error is None:
@@ -429,6 +496,7 @@ class AuthClient:
             with self._state_lock:
                 username = self._state.username
                 token = self._state.refresh_token
+                signer = self._state.dpop
                 in_store = self._state.in_store
                 mine = self._mine(self._state)
             if username is None:
@@ -442,7 +510,10 @@ class AuthClient:
                     except SessionEnded:
                         stored = None  # already over: nothing left to revoke
                     token = stored.refresh_token if stored is not None else None
-                outcome = self._revoke(token) if token else Revocation.REVOKED
+                    if stored is not None:
+                        # The stored token (maybe another process's rotation) goes with its key.
+                        signer = self._signer_of(stored, mine)
+                outcome = self._revoke(token, signer) if token else Revocation.REVOKED
                 if held is not None:
                     held.advance(SIGNED_OUT)
                     unsaved = self._delete_stored(username, held)
@@ -486,6 +557,7 @@ class AuthClient:
                 storage=storage,
                 remembered=state.username is not None and state.in_store and storage.persistent,
                 unsaved=state.unsaved,
+                bound=tokens.bound if tokens else state.dpop is not None,
             )
 
     def storage_status(self) -> StorageStatus:
@@ -568,19 +640,19 @@ class AuthClient:
         return subject, name if isinstance(name, str) and name else subject
 
     def _userinfo(
-        self, metadata: ServerMetadata, access_token: str, subject: str | None
+        self, metadata: ServerMetadata, credential: _Credential, subject: str | None
     ) -> dict[str, Any]:
         if metadata.userinfo_endpoint is None:
             raise ConfigurationError(messages.NO_USERINFO)
         headers = {"Accept": "application/json"}
         response = self._send_authorized(
-            "GET", metadata.userinfo_endpoint, access_token, {"headers": headers}
+            "GET", metadata.userinfo_endpoint, credential, {"headers": headers}
         )
         return oauth.userinfo_claims(response, subject=subject)
 
     # -- refresh -------------------------------------------------------------------------------
 
-    def _access_token(self) -> tuple[str, int, int]:
+    def _access_token(self) -> tuple[_Credential, int, int]:
         """A usable access token, refreshing first if it is missing or stale."""
         with self._state_lock:
             state = self._state
@@ -589,12 +661,12 @@ class AuthClient:
             generation, attempts = state.generation, state.attempts
             tokens = state.tokens
             if tokens is not None and not tokens.is_stale(self._clock(), self._leeway):
-                return tokens.access_token, generation, attempts
+                return _Credential(tokens, state.dpop), generation, attempts
         return self._refresh(generation, attempts)
 
     def _refresh(
         self, seen_generation: int, seen_attempts: int, *, rejected: str | None = None
-    ) -> tuple[str, int, int]:
+    ) -> tuple[_Credential, int, int]:
         """Refresh unless another thread already did since the caller looked (single flight).
 
         ``seen_*`` are what the caller read before deciding to refresh. A newer generation
@@ -608,7 +680,7 @@ class AuthClient:
             with self._state_lock:
                 state = self._state
                 if state.generation != seen_generation and state.tokens is not None:
-                    return state.tokens.access_token, state.generation, state.attempts
+                    return _Credential(state.tokens, state.dpop), state.generation, state.attempts
                 failure = state.last_failure
                 if state.attempts != seen_attempts and failure and failure[0] == state.attempts:
                     raise failure[1]
@@ -631,39 +703,45 @@ class AuthClient:
                     self._state.last_failure = (attempt, exc)
                 raise
             else:
-                with self._state_lock:
-                    state = self._state
-                    tokens, requested = done.tokens, done.requested
-                    state.tokens = tokens
-                    state.refresh_token = tokens.refresh_token
-                    if state.in_store and not done.in_store:
-                        state.storage_reason = done.reason
-                    state.in_store = done.in_store
-                    state.stored_generation = done.stored_generation
-                    state.unsaved = done.unsaved
-                    state.generation += 1
-                    if requested:
-                        state.refresh_count += 1
-                        state.last_refreshed = datetime.now(timezone.utc)
-                    state.last_failure = None
-                    result = (tokens.access_token, state.generation, state.attempts)
+                result = self._keep_refreshed(done)
         if ended is not None:
             self._notify(self.on_session_ended, ended)
             raise ended
-        if requested:
+        if done.requested:
             self._notify(self.on_refreshed)
         return result
 
+    def _keep_refreshed(self, done: _Refreshed) -> tuple[_Credential, int, int]:
+        """Make a refresh's result the session (under _refresh_lock)."""
+        with self._state_lock:
+            state = self._state
+            tokens = done.tokens
+            state.tokens = tokens
+            state.refresh_token = tokens.refresh_token
+            state.dpop = done.dpop
+            if state.in_store and not done.in_store:
+                state.storage_reason = done.reason
+            state.in_store = done.in_store
+            state.stored_generation = done.stored_generation
+            state.unsaved = done.unsaved
+            state.generation += 1
+            if done.requested:
+                state.refresh_count += 1
+                state.last_refreshed = datetime.now(timezone.utc)
+            state.last_failure = None
+            return _Credential(tokens, done.dpop), state.generation, state.attempts
+
     def _refresh_tokens(
-        self, username: str, mine: StoredSession | None, in_store: bool, current: str | None
+        self, username: str, mine: _Mine | None, in_store: bool, current: str | None
     ) -> _Refreshed:
         """One refresh, under the cross-process lock when the session is stored.
 
-        ``mine`` is this process's refresh token with its marker generation; ``current`` the
-        access token in use (never adopted back from the store).
+        ``mine`` is this process's refresh token with its marker generation and key; ``current``
+        the access token in use (never adopted back from the store).
         """
         with self._locked(username, in_store) as held:
             generation = mine.generation if mine is not None else None
+            signer = mine.dpop if mine is not None else None
             if held is not None:
                 stored = self._current_stored(held, username, mine)
                 if stored is None:
@@ -674,7 +752,12 @@ class AuthClient:
                         description="the stored session was removed",
                     )
                 generation = stored.generation
-                if mine is None or stored.refresh_token != mine.refresh_token:
+                # Its key is the one its tokens are bound to (another process's sign-in made a
+                # new one); ours when the stored token is ours.
+                signer = self._signer_of(stored, mine)
+                if isinstance(stored, StoredSession) and (
+                    mine is None or stored.refresh_token != mine.refresh_token
+                ):
                     # Another process rotated it: ours is spent, the stored one is not; its
                     # access token may still be good, sparing a refresh altogether.
                     adopted = self._tokens_from(stored)
@@ -684,20 +767,23 @@ class AuthClient:
                         and not adopted.is_stale(self._clock(), self._leeway)
                     ):
                         logger.info("Another process refreshed this session; using its tokens")
-                        return _Refreshed(adopted, True, None, False, generation, None)
-                mine = stored
-            if mine is None:
+                        return _Refreshed(adopted, signer, True, None, False, generation, None)
+                refresh_token: str | None = stored.refresh_token
+            else:
+                refresh_token = mine.refresh_token if mine is not None else None
+            if refresh_token is None:
                 raise SessionEnded(messages.ENDED, error="invalid_grant")
             try:
-                data = self._refresh_grant(mine.refresh_token)
+                data = self._refresh_grant(refresh_token, signer)
             except SessionEnded:
                 if held is not None:
                     held.advance(ENDED)
                     self._delete_stored(username, held)
                 raise
             tokens = TokenSet.from_response(
-                data, now=self._clock(), previous_refresh_token=mine.refresh_token
+                data, now=self._clock(), previous_refresh_token=refresh_token
             )
+            self._check_binding(tokens, signer)
             reason = unsaved = None
             if held is not None:
                 # First the marker (the server's session changed, whatever happens next), then
@@ -706,7 +792,7 @@ class AuthClient:
                 generation = held.advance()
                 try:
                     self._store.save(
-                        self.server_url, username, self._stored_from(tokens, generation)
+                        self.server_url, username, self._stored_from(tokens, signer, generation)
                     )
                 except SecretTooLong as exc:
                     self._store.forget(self.server_url, username)
@@ -714,29 +800,35 @@ class AuthClient:
                 except StorageError as exc:
                     logger.warning("The refreshed session could not be saved: %s", exc)
                     unsaved = messages.not_saved(str(exc), lasting=self._write_back)
-            logger.info("Access token refreshed (lifetime %s s)", tokens.lifetime)
-            return _Refreshed(tokens, in_store, reason, True, generation, unsaved)
+            logger.info(
+                "Access token refreshed (%s, lifetime %s s)", tokens.token_type, tokens.lifetime
+            )
+            return _Refreshed(tokens, signer, in_store, reason, True, generation, unsaved)
 
-    def _refresh_grant(self, refresh_token: str) -> dict[str, Any]:
+    def _refresh_grant(self, refresh_token: str, signer: DPoPSigner | None) -> dict[str, Any]:
         """The refresh request; sent once more when its answer was lost (see the module
-        docstring): with the same token, since the one the lost answer carried is unknown."""
+        docstring): with the same token, since the one the lost answer carried is unknown, and
+        for a bound session with a fresh proof (each ``send`` signs a new ``jti``: a proof is
+        single use, RFC 9449 §11.1)."""
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         try:
             return oauth.token_request(
-                self.transport, self.metadata(), form, client_id=self.client_id
+                self.transport, self.metadata(), form, client_id=self.client_id, dpop=signer
             )
         except ServerUnreachable as exc:
             if not exc.sent:
                 raise
             logger.warning("The refresh answer was lost; sending the refresh once more")
-        return oauth.token_request(self.transport, self.metadata(), form, client_id=self.client_id)
+        return oauth.token_request(
+            self.transport, self.metadata(), form, client_id=self.client_id, dpop=signer
+        )
 
     # -- storage helpers -------------------------------------------------------------------------
 
     def _keep_new_session(
-        self, username: str, tokens: TokenSet, remember: bool
+        self, username: str, tokens: TokenSet, signer: DPoPSigner | None, remember: bool
     ) -> tuple[bool, str | None, int | None, str | None]:
-        """Store (or not) a new sign-in's session, under the cross-process lock.
+        """Store (or not) a new sign-in's session and its key, under the cross-process lock.
 
         Returns (kept in the store, why not, its marker generation, why it is not saved yet).
         """
@@ -745,7 +837,7 @@ class AuthClient:
         try:
             with self._lock.hold(self.server_url, username) as held:
                 if remember:
-                    return self._store_new_session(held, username, tokens)
+                    return self._store_new_session(held, username, tokens, signer)
                 # The person chose not to stay signed in: a session stored earlier would
                 # otherwise restore them silently next time. Revoke it rather than only forget
                 # it, so it does not live on at the server (a window still using it then ends
@@ -755,7 +847,7 @@ class AuthClient:
                 except StorageError:
                     stored = None
                 if stored is not None:
-                    self._revoke(stored.refresh_token)
+                    self._revoke(stored.refresh_token, self._stored_signer(stored))
                 if stored is not None or held.marker is not None:
                     held.advance(SIGNED_OUT)
                     self._delete_stored(username, held)
@@ -764,7 +856,7 @@ class AuthClient:
             return False, str(exc), None, None
 
     def _store_new_session(
-        self, held: HeldLock, username: str, tokens: TokenSet
+        self, held: HeldLock, username: str, tokens: TokenSet, signer: DPoPSigner | None
     ) -> tuple[bool, str | None, int | None, str | None]:
         # A short-lived process leaves the earlier session current unless the new one is
         # really stored (its copy dies with it); a long-lived one writes it back later.
@@ -772,7 +864,9 @@ class AuthClient:
         if self._write_back:
             held.advance()
         try:
-            self._store.save(self.server_url, username, self._stored_from(tokens, generation))
+            self._store.save(
+                self.server_url, username, self._stored_from(tokens, signer, generation)
+            )
         except StorageError as exc:
             if self._write_back and not isinstance(exc, SecretTooLong):
                 return True, None, generation, messages.not_saved(str(exc), lasting=True)
@@ -791,21 +885,71 @@ class AuthClient:
     def _tokens_from(self, stored: StoredSession) -> TokenSet | None:
         return stored.to_tokens(now=self._clock(), wall_now=self._wall_clock())
 
-    def _stored_from(self, tokens: TokenSet, generation: int | None) -> StoredSession:
+    def _stored_from(
+        self, tokens: TokenSet, signer: DPoPSigner | None, generation: int | None
+    ) -> StoredSession:
         return StoredSession.from_tokens(
-            tokens, now=self._clock(), wall_now=self._wall_clock(), generation=generation
+            tokens,
+            now=self._clock(),
+            wall_now=self._wall_clock(),
+            generation=generation,
+            dpop_key=signer.key.to_json() if signer is not None else None,
         )
 
+    # -- DPoP ------------------------------------------------------------------------------------
+
+    def _new_signer(self, metadata: ServerMetadata) -> DPoPSigner | None:
+        """A new sign-in's DPoP key, when the server verifies proofs of our algorithm."""
+        if DPOP_ALGORITHM not in (metadata.dpop_signing_alg_values_supported or ()):
+            return None
+        return DPoPSigner(DPoPKey.generate(clock=self._wall_clock), self._dpop_nonces)
+
+    def _signer_from(self, stored: StoredSession) -> DPoPSigner | None:
+        """The stored session's key; :class:`InvalidDPoPKey` when its tokens are bound and the
+        key is missing or unreadable."""
+        if stored.dpop_key is None:
+            if stored.token_type.lower() == DPOP.lower():
+                raise InvalidDPoPKey(messages.DPOP_KEY_MISSING)
+            return None
+        return DPoPSigner(
+            DPoPKey.from_json(stored.dpop_key, clock=self._wall_clock), self._dpop_nonces
+        )
+
+    def _stored_signer(self, stored: StoredSession) -> DPoPSigner | None:
+        """:meth:`_signer_from`, for a session that must be spoken for anyway (revoked,
+        refreshed): an unreadable key is logged, and the request goes without a proof."""
+        try:
+            return self._signer_from(stored)
+        except InvalidDPoPKey as exc:
+            logger.warning("Cannot read the stored session's DPoP key: %s", exc)
+            return None
+
+    def _signer_of(self, current: StoredSession | _Mine, mine: _Mine | None) -> DPoPSigner | None:
+        """The key that goes with the session proven current: ours when it is our refresh
+        token (our copy, or the stored one we wrote), else the stored one's."""
+        if isinstance(current, _Mine):
+            return current.dpop
+        if mine is not None and current.refresh_token == mine.refresh_token:
+            return mine.dpop
+        return self._stored_signer(current)
+
     @staticmethod
-    def _mine(state: _State) -> StoredSession | None:
-        """This process's refresh token with its marker generation (call under _state_lock)."""
+    def _check_binding(tokens: TokenSet, signer: DPoPSigner | None) -> None:
+        # A DPoP token bound to no key of ours cannot be used (nor was it asked for).
+        if tokens.bound and signer is None:
+            raise ServerError(messages.bad_token_response("is DPoP-bound though no proof was sent"))
+
+    @staticmethod
+    def _mine(state: _State) -> _Mine | None:
+        """This process's refresh token with its marker generation and key (call under
+        _state_lock)."""
         if state.refresh_token is None:
             return None
-        return StoredSession(state.refresh_token, generation=state.stored_generation)
+        return _Mine(state.refresh_token, state.stored_generation, state.dpop)
 
     def _current_stored(
-        self, held: HeldLock, username: str, mine: StoredSession | None
-    ) -> StoredSession | None:
+        self, held: HeldLock, username: str, mine: _Mine | None
+    ) -> StoredSession | _Mine | None:
         """The session proven current (under the lock): the stored one, or ``mine`` when the
         marker proves it. ``None``: nothing current is stored (signed out, ended, never).
 
@@ -841,7 +985,7 @@ class AuthClient:
         # The only process that had the current token exited without saving it: the stored
         # one is spent. Revoke it (which ends the family at the server) and say what happened.
         if stored is not None:
-            self._revoke(stored.refresh_token)
+            self._revoke(stored.refresh_token, self._stored_signer(stored))
         held.advance(ENDED)
         self._delete_stored(username, held)
         raise SessionEnded(messages.LOST_UNSAVED, error="invalid_grant")
@@ -855,13 +999,13 @@ class AuthClient:
             return messages.not_forgotten(str(exc))
         return None
 
-    def _revoke(self, token: str) -> Revocation:
+    def _revoke(self, token: str, signer: DPoPSigner | None) -> Revocation:
         try:
             metadata = self.metadata()
         except AuthError as exc:
             logger.warning("Could not revoke the session at the server: %s", exc)
             return Revocation.NOT_CONFIRMED
-        return oauth.revoke(self.transport, metadata, token, client_id=self.client_id)
+        return oauth.revoke(self.transport, metadata, token, client_id=self.client_id, dpop=signer)
 
     def _clear_session(
         self, failure: tuple[int, AuthError] | None = None, unsaved: str | None = None
@@ -897,11 +1041,23 @@ class AuthClient:
     # -- HTTP ------------------------------------------------------------------------------------
 
     def _send_authorized(
-        self, method: str, url: str, access: str, kwargs: dict[str, Any]
+        self, method: str, url: str, credential: _Credential, kwargs: dict[str, Any]
     ) -> requests.Response:
+        """One resource request: ``Authorization: <token type> <token>`` (RFC 6750 §2.1,
+        RFC 9449 §7.1), with a proof bound to the token (``ath``) when it is a DPoP token."""
         options = dict(kwargs)
         headers = dict(options.pop("headers", None) or {})
-        headers["Authorization"] = f"Bearer {access}"
+        tokens = credential.tokens
+        headers["Authorization"] = f"{tokens.token_type} {tokens.access_token}"
+        if tokens.bound and credential.dpop is not None:
+            return credential.dpop.send(
+                self.transport,
+                method,
+                url,
+                access_token=tokens.access_token,
+                headers=headers,
+                **options,
+            )
         return self.transport.request(method, url, headers=headers, **options)
 
     @staticmethod

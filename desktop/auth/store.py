@@ -2,9 +2,11 @@
 
 One entry per (issuer, account) whose value is a :class:`StoredSession` as one small JSON
 object: the refresh token, the live access token (so the next process reuses it instead of
-refreshing) and its wall-clock expiry. An entry written by earlier versions (the bare refresh
-token) is still read. There is deliberately no file fallback: when no usable keyring exists the
-session lives in memory for this run and :class:`StorageStatus` says why.
+refreshing), its wall-clock expiry and, for a DPoP-bound session, the session's private key (a
+JWK of about 180 characters: the tokens are useless without it, so it goes where they go). An
+entry written by earlier versions (the bare refresh token) is still read. There is deliberately
+no file fallback: when no usable keyring exists the session lives in memory for this run and
+:class:`StorageStatus` says why.
 
 Keyring calls can hang (a locked Secret Service waiting for a prompt nobody sees, a dead D-Bus
 peer). Every call therefore runs in a *daemon* worker thread and is abandoned after ``timeout``
@@ -87,7 +89,7 @@ class StorageStatus:
 
 _TIMES = ("issued_at", "expires_at")
 _INTS = ("generation",)
-_TOKENS = ("refresh_token", "access_token", "token_type")
+_TOKENS = ("refresh_token", "access_token", "token_type", "dpop_key")
 
 
 @dataclass(frozen=True, repr=False)
@@ -106,6 +108,7 @@ class StoredSession:
     issued_at: float | None = None
     expires_at: float | None = None
     generation: int | None = None  # the marker's generation when written (None: older version)
+    dpop_key: str | None = None  # DPoPKey.to_json(): the private key of a bound session
 
     def to_json(self) -> str:
         data = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -146,9 +149,17 @@ class StoredSession:
 
     @classmethod
     def from_tokens(
-        cls, tokens: TokenSet, *, now: float, wall_now: float, generation: int | None = None
+        cls,
+        tokens: TokenSet,
+        *,
+        now: float,
+        wall_now: float,
+        generation: int | None = None,
+        dpop_key: str | None = None,
     ) -> StoredSession:
-        """What to store for ``tokens`` (``now`` monotonic, ``wall_now`` epoch, read together)."""
+        """What to store for ``tokens`` (``now`` monotonic, ``wall_now`` epoch, read together)
+        at marker ``generation``, and the session's DPoP key (``DPoPKey.to_json()``), if it
+        has one."""
         assert tokens.refresh_token is not None
         issued_at, expires_at = tokens.to_wall(now=now, wall_now=wall_now)
         return cls(
@@ -159,6 +170,7 @@ class StoredSession:
             issued_at=issued_at,
             expires_at=expires_at,
             generation=generation,
+            dpop_key=dpop_key,
         )
 
     def to_tokens(self, *, now: float, wall_now: float) -> TokenSet | None:
@@ -177,7 +189,10 @@ class StoredSession:
         )
 
     def __repr__(self) -> str:
-        return f"StoredSession(token_type={self.token_type!r}, expires_at={self.expires_at!r})"
+        return (
+            f"StoredSession(token_type={self.token_type!r}, expires_at={self.expires_at!r}, "
+            f"dpop_key={'<redacted>' if self.dpop_key else None})"
+        )
 
     __str__ = __repr__
 

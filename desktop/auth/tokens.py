@@ -15,7 +15,10 @@ from typing import Any
 from desktop.auth import messages
 from desktop.auth.errors import ServerError
 
-__all__ = ["TokenSet"]
+__all__ = ["DPOP", "TOKEN_TYPES", "TokenSet"]
+
+DPOP = "DPoP"
+TOKEN_TYPES = {"bearer": "Bearer", "dpop": DPOP}
 
 
 @dataclass(frozen=True, repr=False)
@@ -34,6 +37,11 @@ class TokenSet:
     expires_at: float | None
     scope: str | None = None
     id_token: str | None = None  # as received: validated by the session before any use
+
+    @property
+    def bound(self) -> bool:
+        """Sender-constrained (RFC 9449): useless without the session's DPoP key."""
+        return self.token_type == DPOP
 
     @property
     def lifetime(self) -> float | None:
@@ -67,9 +75,11 @@ class TokenSet:
         access = data.get("access_token")
         if not isinstance(access, str) or not access:
             raise ServerError(messages.bad_token_response("has no access token"))
-        token_type = data.get("token_type")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise ServerError(messages.bad_token_response("is not a Bearer token"))
+        # RFC 6749 §7.1: the type is compared case-insensitively; it names the scheme the
+        # token is sent with (RFC 6750 Bearer, RFC 9449 DPoP), kept in its canonical spelling.
+        token_type = TOKEN_TYPES.get(str(data.get("token_type")).lower())
+        if token_type is None:
+            raise ServerError(messages.bad_token_response("is neither a Bearer nor a DPoP token"))
         refresh = data.get("refresh_token", previous_refresh_token)
         if refresh is not None and (not isinstance(refresh, str) or not refresh):
             raise ServerError(messages.bad_token_response("has a malformed refresh token"))
@@ -91,7 +101,7 @@ class TokenSet:
         return cls(
             access_token=access,
             refresh_token=refresh,
-            token_type="Bearer",  # noqa: S106  # a type name, not a secret
+            token_type=token_type,
             issued_at=now,
             expires_at=expires_at,
             scope=scope if isinstance(scope, str) else None,
@@ -124,7 +134,7 @@ class TokenSet:
         return cls(
             access_token=access_token,
             refresh_token=refresh_token,
-            token_type=token_type,
+            token_type=TOKEN_TYPES.get(token_type.lower(), token_type),
             issued_at=issued,
             expires_at=expires,
             scope=scope,

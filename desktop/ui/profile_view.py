@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.auth import messages
 from desktop.ui import formatting
 from desktop.ui.naming import name_widget
 from desktop.ui.plaintext import plain
@@ -108,7 +109,8 @@ class Avatar(QWidget):
 
 
 class SessionPanel(QGroupBox):
-    """Time left on the access token, refreshes so far, where the refresh token is kept."""
+    """Time left on the access token, refreshes so far, where the refresh token is kept,
+    whether the tokens are bound to this device's DPoP key."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Session", parent)
@@ -124,6 +126,8 @@ class SessionPanel(QGroupBox):
         self.storage_reason = plain(QLabel())  # the keyring's own words
         self.storage_reason.setObjectName("storageReason")
         self.storage_reason.setWordWrap(True)
+        self.binding_label = _selectable(QLabel("—"))
+        name_widget(self.binding_label, "bindingLabel", "Token binding")
         self.server_label = _selectable(QLabel("—"))
         name_widget(self.server_label, "sessionServerLabel", "Server")
         form = QFormLayout(self)
@@ -139,6 +143,7 @@ class SessionPanel(QGroupBox):
         storage_layout.addWidget(self.storage_label)
         storage_layout.addWidget(self.storage_reason)
         form.addRow("Refresh token", storage)
+        form.addRow("Tokens", self.binding_label)
         form.addRow("Server", self.server_label)
 
     def show_status(self, status: SessionStatus) -> None:
@@ -155,6 +160,8 @@ class SessionPanel(QGroupBox):
         where, why = formatting.storage_summary(status)
         self.storage_label.setText(where)
         self.storage_reason.setText(why)
+        # Whether a copied token is useless (DPoP-bound) or works for anyone (Bearer).
+        self.binding_label.setText(messages.token_binding(status.bound))
         self.server_label.setText(status.server_url)
 
 

@@ -65,7 +65,9 @@ def _overhead(url: str, tmp_path: Path, path: str, label: str) -> float:
 
 
 def test_bench_session_overhead_real_server(start_server: Any, tmp_path: Path) -> None:
-    server = start_server(access_ttl="15m")
+    # Bearer, so the plain call can send the same header; what DPoP costs on top is measured by
+    # tests/bench/test_bench_server.py (DPoP /userinfo against Bearer).
+    server = start_server(access_ttl="15m", extra_args=["--dpop", "off"])
     ratio = _overhead(server.url, tmp_path, "/userinfo", "real server GET /userinfo")
     assert ratio < 2.0
 
@@ -83,7 +85,14 @@ def test_bench_50_concurrent_calls_one_refresh(start_server: Any, tmp_path: Path
     server = start_server(access_ttl="60s")
     http, adapter = counting_session()
     clock = FakeClock()
-    client = AuthClient(server.url, store=MemoryStore(), http=http, clock=clock, lock_dir=tmp_path)
+    client = AuthClient(
+        server.url,
+        store=MemoryStore(),
+        http=http,
+        clock=clock,
+        wall_clock=server.wall_clock,  # DPoP proofs follow the server's moved clock
+        lock_dir=tmp_path,
+    )
     # Room for 50 pooled connections, so the burst measures refresh, not reconnects.
     http.adapters["http://"].init_poolmanager(1, 60)  # type: ignore[attr-defined]
     try:

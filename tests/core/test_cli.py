@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from desktop.auth.dpop import DPoPKey
 from desktop.auth.grants import PasswordGrant
 from desktop.auth.messages import Revocation
 from desktop.cli import EXIT_KEYRING, main
@@ -26,9 +27,15 @@ from tests.support.server import RunningServer
 ALICE_PW = "wonderland"
 
 
+# The CLI's processes read the real clock, so the server's may move at most DPoP's 60 s `iat`
+# window ahead of it: 55 s, past the 50 s access tokens. The server requires DPoP (as the demo's
+# does), so every stored session here is a bound one, its key in the keyring entry.
+ACCESS_TTL, PAST_THE_ACCESS_TOKEN = "50s", 55
+
+
 @pytest.fixture
 def server(start_server: Any) -> RunningServer:
-    return start_server(access_ttl="60s")
+    return start_server(access_ttl=ACCESS_TTL, extra_args=["--dpop", "required"])
 
 
 def run(
@@ -38,6 +45,24 @@ def run(
     code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_status_says_bearer_tokens_are_usable_by_whoever_holds_them(
+    start_server: Any,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    bearer = start_server(access_ttl=ACCESS_TTL, extra_args=["--dpop", "off"])
+    login = ["--server", bearer.url, "login", "--username", "alice", "--password-stdin"]
+    code, out, err = run(login, monkeypatch, capsys, stdin=ALICE_PW + "\n")
+    assert code == 0, err
+    assert "Tokens: Bearer: usable by whoever holds it.\n" in out
+    code, out, err = run(["status"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "Tokens: Bearer: usable by whoever holds it.\n" in out
+    assert "DPoP" not in out
+    assert "dpop_key" not in next(iter(memory_keyring.secrets.values()))
 
 
 def test_login_status_profile_logout_in_process(
@@ -64,7 +89,8 @@ def test_login_status_profile_logout_in_process(
     assert code == 0, err
     assert f"Signed in to {server.url} as alice." in out
     assert MemoryKeyring.name in out
-    assert re.search(r"^Access token valid for (59 s|1 min 0 s)\.$", out, re.MULTILINE)
+    assert re.search(r"^Access token valid for (49|50) s\.$", out, re.MULTILINE)
+    assert "Tokens: Bound to this device's key (DPoP).\n" in out
 
     code, out, err = run(["profile", "--json"], monkeypatch, capsys)
     assert code == 0, err
@@ -193,10 +219,12 @@ def test_real_processes_share_one_stored_session(
     )
     assert done.returncode == 0, done.stderr
     assert "SecretService Keyring" in done.stdout
+    assert "Tokens: Bound to this device's key (DPoP)." in done.stdout
     try:
         before = secret_service_keyring.stored(service, "alice")
         assert before is not None
-        server.advance_clock(120)  # the stored access token (60 s) is dead at the server
+        key = json.loads(before)["dpop_key"]  # the key travels in the same entry
+        server.advance_clock(PAST_THE_ACCESS_TOKEN)  # the stored access token is dead there
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "desktop", "profile", "--json"],
@@ -216,11 +244,18 @@ def test_real_processes_share_one_stored_session(
             tokens = db.execute("SELECT count(*) FROM refresh_tokens").fetchone()[0]
         assert revoked == [(None, None)]  # no reuse detected
         assert tokens == 1 + 1  # one rotation; the others reused its result
-        assert secret_service_keyring.stored(service, "alice") not in (None, before)
+        after = secret_service_keyring.stored(service, "alice")
+        assert after not in (None, before)
+        # Still bound to the same key: the rotation happened with a proof of it.
+        assert json.loads(after)["dpop_key"] == key
+        with sqlite3.connect(server.db) as db:
+            bound = db.execute("SELECT dpop_jkt FROM families").fetchall()
+        assert bound == [(DPoPKey.from_json(key).thumbprint,)]
 
         status = _cli(["status"], env)
         assert status.returncode == 0, status.stderr
         assert "Signed in" in status.stdout and "SecretService Keyring" in status.stdout
+        assert "Tokens: Bound to this device's key (DPoP)." in status.stdout
 
         logout = _cli(["logout"], env)
         assert logout.returncode == 0, logout.stderr
@@ -415,7 +450,7 @@ def test_commands_within_the_access_token_life_make_no_refresh(
             assert run_.returncode == 0, run_.stderr
         assert "GET /userinfo" in server.output()  # the commands did talk to the server
         assert _token_requests(server) == 1  # and never to its token endpoint
-        server.advance_clock(120)  # the stored access token (60 s) is now dead
+        server.advance_clock(PAST_THE_ACCESS_TOKEN)  # the stored access token is now dead
         stale = _cli(["profile", "--json"], env)
         assert stale.returncode == 0, stale.stderr
         assert json.loads(stale.stdout)["preferred_username"] == "alice"

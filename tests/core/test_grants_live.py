@@ -79,6 +79,7 @@ def http() -> Iterator[CountingSession]:
 
 
 def _client(server: RunningServer, http: requests.Session, **kwargs: Any) -> AuthClient:
+    kwargs.setdefault("wall_clock", server.wall_clock)  # DPoP proofs follow the server's clock
     return AuthClient(
         server.url, store=MemoryStore(), http=http, id_token_validator=IDTokenValidator(), **kwargs
     )

@@ -38,9 +38,15 @@ ALICE_PW = "wonderland"
 LOCKED = "The OS keyring is locked: unlock it and try again; your session is kept."
 
 
+# CLI processes read the real clock, and a bound session's proofs carry it (`iat`): the server's
+# clock may move at most DPoP's 60 s window ahead of it over a whole test. So access tokens live
+# 8 s and each step moves the clock 9 s, past them (six steps at most: 54 s).
+ACCESS_TTL, PAST_THE_ACCESS_TOKEN = "8s", 9
+
+
 @pytest.fixture
 def server(start_server: Any) -> RunningServer:
-    return start_server(access_ttl="60s")
+    return start_server(access_ttl=ACCESS_TTL)
 
 
 def _families(server: RunningServer) -> list[tuple[Any, Any]]:
@@ -69,6 +75,14 @@ def env(faulty_keyring: SecretServiceKeyring, server: RunningServer) -> Iterator
             faulty_keyring.backend.delete_password(service, "alice")
 
 
+def _stored_key(keyring: SecretServiceKeyring, service: str) -> str:
+    entry = keyring.stored(service, "alice")
+    assert entry is not None
+    key = json.loads(entry)["dpop_key"]
+    assert isinstance(key, str)
+    return key
+
+
 def _long_lived(server: RunningServer) -> AuthClient:
     # As desktop/app.py builds it: the keyring store, the default (shared) lock dir.
     return AuthClient(server.url, store=KeyringStore(timeout=5))
@@ -79,7 +93,9 @@ def test_cli_with_a_locked_keyring_keeps_the_session_and_says_so(
 ) -> None:
     _login(server, env)
     faulty_keyring.lock()
-    server.advance_clock(120)  # the stored access token is dead: a refresh would be needed
+    server.advance_clock(
+        PAST_THE_ACCESS_TOKEN
+    )  # the stored access token is dead: a refresh would be needed
     for command in (["status"], ["profile"]):
         done = _cli(command, env)
         assert done.returncode == EXIT_KEYRING == 3, done
@@ -114,13 +130,15 @@ def test_a_long_lived_client_and_cli_processes_survive_a_locked_or_restarted_key
     client = _long_lived(server)
     try:
         client.sign_in(PasswordGrant("alice", ALICE_PW), remember=True)
+        assert client.status().bound  # the key must survive every hand-over below
+        key = _stored_key(faulty_keyring, service)
         save_config(Config(server_url=server.url, last_username="alice"))
-        server.advance_clock(120)
+        server.advance_clock(PAST_THE_ACCESS_TOKEN)
         assert _cli(["profile"], env).returncode == 0  # a CLI refresh: the client's copy is spent
         # (No clock move here: the testing clock would kill the access token the client adopts
         # behind the back of the wall clock it was stored with.)
         assert client.profile()["preferred_username"] == "alice"  # 401, then adopts the CLI's
-        server.advance_clock(120)
+        server.advance_clock(PAST_THE_ACCESS_TOKEN)
         assert client.profile()["preferred_username"] == "alice"  # refreshes itself
 
         if fault == "lock":
@@ -128,7 +146,7 @@ def test_a_long_lived_client_and_cli_processes_survive_a_locked_or_restarted_key
         else:
             faulty_keyring.kill_daemon()  # D-Bus starts it again, locked
         for _ in range(2):  # two refreshes while the keyring cannot be used
-            server.advance_clock(120)
+            server.advance_clock(PAST_THE_ACCESS_TOKEN)
             assert client.profile()["preferred_username"] == "alice"
             status = client.status()
             assert status.signed_in and status.unsaved is not None
@@ -141,14 +159,16 @@ def test_a_long_lived_client_and_cli_processes_survive_a_locked_or_restarted_key
         faulty_keyring.unlock()
         assert client.write_back()
         assert client.status().unsaved is None
-        server.advance_clock(120)
+        assert _stored_key(faulty_keyring, service) == key  # written back with its key
+        server.advance_clock(PAST_THE_ACCESS_TOKEN)
         cli = _cli(["profile", "--json"], env)  # adopts what the client wrote back, refreshes
         assert cli.returncode == 0, cli.stderr
         assert client.profile()["preferred_username"] == "alice"  # adopts the CLI's rotation
-        server.advance_clock(120)
+        server.advance_clock(PAST_THE_ACCESS_TOKEN)
         assert client.profile()["preferred_username"] == "alice"
         assert _families(server) == [(None, None)]  # one sign-in, never a reuse
         assert faulty_keyring.entries(service) == 1
+        assert _stored_key(faulty_keyring, service) == key
     finally:
         client.close()
 
@@ -166,7 +186,7 @@ def test_a_cli_refresh_that_could_not_be_saved_is_reported_at_once(
     signer = _long_lived(server)
     signer.sign_in(PasswordGrant("alice", ALICE_PW), remember=True)
     signer.close()
-    server.advance_clock(120)
+    server.advance_clock(PAST_THE_ACCESS_TOKEN)
     real_save = KeyringStore.save
 
     def locked_then_save(self: KeyringStore, *args: Any) -> None:
@@ -235,9 +255,12 @@ def test_a_lost_refresh_answer_is_retried_once(
         server = start_server(
             access_ttl="60s", extra_args=[*extra, *(["--reuse-grace", "30s"] if grace else [])]
         )
-        client = AuthClient(proxy.url, store=KeyringStore(timeout=5))
+        # Its proofs' iat follow the server's clock (as NTP would make them agree).
+        client = AuthClient(proxy.url, store=KeyringStore(timeout=5), wall_clock=server.wall_clock)
         try:
             client.sign_in(PasswordGrant("alice", ALICE_PW), remember=True)
+            # Bound: the second send needs a new proof (a replayed jti would be refused).
+            assert client.status().bound
             server.advance_clock(120)
             proxy.drop_answer(is_refresh_grant)
             if grace:

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from desktop.auth.dpop import DPoPKey
 from desktop.auth.errors import AuthError, InvalidCredentials, SessionEnded
 from desktop.auth.grants import PasswordGrant
 from desktop.auth.session import AuthClient
-from desktop.auth.store import KeyringStore
+from desktop.auth.store import KeyringStore, StoredSession
 from desktop.auth.tokens import TokenSet
 from desktop.cli import main
 from desktop.config import config_path
@@ -41,12 +42,31 @@ class SecretCollector:
 
         monkeypatch.setattr(TokenSet, "from_response", classmethod(recording))
 
+        # DPoP: every proof (and its signature alone), every private key (its keyring form
+        # and its private value alone).
+        proof = DPoPKey.proof
+
+        def recording_proof(key: DPoPKey, *args: Any, **kw: Any) -> str:
+            made = proof(key, *args, **kw)
+            self.proofs.append(made)
+            self.secrets.update((made, made.rsplit(".", 1)[1]))
+            self.add_key(key.to_json())
+            return made
+
+        self.proofs: list[str] = []
+        monkeypatch.setattr(DPoPKey, "proof", recording_proof)
+
+    def add_key(self, key_json: str) -> None:
+        self.secrets.update((key_json, json.loads(key_json)["d"]))
+
     def add_stored(self, values: Any) -> None:
         """Keyring entries: the JSON value itself and each token in it."""
         for value in values:
             self.secrets.add(value)
             data = json.loads(value)
             self.secrets.update(data[k] for k in ("access_token", "refresh_token") if k in data)
+            if "dpop_key" in data:
+                self.add_key(data["dpop_key"])
 
 
 def test_full_flow_leaks_nothing(
@@ -73,9 +93,14 @@ def test_full_flow_leaks_nothing(
     config_text = config_path().read_text()
 
     # The library: sign in, refresh (proactive and 401-driven), errors, sign out.
-    client = AuthClient(server.url, store=KeyringStore(), clock=clock)
+    client = AuthClient(server.url, store=KeyringStore(), clock=clock, wall_clock=server.wall_clock)
     try:
         client.sign_in(PasswordGrant("alice", PASSWORD), remember=True)
+        assert client.status().bound  # the server offers DPoP: the session is bound
+        bound_text = repr(client.status()) + repr(client) + repr(client.storage_status())
+        bound_text += repr(client._state.dpop) + repr(client._state.tokens)
+        stored = StoredSession.from_json(next(iter(memory_keyring.secrets.values())))
+        bound_text += repr(stored) + str(stored)
         clock.advance(45)
         client.profile()
         server.advance_clock(120)
@@ -85,10 +110,13 @@ def test_full_flow_leaks_nothing(
         except InvalidCredentials as exc:
             errors.append(str(exc) + repr(exc))
         seen.secrets.add(PASSWORD + "-wrong")
-        stolen = json.loads(next(iter(memory_keyring.secrets.values())))["refresh_token"]
+        entry = json.loads(next(iter(memory_keyring.secrets.values())))
+        stolen = entry["refresh_token"]
         seen.secrets.add(stolen)
         import requests
 
+        # A thief with the whole keyring entry: the refresh token and the DPoP key.
+        thief = DPoPKey.from_json(entry["dpop_key"], clock=server.wall_clock)
         with requests.post(
             f"{server.url}/token",
             data={
@@ -96,6 +124,7 @@ def test_full_flow_leaks_nothing(
                 "refresh_token": stolen,
                 "client_id": "jwt-desktop",
             },
+            headers={"DPoP": thief.proof("POST", f"{server.url}/token")},
             timeout=10,
         ) as answer:
             assert answer.status_code == 200
@@ -116,6 +145,10 @@ def test_full_flow_leaks_nothing(
     # stored access token), library sign-in + 2 refreshes (3 pairs), the thief's pair.
     assert len(seen.secrets) >= 2 + 8 + 2
     assert "refresh" in logs.lower()  # the capture really saw the flow
+    # DPoP was on: proofs for the CLI's and the library's token and resource requests, and
+    # the keyring entry held a key (the thief's proof came from it).
+    assert len(seen.proofs) >= 8
+    status_text += bound_text
     for secret in seen.secrets:
         for name, text in [
             ("logs", logs),

@@ -18,11 +18,19 @@ import pytest
 import requests
 from keyring.backends import fail
 
+from desktop.auth.dpop import DPoPKey
 from desktop.auth.errors import AccessDenied, KeyringUnavailable, NotSignedIn, SessionEnded
 from desktop.auth.grants import PasswordGrant
 from desktop.auth.messages import Revocation
 from desktop.auth.session import AuthClient
-from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, TokenStore, WriteBackStore
+from desktop.auth.store import (
+    KeyringStore,
+    MemoryStore,
+    StorageStatus,
+    StoredSession,
+    TokenStore,
+    WriteBackStore,
+)
 from tests.core.fakes import FakeClock, counting_session
 from tests.support.keyring import MemoryKeyring, SecretServiceKeyring, refresh_token_of
 from tests.support.server import RunningServer
@@ -36,6 +44,7 @@ class Client:
     def __init__(self, server: RunningServer, store: TokenStore, tmp: Any, **kw: Any) -> None:
         self.http, self.adapter = counting_session()
         self.clock = kw.pop("clock", None) or FakeClock()
+        kw.setdefault("wall_clock", server.wall_clock)  # DPoP proofs' iat follow the server
         self.auth = AuthClient(
             server.url,
             store=store,
@@ -81,14 +90,24 @@ def _family(server: RunningServer, username: str = ALICE) -> dict[str, Any]:
     return dict(row)
 
 
-def _raw_refresh(server: RunningServer, refresh_token: str) -> requests.Response:
+def _raw_refresh(server: RunningServer, entry: str) -> requests.Response:
+    """Redeem the refresh token of a stolen keyring entry the way a thief would: with a proof
+    of the entry's DPoP key (a bound session's tokens are useless without it)."""
+    stored = StoredSession.from_json(entry)
+    assert stored is not None
+    token_url = f"{server.url}/token"
+    headers = {}
+    if stored.dpop_key is not None:
+        key = DPoPKey.from_json(stored.dpop_key, clock=server.wall_clock)
+        headers["DPoP"] = key.proof("POST", token_url)
     return requests.post(
-        f"{server.url}/token",
+        token_url,
         data={
             "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
+            "refresh_token": stored.refresh_token,
             "client_id": "jwt-desktop",
         },
+        headers=headers,
         timeout=10,
     )
 
@@ -197,7 +216,8 @@ def test_rotation_is_stored_before_the_new_access_token_is_used(
     client.auth._store = WriteBackStore(store)  # type: ignore[arg-type]  # the same client, its store wrapped to record the order
     client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     key = (KEY.format(url=server.url), ALICE)
-    first = refresh_token_of(memory_keyring.secrets[key])
+    first_entry = memory_keyring.secrets[key]
+    first = refresh_token_of(first_entry)
     client.clock.advance(45)
     client.auth.profile()
     second = refresh_token_of(memory_keyring.secrets[key])
@@ -207,7 +227,7 @@ def test_rotation_is_stored_before_the_new_access_token_is_used(
     assert log[refresh_at + 1] == ("save",)
     assert log[refresh_at + 2][:2] == ("GET", "/userinfo")
     # The old one is spent: presenting it again is reuse, and the server ends the family.
-    with _raw_refresh(server, first) as answer:
+    with _raw_refresh(server, first_entry) as answer:
         assert answer.status_code == 400
         assert answer.json()["error"] == "invalid_grant"
 
@@ -246,7 +266,7 @@ def test_sign_out_revokes_at_the_server_and_forgets_locally(
     client = make_client(server, KeyringStore(timeout=5))
     client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     key = (KEY.format(url=server.url), ALICE)
-    refresh_token = refresh_token_of(memory_keyring.secrets[key])
+    entry = memory_keyring.secrets[key]
     access_token = client.auth._state.tokens.access_token
     assert client.auth.sign_out() is Revocation.REVOKED
     assert key not in memory_keyring.secrets
@@ -254,7 +274,7 @@ def test_sign_out_revokes_at_the_server_and_forgets_locally(
     with pytest.raises(NotSignedIn):
         client.auth.profile()
     assert _family(server)["revoked_at"] is not None
-    with _raw_refresh(server, refresh_token) as answer:
+    with _raw_refresh(server, entry) as answer:
         assert answer.json()["error"] == "invalid_grant"
     with requests.get(
         f"{server.url}/userinfo", headers={"Authorization": f"Bearer {access_token}"}, timeout=10
@@ -289,8 +309,8 @@ def test_reused_refresh_token_ends_the_session(
     server: RunningServer, make_client: Any, memory_keyring: MemoryKeyring
 ) -> None:
     client, ended = _signed_in_stored(server, make_client)
-    stolen = refresh_token_of(memory_keyring.secrets[(KEY.format(url=server.url), ALICE)])
-    with _raw_refresh(server, stolen) as answer:  # a thief uses it first
+    stolen = memory_keyring.secrets[(KEY.format(url=server.url), ALICE)]
+    with _raw_refresh(server, stolen) as answer:  # a thief with the whole entry uses it first
         assert answer.status_code == 200
     error = _assert_ended(client, ended, memory_keyring, server)
     assert "already used" in str(error)
@@ -569,8 +589,8 @@ def test_a_refresh_racing_a_sign_in_never_loses_the_new_session(
     assert outcomes["gui"].status.remembered
     assert cli_wrote_first == [True]
     # What is stored is the GUI's new session, and it works at the server.
-    stored = refresh_token_of(memory_keyring.secrets[key])
-    assert stored == gui.auth._state.refresh_token
+    stored = memory_keyring.secrets[key]
+    assert refresh_token_of(stored) == gui.auth._state.refresh_token
     with _raw_refresh(server, stored) as answer:
         assert answer.status_code == 200
 

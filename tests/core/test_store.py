@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -13,8 +14,15 @@ import pytest
 from keyring.backends import fail, null
 from keyring.errors import KeyringLocked
 
+from desktop.auth.dpop import DPoPKey
 from desktop.auth.errors import KeyringUnavailable, SecretTooLong
-from desktop.auth.store import KeyringStore, MemoryStore, StorageStatus, StoredSession
+from desktop.auth.store import (
+    WINDOWS_MAX_SECRET_BYTES,
+    KeyringStore,
+    MemoryStore,
+    StorageStatus,
+    StoredSession,
+)
 from tests.support.keyring import MemoryKeyring, SecretServiceKeyring
 
 ISSUER = "http://127.0.0.1:8765"
@@ -252,10 +260,25 @@ def test_stored_session_json_round_trip_and_repr() -> None:
     assert StoredSession.from_json(value) == session
     assert "secret" not in repr(session) and "secret" not in str(session)
     # A newer version's extra field is ignored; malformed fields are dropped, not trusted.
-    newer = json.loads(value) | {"dpop_key": "later", "expires_at": "soon", "access_token": 5}
+    newer = json.loads(value) | {"later_field": "x", "expires_at": "soon", "access_token": 5}
     assert StoredSession.from_json(json.dumps(newer)) == StoredSession(
         refresh_token="rt-secret", scope="openid", issued_at=1000.0
     )
+
+
+def test_a_bound_session_keeps_its_dpop_key_in_the_same_entry() -> None:
+    key = DPoPKey.generate()
+    session = StoredSession(refresh_token="rt", token_type="DPoP", dpop_key=key.to_json())
+    value = session.to_json()
+    assert json.loads(value)["dpop_key"] == key.to_json()
+    restored = StoredSession.from_json(value)
+    assert restored == session and restored.dpop_key is not None
+    assert DPoPKey.from_json(restored.dpop_key).thumbprint == key.thumbprint
+    secret = json.loads(key.to_json())["d"]
+    assert secret not in repr(session) and "<redacted>" in repr(session)
+    # Well under Windows' 2560-byte limit, with a long access token beside it.
+    bigger = dataclasses.replace(session, access_token="a" * 900)
+    assert len(bigger.to_json().encode("utf-16-le")) < WINDOWS_MAX_SECRET_BYTES
 
 
 @pytest.mark.parametrize("value", ["{not json", "{}", '{"refresh_token": 42}', "[1]", " rt "])

@@ -6,12 +6,15 @@ The browser is the robot (``$BROWSER``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -25,6 +28,7 @@ from desktop.auth.session import AuthClient
 from desktop.auth.store import KeyringStore, MemoryStore
 from desktop.cli import main
 from desktop.config import load_config, state_dir
+from tests.core.fakes import counting_session
 from tests.support.browser import RobotBrowser, play_device
 from tests.support.keyring import MemoryKeyring
 from tests.support.thirdparty import DotServer, NodeOidcServer
@@ -123,13 +127,12 @@ def _cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> tuple
     return code, out, err
 
 
-def _stored_client(server: NodeOidcServer, wall_offset: float) -> AuthClient:
-    """The client the CLI builds, on a wall clock ``wall_offset`` seconds ahead."""
+def _stored_client(server: NodeOidcServer) -> AuthClient:
+    """The client the CLI builds."""
     return AuthClient(
         server.issuer,
         store=KeyringStore(),
         lock_dir=state_dir(),
-        wall_clock=lambda: time.time() + wall_offset,
         id_token_validator=IDTokenValidator(),
     )
 
@@ -139,16 +142,24 @@ def _refresh_then_logout(
 ) -> None:
     account = load_config().last_username
     assert account is not None
-    with _stored_client(server, wall_offset=server.access_ttl + 60) as client:
+    store, url = KeyringStore(), server.issuer.rstrip("/")
+    stored = store.load(url, account)
+    assert stored is not None
+    # The session node-oidc-provider issued is DPoP-bound, its key in the same keyring entry.
+    assert stored.token_type == "DPoP" and stored.dpop_key is not None
+    # As if the access token's life had passed for the next process (node's clock cannot move,
+    # and the DPoP proofs must keep the real time): the stored expiry is in the past.
+    store.save(url, account, dataclasses.replace(stored, expires_at=time.time() - 1))
+    with _stored_client(server) as client:
         assert client.load_stored(account)
         assert client.profile()["sub"]  # the stored access token is stale: one refresh
-        assert client.status().refresh_count == 1
+        assert client.status().refresh_count == 1 and client.status().bound
         token_endpoint = client.metadata().token_endpoint
-    stored = KeyringStore().load(server.issuer.rstrip("/"), account)
+    stored = store.load(url, account)
     assert stored is not None
     code, out, err = _cli(["--server", server.issuer, "logout"], monkeypatch, capsys)
     assert (code, err) == (0, "")
-    assert out == f"Signed out {account} from {server.issuer.rstrip('/')}.\n"
+    assert out == f"Signed out {account} from {url}.\n"
     assert _refresh_refused(token_endpoint, server.client_id, stored.refresh_token)
 
 
@@ -198,3 +209,52 @@ def test_node_oidc_login_device_refresh_and_logout(
     assert line.startswith(f"To sign in, open {node_oidc_server.url}/")
     assert "stored in the OS keyring" in out
     _refresh_then_logout(node_oidc_server, monkeypatch, capsys)
+
+
+def test_node_oidc_demanding_dpop_nonces_gets_them_once_each(
+    start_node_oidc_server: Callable[..., NodeOidcServer],
+    browser_robot: RobotBrowser,
+    memory_keyring: MemoryKeyring,
+) -> None:
+    """node-oidc-provider with nonces required (RFC 9449 §8, §9), at its token endpoint and at
+    its userinfo: each use_dpop_nonce is answered once with the nonce given, which is then
+    reused; a new process restoring the bound session meets the resource's demand first."""
+    server = start_node_oidc_server(dpop_nonce=True)
+    sessions: list[requests.Session] = []
+
+    def client(clock: Clock) -> tuple[AuthClient, Any]:
+        http, adapter = counting_session()
+        sessions.append(http)
+        made = AuthClient(
+            server.issuer,
+            store=KeyringStore(),
+            http=http,
+            clock=clock,
+            lock_dir=state_dir(),
+            id_token_validator=IDTokenValidator(),
+        )
+        return made, adapter
+
+    first, log = client(Clock())
+    with first:
+        result = first.sign_in(AuthorizationCodeGrant(), remember=True)
+        assert result.profile_error is None and result.status.bound
+        account = result.status.username
+        assert [e[3] for e in log.log if e[2] == "authorization_code"] == [400, 200]
+        userinfo = urlsplit(first.metadata().userinfo_endpoint or "").path
+        assert [e[3] for e in log.log if e[1] == userinfo] == [200]  # the nonce, reused
+    assert account is not None
+
+    clock = Clock()
+    again, log = client(clock)  # the next start: no nonce known yet
+    with again:
+        assert again.restore(account) is not None
+        assert [e[3] for e in log.log if e[1] == userinfo] == [401, 200]
+        assert log.grants("refresh_token") == 0  # a nonce retry is not a refresh
+        clock.now += server.access_ttl + 1  # stale: a refresh, with a proof and the nonce
+        again.profile()
+        assert [e[3] for e in log.log if e[2] == "refresh_token"] == [200]
+        assert again.status().bound
+        assert again.sign_out() is Revocation.REVOKED
+    for http in sessions:
+        http.close()

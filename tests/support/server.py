@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -28,11 +29,21 @@ class RunningServer(MockServer):
 
     def __init__(self, args: Sequence[str], db: Path, env: dict[str, str]) -> None:
         self.db = db
+        self.clock_offset = 0.0  # how far advance_clock moved the server's clock
         super().__init__(args, DEMO_PASSWORDS, "jwt-desktop", REPO_ROOT, env)
+
+    def advance(self, seconds: float) -> None:
+        super().advance(seconds)
+        self.clock_offset += seconds  # both names move it: wall_clock() must follow either
 
     def advance_clock(self, seconds: float) -> None:
         """Move the server's clock forward (needs ``testing_clock=True``, the default)."""
         self.advance(seconds)
+
+    def wall_clock(self) -> float:
+        """The server's time: a wall clock for an in-process client whose clock agrees with
+        the server's (as NTP makes them agree), so its DPoP proofs' ``iat`` move with it."""
+        return time.time() + self.clock_offset
 
     def __repr__(self) -> str:
         return f"RunningServer(url={self._url!r}, pid={self.pid}, db={str(self.db)!r})"

@@ -13,6 +13,7 @@ from PySide6.QtGui import QShowEvent
 from pytestqt.qtbot import QtBot
 
 from desktop.app import Application
+from desktop.auth.dpop import DPoPKey
 from desktop.ui.main_window import MainWindow
 
 TIMEOUT_MS = 30_000
@@ -59,12 +60,17 @@ def stored_sessions(secrets: dict[tuple[str, str], str]) -> dict[tuple[str, str]
     }
 
 
-def post_form(url: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    """POST a form to the live server, as a third party (an attacker, another client) would."""
+def post_form(
+    url: str, form: dict[str, str], *, entry: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """POST a form to the live server, as a third party (an attacker, another client) would;
+    with a stolen keyring ``entry``, as a thief holding it: with a proof of its DPoP key."""
     body = urllib.parse.urlencode(form).encode()
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
-    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    key = json.loads(entry).get("dpop_key") if entry is not None else None
+    if key is not None:
+        headers["DPoP"] = DPoPKey.from_json(key).proof("POST", url)
+    request = urllib.request.Request(url, data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             raw = response.read()

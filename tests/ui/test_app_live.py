@@ -29,6 +29,10 @@ from tests.ui.helpers import (
     wait_for_profile,
 )
 
+# The app's DPoP proofs carry the real time, so the server's clock may move at most the 60 s
+# `iat` window ahead: 55 s, past the 50 s access tokens.
+ACCESS_TTL, PAST_THE_ACCESS_TOKEN = "50s", 55
+
 
 def test_sign_in_shows_the_profile_from_the_server(
     qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
@@ -142,6 +146,16 @@ def test_keep_me_signed_in_restores_without_the_dialog(
     status = second._status()
     # The stored access token was still valid: the restart reused it, with no refresh.
     assert status is not None and status.remembered and status.refresh_count == 0
+    assert status.bound  # with the key from the same keyring entry
+
+
+def test_a_bearer_server_gets_bearer_and_the_panel_says_so(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server(extra_args=["--dpop", "off"])
+    app = make_app(server_url=server.url)
+    main = sign_in(qtbot, app, "alice", "wonderland")
+    assert main.session_panel.binding_label.text() == "Bearer: usable by whoever holds it"
 
 
 def test_unchecked_keeps_nothing_in_the_keyring(
@@ -165,13 +179,14 @@ def test_unchecked_keeps_nothing_in_the_keyring(
 def test_transparent_refresh_after_expiry(
     qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
 ) -> None:
-    server = start_server(access_ttl="60s")
+    server = start_server(access_ttl=ACCESS_TTL)
     app = make_app(server_url=server.url)
     main = sign_in(qtbot, app, "alice", "wonderland")
     dialog_shown = ShowCounter(app.dialog)
     assert main.session_panel.refresh_label.text() == "Not refreshed yet"
+    assert main.session_panel.binding_label.text() == "Bound to this device's key (DPoP)"
 
-    server.advance_clock(120)  # the access token is now expired at the server
+    server.advance_clock(PAST_THE_ACCESS_TOKEN)  # the access token is now expired there
     with settled(qtbot, app, "profile"):
         main.reload_button.click()
 
@@ -198,17 +213,20 @@ def _sign_in_remembered(
 def test_session_ended_by_reuse_returns_to_the_dialog(
     qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
 ) -> None:
-    server = start_server(access_ttl="60s")
+    server = start_server(access_ttl=ACCESS_TTL)
     app = make_app(server_url=server.url)
     main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
-    stolen = refresh_token_of(memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")])
-    # Someone else spends the refresh token first: the app's next use of it is a reuse.
+    entry = memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")]
+    stolen = refresh_token_of(entry)
+    # Someone with the whole entry (its DPoP key too) spends the refresh token first: the app's
+    # next use of it is a reuse.
     status, _ = post_form(
         f"{server.url}/token",
         {"grant_type": "refresh_token", "refresh_token": stolen, "client_id": "jwt-desktop"},
+        entry=entry,
     )
     assert status == 200
-    server.advance_clock(120)
+    server.advance_clock(PAST_THE_ACCESS_TOKEN)
     with qtbot.waitSignal(app.controller.sessionEnded, timeout=TIMEOUT_MS) as ended:
         main.reload_button.click()
 
@@ -224,16 +242,21 @@ def test_session_ended_by_reuse_returns_to_the_dialog(
 def test_session_ended_by_revocation_returns_to_the_dialog(
     qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
 ) -> None:
-    server = start_server(access_ttl="60s")
+    server = start_server(access_ttl=ACCESS_TTL)
     app = make_app(server_url=server.url)
     main = sign_in(qtbot, app, "alice", "wonderland", remember=True)
-    token = refresh_token_of(memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")])
+    entry = memory_keyring.secrets[(f"jwt-desktop:{server.url}", "alice")]
     status, _ = post_form(
         f"{server.url}/revoke",
-        {"token": token, "token_type_hint": "refresh_token", "client_id": "jwt-desktop"},
+        {
+            "token": refresh_token_of(entry),
+            "token_type_hint": "refresh_token",
+            "client_id": "jwt-desktop",
+        },
+        entry=entry,  # a bound session is revoked only with a proof of its key
     )
     assert status == 200
-    server.advance_clock(120)
+    server.advance_clock(PAST_THE_ACCESS_TOKEN)
     with qtbot.waitSignal(app.controller.sessionEnded, timeout=TIMEOUT_MS) as ended:
         main.reload_button.click()
 

@@ -38,6 +38,9 @@ def test_demo_starts_a_working_server_and_signs_in_as_alice(
     assert (tmp_path / "demo.db").exists()  # the demo database persists across runs
     status = app._status()
     assert status is not None and status.access_lifetime == pytest.approx(60, abs=1)
+    # The demo server runs with --dpop required: the session is bound, and the panel says so.
+    assert status.bound
+    assert main.session_panel.binding_label.text() == "Bound to this device's key (DPoP)"
 
     app.shutdown()
     assert not demo.started

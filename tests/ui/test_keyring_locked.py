@@ -9,8 +9,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop.auth.errors import KeyringUnavailable
 from desktop.auth.grants import PasswordGrant
-from desktop.auth.messages import ErrorKind, Failure, Revocation, keyring_unusable
-from desktop.auth.session import SignInResult
+from desktop.auth.messages import ErrorKind, Failure, keyring_unusable
 from desktop.ui import controller
 from tests.support.keyring import SecretServiceKeyring
 from tests.support.server import StartServer
@@ -29,14 +28,17 @@ def test_the_session_panel_reports_an_unsaved_session_and_writes_it_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(controller, "WRITE_BACK_MS", 100)
-    server = start_server(access_ttl="60s")
+    # The app's clock is the real one and a DPoP-bound session's proofs carry it (`iat`): the
+    # server's clock moves past the 20 s access token, well within DPoP's 60 s window.
+    server = start_server(access_ttl="20s")
+    server_ahead = 25
     service = f"jwt-desktop:{server.url}"
     app = make_app(server_url=server.url)
     try:
         main = sign_in(qtbot, app, "alice", "wonderland")
         stored = faulty_keyring.stored(service, "alice")
         faulty_keyring.lock()
-        server.advance_clock(120)  # the next reload refreshes, and cannot save the rotation
+        server.advance_clock(server_ahead)  # the next reload refreshes, cannot save the rotation
         with settled(qtbot, app, "profile"):
             main.reload_button.click()
         panel = main.session_panel
@@ -79,23 +81,24 @@ def test_a_sign_out_refused_for_keyring_trouble_keeps_the_session(
     client = FakeClient()
     control = controller.SessionController(lambda: client)
     try:
-        signed_in: list[object] = []
-        with qtbot.waitSignal(control.settled, timeout=TIMEOUT_MS):
+
+        def signed_in(name: str) -> bool:
+            return name == "sign_in"
+
+        with qtbot.waitSignal(control.settled, timeout=TIMEOUT_MS, check_params_cb=signed_in):
             control.sign_in(
                 PasswordGrant("alice", "wonderland"),
                 remember=True,
-                success=signed_in.append,
-                failure=signed_in.append,
+                success=lambda result: None,
+                failure=lambda failure: None,
             )
-        assert isinstance(signed_in[0], SignInResult)
+        assert control.signed_in
         client.unsaved = "The session could not be saved in the OS keyring (locked)."
         qtbot.waitUntil(lambda: client.write_backs >= 2, timeout=TIMEOUT_MS)  # retried
         client.sign_out_error = KeyringUnavailable(LOCKED)
-        signed_out: list[Revocation] = []
         with qtbot.waitSignal(control.requestFailed, timeout=TIMEOUT_MS) as failed:
-            control.sign_out(signed_out.append)
+            control.sign_out(lambda outcome: None)
         assert failed.args == [Failure(ErrorKind.KEYRING, LOCKED)]
-        assert signed_out == []  # not signed out: nothing was forgotten
         assert control.signed_in
         assert client.username == "alice"
     finally:
