@@ -65,13 +65,12 @@ from .server import (
     SCOPE_DESCRIPTIONS,
     SCOPES,
     AdjustableClock,
-    AuthorizationRedirect,
-    AuthorizationRequest,
     Caller,
     OAuthError,
     TokenServer,
 )
 from .settings import Settings
+from .signin import AuthorizationRedirect, AuthorizationRequest, SignInFlows
 from .store import SqliteStore, Store
 
 
@@ -285,10 +284,27 @@ _BACK_TO_CLIENT = {
 }
 
 
-def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
-    """The pages a person sees: browser sign-in (/authorize) and device verification (/device).
-    They answer in HTML; an error found before the redirect URI is known to be the client's is
-    a page, never a redirect."""
+def _add_sign_in_pages(app: FastAPI, sign_in: SignInFlows) -> None:
+    """The browser and device sign-ins: the pages a person sees, browser sign-in (/authorize)
+    and device verification (/device), and the device authorization endpoint. The pages answer
+    in HTML; an error found before the redirect URI is known to be the client's is a page,
+    never a redirect."""
+
+    @app.post(
+        "/device_authorization",
+        tags=["oauth"],
+        summary="Device authorization endpoint (RFC 8628): a user code for the person",
+        responses={**ok(DeviceAuthorization), **errors(400, 401)},
+        openapi_extra=form_openapi(
+            {
+                "client_id": {"type": "string", "enum": list(sign_in.settings.clients)},
+                "scope": _SCOPE,
+            },
+            ["client_id"],
+        ),
+    )
+    def device_authorization(form: ClientFormDep) -> JSONResponse:
+        return JSONResponse(sign_in.device_authorization(form), headers=NO_STORE)
 
     @app.get(
         "/authorize",
@@ -296,11 +312,11 @@ def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
         summary="Authorization endpoint: the sign-in page",
         response_class=HTMLResponse,
         responses={303: _BACK_TO_CLIENT, **page_errors(400)},
-        openapi_extra={"parameters": _authorization_query(server.settings.clients)},
+        openapi_extra={"parameters": _authorization_query(sign_in.settings.clients)},
     )
     def authorize_page(request: Request) -> Response:
         try:
-            authorization = server.authorization_request(read_query(request))
+            authorization = sign_in.authorization_request(read_query(request))
         except AuthorizationRedirect as refused:
             return redirect_response(refused.location)
         except (OAuthError, FormError) as error:
@@ -318,7 +334,7 @@ def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
         },
         openapi_extra=form_openapi(
             {
-                **{p["name"]: p["schema"] for p in _authorization_query(server.settings.clients)},
+                **{p["name"]: p["schema"] for p in _authorization_query(sign_in.settings.clients)},
                 CSRF_FIELD: _REQUIRED_STRING,
                 "decision": {"type": "string", "enum": ["allow", "deny"]},
                 "username": _STRING,
@@ -330,19 +346,19 @@ def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
     def authorize_submit(request: Request, form: FormDep, address: ClientAddressDep) -> Response:
         try:
             csrf = check_csrf(request, form)
-            authorization = server.authorization_request(form)
+            authorization = sign_in.authorization_request(form)
         except AuthorizationRedirect as refused:
             return redirect_response(refused.location)
         except OAuthError as error:
             return _error_page(error)
         decision = form.get("decision")
         if decision == "deny":
-            return redirect_response(server.deny(authorization))
+            return redirect_response(sign_in.deny(authorization))
         username = form.get("username", "")
         try:
             if decision != "allow":
                 raise OAuthError(400, "invalid_request", "Choose Allow or Deny")
-            location = server.authorize(authorization, username, form.get("password", ""), address)
+            location = sign_in.authorize(authorization, username, form.get("password", ""), address)
         except OAuthError as error:
             return _sign_in_page(authorization, csrf, username=username, error=error)
         return redirect_response(location)
@@ -389,8 +405,8 @@ def _add_sign_in_pages(app: FastAPI, server: TokenServer) -> None:
         try:
             if decision not in ("allow", "deny"):
                 raise OAuthError(400, "invalid_request", "Choose Allow or Deny")
-            device = server.pending_device(typed, address)
-            server.decide_device(
+            device = sign_in.pending_device(typed, address)
+            sign_in.decide_device(
                 device, decision == "allow", username, form.get("password", ""), address
             )
         except OAuthError as error:
@@ -589,21 +605,7 @@ def create_app(
             return token(form, address, proof)
         return await run_in_threadpool(token, form, address, proof)
 
-    # Device sign-in (RFC 8628); its page is with the sign-in pages.
-    @app.post(
-        "/device_authorization",
-        tags=["oauth"],
-        summary="Device authorization endpoint (RFC 8628): a user code for the person",
-        responses={**ok(DeviceAuthorization), **errors(400, 401)},
-        openapi_extra=form_openapi(
-            {"client_id": {"type": "string", "enum": list(settings.clients)}, "scope": _SCOPE},
-            ["client_id"],
-        ),
-    )
-    def device_authorization(form: ClientFormDep) -> JSONResponse:
-        return JSONResponse(server.device_authorization(form), headers=NO_STORE)
-
-    _add_sign_in_pages(app, server)
+    _add_sign_in_pages(app, SignInFlows(server))
 
     @app.post(
         "/revoke",
