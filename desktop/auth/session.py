@@ -18,7 +18,7 @@ Refresh itself (:meth:`AuthClient._refresh`) is single-flight:
   and when the access token it stored is still valid, that one is adopted with no request.
 
 **A refresh token is presented only when it is proven current.** Beside the lock lies the
-session's :class:`~desktop.auth.store.Marker` (a generation counter, no secret) that every
+session's :class:`~desktop.auth.lock.Marker` (a generation counter, no secret) that every
 writer advances under the lock; the stored session and this process's copy each know their
 generation. Inside the lock the stored session is re-read; when the keyring cannot be read, our
 copy is used only if its generation is the marker's (and only by a long-lived process, which
@@ -90,14 +90,10 @@ from desktop.auth.errors import (
     StorageError,
 )
 from desktop.auth.grants import Grant, GrantContext, Progress, TokenResponse, ignore_progress
+from desktop.auth.lock import ENDED, LIVE, SIGNED_OUT, HeldLock, SessionLock
 from desktop.auth.messages import Revocation
 from desktop.auth.oauth import ServerMetadata
 from desktop.auth.store import (
-    ENDED,
-    LIVE,
-    SIGNED_OUT,
-    HeldLock,
-    SessionLock,
     StorageStatus,
     StoredSession,
     TokenStore,
@@ -185,7 +181,7 @@ class _State:
     subject: str | None = None  # the validated ID token's sub: userinfo's must match
     in_store: bool = False  # the session is (also) kept in the store
     storage_reason: str | None = None  # why it is not in the store, when that was not chosen
-    stored_generation: int | None = None  # the marker generation of our tokens (store.Marker)
+    stored_generation: int | None = None  # the marker generation of our tokens (lock.Marker)
     unsaved: str | None = None  # a keyring write that failed and awaits write_back()
     generation: int = 0  # bumped whenever the tokens change
     attempts: int = 0  # refresh attempts made, successful or not
