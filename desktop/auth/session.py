@@ -17,36 +17,13 @@ Refresh itself (:meth:`AuthClient._refresh`) is single-flight:
   spent), so the server never sees the same refresh token twice, which it would treat as theft;
   and when the access token it stored is still valid, that one is adopted with no request.
 
-**A refresh token is presented only when it is proven current.** Beside the lock lies the
-session's :class:`~desktop.auth.lock.Marker` (a generation counter, no secret) that every
-writer advances under the lock; the stored session and this process's copy each know their
-generation. Inside the lock the stored session is re-read; when the keyring cannot be read, our
-copy is used only if its generation is the marker's (and only by a long-lived process, which
-can write it back later: ``write_back``); otherwise the call stops with the keyring's sentence
-and the session is kept. A stored session older than the marker is never presented: its token
-is spent. A write that failed is replayed later (:class:`~desktop.auth.store.WriteBackStore`).
-
 A refresh whose answer was lost (the connection broke or timed out after the request was sent)
 is sent once more with the same token: a server with a reuse grace answers it, a strict one
 ends the session as it would for any reuse.
 
-**Every write of the stored session happens under that file lock**: refresh, sign-in (a CLI
-refresh at the same moment would otherwise overwrite a fresh sign-in with the old session's
-rotation) and sign-out. The rotated session is saved before the new access token is used: were
-the process to die in between, the keyring would otherwise hold a spent token, and the next
-start would present it and get the whole session revoked.
-
-The stored session holds the live access token too, so a new process (a CLI command, the next
-start) reuses it while it is valid instead of refreshing.
-
-DPoP (RFC 9449): when the server lists ES256 in ``dpop_signing_alg_values_supported``, each
-sign-in makes a new key pair (:mod:`desktop.auth.dpop`) and every token request of the grant
-carries a proof of it. The answer's ``token_type`` decides: ``DPoP`` makes a bound session,
-whose key then signs every later request (refresh, revocation, resources, with the server's
-nonces) and is kept where its tokens are (memory, the same keyring entry, written with the same
-generation); ``Bearer`` makes a Bearer session and the key is dropped. The key travels with the
-refresh token: a process that adopts a stored session (or another process's rotation) adopts
-its key, and a stored token is revoked with the stored key.
+The stored session's protocol (the marker that proves which refresh token is current, every
+write under the lock, the write-back) is :mod:`desktop.auth.persistence`; the DPoP key and
+what an authorized request carries, :mod:`desktop.auth.credentials`.
 
 The session does not know which grant made its tokens (:mod:`desktop.auth.grants`). An ID token
 a grant received is handed to the ``id_token_validator`` before anything of it is used; without
@@ -58,13 +35,11 @@ thread that did the work, after every lock is released; the GUI re-emits them as
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,34 +47,26 @@ from typing import Any, Protocol
 import requests
 
 from desktop.auth import messages, oauth
-from desktop.auth.dpop import ALGORITHM as DPOP_ALGORITHM
-from desktop.auth.dpop import DPoPKey, DPoPNonces, DPoPSigner
+from desktop.auth.credentials import Credential, SessionKeys, check_binding
+from desktop.auth.dpop import DPoPSigner
 from desktop.auth.errors import (
     AccessDenied,
     AuthError,
     ConfigurationError,
     DPoPRefused,
     InvalidDPoPKey,
-    KeyringUnavailable,
-    LockTimeout,
     NotSignedIn,
-    SecretTooLong,
     ServerError,
     ServerUnreachable,
     SessionEnded,
-    StorageError,
 )
 from desktop.auth.grants import Grant, GrantContext, Progress, TokenResponse, ignore_progress
-from desktop.auth.lock import ENDED, LIVE, SIGNED_OUT, HeldLock, SessionLock
+from desktop.auth.lock import ENDED, SIGNED_OUT, SessionLock
 from desktop.auth.messages import Revocation
 from desktop.auth.oauth import ServerMetadata
-from desktop.auth.store import (
-    StorageStatus,
-    StoredSession,
-    TokenStore,
-    WriteBackStore,
-)
-from desktop.auth.tokens import DPOP, TokenSet
+from desktop.auth.persistence import Kept, LocalCopy, SessionStorage, effective_storage
+from desktop.auth.store import StorageStatus, StoredSession, TokenStore
+from desktop.auth.tokens import TokenSet
 from desktop.auth.transport import Transport, json_object, normalize_server_url
 
 __all__ = ["AuthClient", "IdTokenValidator", "SessionStatus", "SignInResult"]
@@ -163,11 +130,8 @@ class _Refreshed:
 
     tokens: TokenSet
     dpop: DPoPSigner | None  # the key the tokens are bound to (None: Bearer)
-    in_store: bool
-    reason: str | None  # why the session is no longer kept in the store
+    kept: Kept
     requested: bool  # a request was made (False: another process's tokens were adopted)
-    stored_generation: int | None
-    unsaved: str | None  # the keyring write failed: retried by write_back()
 
 
 @dataclass
@@ -188,29 +152,6 @@ class _State:
     last_failure: tuple[int, AuthError] | None = None  # (attempt, error) of a failed refresh
     refresh_count: int = 0
     last_refreshed: datetime | None = None
-    storage_cache: StorageStatus | None = field(default=None)
-
-
-@dataclass(frozen=True, repr=False)
-class _Credential:
-    """What an authorized request is sent with: the access token, in its scheme (the token
-    type), with the session's DPoP key when the token is bound."""
-
-    tokens: TokenSet
-    dpop: DPoPSigner | None
-
-    @property
-    def access_token(self) -> str:
-        return self.tokens.access_token
-
-
-@dataclass(frozen=True, repr=False)
-class _Mine:
-    """This process's refresh token, the marker generation it was written at and its key."""
-
-    refresh_token: str
-    generation: int | None
-    dpop: DPoPSigner | None
 
 
 class AuthClient:
@@ -252,11 +193,17 @@ class AuthClient:
         self.server_url = normalize_server_url(server_url)
         self.client_id = client_id
         self.transport = Transport(http, timeout=timeout)
-        self._store = store if isinstance(store, WriteBackStore) else WriteBackStore(store)
-        self._write_back = write_back
         self._clock = clock
-        self._wall_clock = wall_clock
-        self._lock = SessionLock(lock_dir, timeout=3 * timeout + 15)
+        self._storage = SessionStorage(
+            store,
+            SessionLock(lock_dir, timeout=3 * timeout + 15),
+            issuer=self.server_url,
+            write_back=write_back,
+            clock=clock,
+            wall_clock=wall_clock,
+            revoke=self._revoke_stored,
+        )
+        self._keys = SessionKeys(clock=wall_clock)
         self._leeway = leeway
         self._validate_id_token = id_token_validator
         self._state = _State()
@@ -264,8 +211,6 @@ class AuthClient:
         self._refresh_lock = threading.Lock()  # long: one refresh/sign-in/sign-out at a time
         self._metadata_lock = threading.Lock()
         self._metadata: ServerMetadata | None = None
-        # Nonces belong to a server, not a key: every session of this client shares them.
-        self._dpop_nonces = DPoPNonces()
         self.on_refreshed: list[Callable[[], None]] = []
         self.on_session_ended: list[Callable[[SessionEnded], None]] = []
 
@@ -286,7 +231,7 @@ class AuthClient:
         profile fetch is reported in the result, not raised.
         """
         metadata = self.metadata()
-        signer = self._new_signer(metadata)
+        signer = self._keys.new(metadata)
         context = GrantContext(
             metadata=metadata,
             transport=self.transport,
@@ -305,7 +250,7 @@ class AuthClient:
             raise ServerError(messages.NO_REFRESH_TOKEN)
         profile: dict[str, Any] | None = None
         try:
-            self._check_binding(tokens, signer)
+            check_binding(tokens, signer)
             subject, name = self._identify(response, metadata)
             if response.username:
                 account = response.username
@@ -314,16 +259,14 @@ class AuthClient:
             else:
                 # No typed name and no ID token to name the account: ask userinfo (the
                 # profile is fetched anyway, so this costs no extra request).
-                profile = self._userinfo(metadata, _Credential(tokens, signer), subject)
+                profile = self._userinfo(metadata, Credential(tokens, signer), subject)
                 account = oauth.account_name(profile)
         except AuthError:
             # Tokens we will not use (a bad ID token, no account name) must not stay alive.
             self._revoke(tokens.refresh_token, signer)
             raise
         with self._refresh_lock:
-            in_store, reason, stored_generation, unsaved = self._keep_new_session(
-                account, tokens, signer, remember
-            )
+            kept = self._storage.keep_new(account, tokens, signer, remember)
             with self._state_lock:
                 self._state = _State(
                     username=account,
@@ -331,13 +274,12 @@ class AuthClient:
                     refresh_token=tokens.refresh_token,
                     dpop=signer,
                     subject=subject,
-                    in_store=in_store,
-                    storage_reason=reason,
-                    stored_generation=stored_generation,
-                    unsaved=unsaved,
+                    in_store=kept.in_store,
+                    storage_reason=kept.reason,
+                    stored_generation=kept.generation,
+                    unsaved=kept.unsaved,
                     generation=self._state.generation + 1,
                     attempts=self._state.attempts,
-                    storage_cache=self._state.storage_cache,
                 )
         logger.info(
             "Signed in as %s at %s with %s (%s, stored: %s)",
@@ -345,9 +287,9 @@ class AuthClient:
             self.server_url,
             grant.grant_type,
             tokens.token_type,
-            in_store,
+            kept.in_store,
         )
-        self._refresh_storage_cache()
+        self._storage.probe()
         error: Exception | None = None
         if profile is None:
             try:
@@ -368,30 +310,29 @@ class AuthClient:
         keyring cannot be read or holds an out-of-date session (it is kept for later), and
         :class:`SessionEnded` when the current session was lost (see the marker).
         """
-        with self._refresh_lock, self._lock.hold(self.server_url, username) as held:
+        with self._refresh_lock, self._storage.hold(username) as held:
             try:
-                stored = self._current_stored(held, username, None)
+                stored = self._storage.current(held, username, None)
             finally:
-                self._refresh_storage_cache()
+                self._storage.probe()
             if not isinstance(stored, StoredSession):  # None (no copy of ours was offered)
                 logger.info("No stored session for %s at %s", username, self.server_url)
                 return False
             try:
-                signer = self._signer_from(stored)
+                signer = self._keys.from_stored(stored)
             except InvalidDPoPKey as exc:
                 logger.warning("Cannot use the stored session: %s", exc)
                 return False
             with self._state_lock:
                 self._state = _State(
                     username=username,
-                    tokens=self._tokens_from(stored),
+                    tokens=self._storage.tokens_from(stored),
                     refresh_token=stored.refresh_token,
                     dpop=signer,
                     in_store=True,
                     stored_generation=stored.generation,
                     generation=self._state.generation + 1,
                     attempts=self._state.attempts,
-                    storage_cache=self._state.storage_cache,
                 )
         logger.info("Loaded the stored session of %s at %s", username, self.server_url)
         return True
@@ -439,14 +380,14 @@ class AuthClient:
         if url.startswith("/"):
             url = self.server_url + url
         credential, generation, attempts = self._access_token()
-        # A DPoP nonce the resource asks for is sent inside _send_authorized (once): it is not
+        # A DPoP nonce the resource asks for is sent inside Credential.send (once): it is not
         # a rejection of the token, so it costs no refresh.
-        response = self._send_authorized(method, url, credential, kwargs)
+        response = credential.send(self.transport, method, url, **kwargs)
         if response.status_code == 401 and oauth.bearer_error(response)[0] == "invalid_token":
             response.close()
             logger.info("Access token rejected (invalid_token): refreshing once and resending")
             credential, _, _ = self._refresh(generation, attempts, rejected=credential.access_token)
-            response = self._send_authorized(method, url, credential, kwargs)
+            response = credential.send(self.transport, method, url, **kwargs)
             if response.status_code == 401 and oauth.bearer_error(response)[0] == "invalid_token":
                 response.close()
                 raise ServerError(messages.REJECTED_FRESH_TOKEN, status=401)
@@ -499,20 +440,19 @@ class AuthClient:
                 return Revocation.REVOKED
             # A lock held too long (LockTimeout) raises too, forgetting nothing: deleting the
             # entry without the lock would race the holder's write of a rotation.
-            with self._locked(username, in_store) as held:
+            with self._storage.locked(username, in_store) as held:
                 if held is not None:
                     try:
-                        stored = self._current_stored(held, username, mine)
+                        stored = self._storage.current(held, username, mine)
                     except SessionEnded:
                         stored = None  # already over: nothing left to revoke
                     token = stored.refresh_token if stored is not None else None
                     if stored is not None:
                         # The stored token (maybe another process's rotation) goes with its key.
-                        signer = self._signer_of(stored, mine)
+                        signer = self._keys.of_current(stored, mine)
                 outcome = self._revoke(token, signer) if token else Revocation.REVOKED
                 if held is not None:
-                    held.advance(SIGNED_OUT)
-                    unsaved = self._delete_stored(username, held)
+                    unsaved = self._storage.remove(held, username, SIGNED_OUT)
             self._clear_session(unsaved=unsaved)
         logger.info("Signed out %s (revocation: %s)", username, outcome.value)
         return outcome
@@ -521,17 +461,11 @@ class AuthClient:
         """Replay the keyring writes that failed (a refreshed session not saved, an entry not
         deleted), under the session's lock. True when nothing is pending any more. The GUI
         calls it from a timer while ``status().unsaved`` is set; the CLI before it exits."""
-        pending = self._store.pending_accounts(self.server_url)
-        try:
-            for username in pending:
-                with self._lock.hold(self.server_url, username) as held:
-                    self._store.flush(self.server_url, username, generation=held.generation)
-        except (StorageError, LockTimeout) as exc:
-            logger.info("The keyring write is still pending: %s", exc)
+        if not self._storage.flush_pending():
             return False
         with self._state_lock:
             self._state.unsaved = None
-        self._refresh_storage_cache()
+        self._storage.probe()
         return True
 
     def status(self) -> SessionStatus:
@@ -540,8 +474,7 @@ class AuthClient:
             state = self._state
             tokens = state.tokens
             now = self._clock()
-            store_status = state.storage_cache or _unprobed_status(self._store, state.in_store)
-            storage = self._effective_storage(store_status)
+            storage = self._effective_storage(self._storage.last_status(state.in_store))
             return SessionStatus(
                 signed_in=state.username is not None,
                 username=state.username,
@@ -558,7 +491,7 @@ class AuthClient:
 
     def storage_status(self) -> StorageStatus:
         """Where the session is kept (or would be); probes the keyring once."""
-        store_status = self._refresh_storage_cache()
+        store_status = self._storage.probe()
         with self._state_lock:
             return self._effective_storage(store_status)
 
@@ -636,19 +569,19 @@ class AuthClient:
         return subject, name if isinstance(name, str) and name else subject
 
     def _userinfo(
-        self, metadata: ServerMetadata, credential: _Credential, subject: str | None
+        self, metadata: ServerMetadata, credential: Credential, subject: str | None
     ) -> dict[str, Any]:
         if metadata.userinfo_endpoint is None:
             raise ConfigurationError(messages.NO_USERINFO)
         headers = {"Accept": "application/json"}
-        response = self._send_authorized(
-            "GET", metadata.userinfo_endpoint, credential, {"headers": headers}
+        response = credential.send(
+            self.transport, "GET", metadata.userinfo_endpoint, headers=headers
         )
         return oauth.userinfo_claims(response, subject=subject)
 
     # -- refresh -------------------------------------------------------------------------------
 
-    def _access_token(self) -> tuple[_Credential, int, int]:
+    def _access_token(self) -> tuple[Credential, int, int]:
         """A usable access token, refreshing first if it is missing or stale."""
         with self._state_lock:
             state = self._state
@@ -657,12 +590,12 @@ class AuthClient:
             generation, attempts = state.generation, state.attempts
             tokens = state.tokens
             if tokens is not None and not tokens.is_stale(self._clock(), self._leeway):
-                return _Credential(tokens, state.dpop), generation, attempts
+                return Credential(tokens, state.dpop), generation, attempts
         return self._refresh(generation, attempts)
 
     def _refresh(
         self, seen_generation: int, seen_attempts: int, *, rejected: str | None = None
-    ) -> tuple[_Credential, int, int]:
+    ) -> tuple[Credential, int, int]:
         """Refresh unless another thread already did since the caller looked (single flight).
 
         ``seen_*`` are what the caller read before deciding to refresh. A newer generation
@@ -676,7 +609,7 @@ class AuthClient:
             with self._state_lock:
                 state = self._state
                 if state.generation != seen_generation and state.tokens is not None:
-                    return _Credential(state.tokens, state.dpop), state.generation, state.attempts
+                    return Credential(state.tokens, state.dpop), state.generation, state.attempts
                 failure = state.last_failure
                 if state.attempts != seen_attempts and failure and failure[0] == state.attempts:
                     raise failure[1]
@@ -707,7 +640,7 @@ class AuthClient:
             self._notify(self.on_refreshed)
         return result
 
-    def _keep_refreshed(self, done: _Refreshed) -> tuple[_Credential, int, int]:
+    def _keep_refreshed(self, done: _Refreshed) -> tuple[Credential, int, int]:
         """Make a refresh's result the session (under _refresh_lock)."""
         with self._state_lock:
             state = self._state
@@ -715,31 +648,32 @@ class AuthClient:
             state.tokens = tokens
             state.refresh_token = tokens.refresh_token
             state.dpop = done.dpop
-            if state.in_store and not done.in_store:
-                state.storage_reason = done.reason
-            state.in_store = done.in_store
-            state.stored_generation = done.stored_generation
-            state.unsaved = done.unsaved
+            kept = done.kept
+            if state.in_store and not kept.in_store:
+                state.storage_reason = kept.reason
+            state.in_store = kept.in_store
+            state.stored_generation = kept.generation
+            state.unsaved = kept.unsaved
             state.generation += 1
             if done.requested:
                 state.refresh_count += 1
                 state.last_refreshed = datetime.now(timezone.utc)
             state.last_failure = None
-            return _Credential(tokens, done.dpop), state.generation, state.attempts
+            return Credential(tokens, done.dpop), state.generation, state.attempts
 
     def _refresh_tokens(
-        self, username: str, mine: _Mine | None, in_store: bool, current: str | None
+        self, username: str, mine: LocalCopy | None, in_store: bool, current: str | None
     ) -> _Refreshed:
         """One refresh, under the cross-process lock when the session is stored.
 
         ``mine`` is this process's refresh token with its marker generation and key; ``current``
         the access token in use (never adopted back from the store).
         """
-        with self._locked(username, in_store) as held:
+        with self._storage.locked(username, in_store) as held:
             generation = mine.generation if mine is not None else None
             signer = mine.dpop if mine is not None else None
             if held is not None:
-                stored = self._current_stored(held, username, mine)
+                stored = self._storage.current(held, username, mine)
                 if stored is None:
                     why = held.marker.state if held.marker is not None else None
                     raise SessionEnded(
@@ -750,20 +684,21 @@ class AuthClient:
                 generation = stored.generation
                 # Its key is the one its tokens are bound to (another process's sign-in made a
                 # new one); ours when the stored token is ours.
-                signer = self._signer_of(stored, mine)
+                signer = self._keys.of_current(stored, mine)
                 if isinstance(stored, StoredSession) and (
                     mine is None or stored.refresh_token != mine.refresh_token
                 ):
                     # Another process rotated it: ours is spent, the stored one is not; its
                     # access token may still be good, sparing a refresh altogether.
-                    adopted = self._tokens_from(stored)
+                    adopted = self._storage.tokens_from(stored)
                     if (
                         adopted is not None
                         and adopted.access_token != current
                         and not adopted.is_stale(self._clock(), self._leeway)
                     ):
                         logger.info("Another process refreshed this session; using its tokens")
-                        return _Refreshed(adopted, signer, True, None, False, generation, None)
+                        kept = Kept(True, generation=generation)
+                        return _Refreshed(adopted, signer, kept, requested=False)
                 refresh_token: str | None = stored.refresh_token
             else:
                 refresh_token = mine.refresh_token if mine is not None else None
@@ -773,33 +708,20 @@ class AuthClient:
                 data = self._refresh_grant(refresh_token, signer)
             except SessionEnded:
                 if held is not None:
-                    held.advance(ENDED)
-                    self._delete_stored(username, held)
+                    self._storage.remove(held, username, ENDED)
                 raise
             tokens = TokenSet.from_response(
                 data, now=self._clock(), previous_refresh_token=refresh_token
             )
-            self._check_binding(tokens, signer)
-            reason = unsaved = None
+            check_binding(tokens, signer)
             if held is not None:
-                # First the marker (the server's session changed, whatever happens next), then
-                # the keyring: a process dying in between leaves a stored session the marker
-                # calls out of date, never one that would be presented spent.
-                generation = held.advance()
-                try:
-                    self._store.save(
-                        self.server_url, username, self._stored_from(tokens, signer, generation)
-                    )
-                except SecretTooLong as exc:
-                    self._store.forget(self.server_url, username)
-                    in_store, reason = False, str(exc)
-                except StorageError as exc:
-                    logger.warning("The refreshed session could not be saved: %s", exc)
-                    unsaved = messages.not_saved(str(exc), lasting=self._write_back)
+                kept = self._storage.keep_rotation(held, username, tokens, signer)
+            else:
+                kept = Kept(in_store, generation=generation)
             logger.info(
                 "Access token refreshed (%s, lifetime %s s)", tokens.token_type, tokens.lifetime
             )
-            return _Refreshed(tokens, signer, in_store, reason, True, generation, unsaved)
+            return _Refreshed(tokens, signer, kept, requested=True)
 
     def _refresh_grant(self, refresh_token: str, signer: DPoPSigner | None) -> dict[str, Any]:
         """The refresh request; sent once more when its answer was lost (see the module
@@ -819,181 +741,15 @@ class AuthClient:
             self.transport, self.metadata(), form, client_id=self.client_id, dpop=signer
         )
 
-    # -- storage helpers -------------------------------------------------------------------------
-
-    def _keep_new_session(
-        self, username: str, tokens: TokenSet, signer: DPoPSigner | None, remember: bool
-    ) -> tuple[bool, str | None, int | None, str | None]:
-        """Store (or not) a new sign-in's session and its key, under the cross-process lock.
-
-        Returns (kept in the store, why not, its marker generation, why it is not saved yet).
-        """
-        if not remember and not self._store.status().persistent:
-            return False, None, None, None  # nothing can have been stored there earlier
-        try:
-            with self._lock.hold(self.server_url, username) as held:
-                if remember:
-                    return self._store_new_session(held, username, tokens, signer)
-                # The person chose not to stay signed in: a session stored earlier would
-                # otherwise restore them silently next time. Revoke it rather than only forget
-                # it, so it does not live on at the server (a window still using it then ends
-                # its session too).
-                try:
-                    stored = self._store.load(self.server_url, username, generation=held.generation)
-                except StorageError:
-                    stored = None
-                if stored is not None:
-                    self._revoke(stored.refresh_token, self._stored_signer(stored))
-                if stored is not None or held.marker is not None:
-                    held.advance(SIGNED_OUT)
-                    self._delete_stored(username, held)
-                return False, None, None, None
-        except LockTimeout as exc:
-            return False, str(exc), None, None
-
-    def _store_new_session(
-        self, held: HeldLock, username: str, tokens: TokenSet, signer: DPoPSigner | None
-    ) -> tuple[bool, str | None, int | None, str | None]:
-        # A short-lived process leaves the earlier session current unless the new one is
-        # really stored (its copy dies with it); a long-lived one writes it back later.
-        generation = (held.generation or 0) + 1
-        if self._write_back:
-            held.advance()
-        try:
-            self._store.save(
-                self.server_url, username, self._stored_from(tokens, signer, generation)
-            )
-        except StorageError as exc:
-            if self._write_back and not isinstance(exc, SecretTooLong):
-                return True, None, generation, messages.not_saved(str(exc), lasting=True)
-            self._store.forget(self.server_url, username)
-            return False, str(exc), None, None
-        if not self._write_back:
-            held.advance()
-        return True, None, generation, None
-
-    def _locked(self, username: str, in_store: bool) -> AbstractContextManager[HeldLock | None]:
-        """The cross-process lock, needed only when the session is stored (shared)."""
-        if in_store:
-            return self._lock.hold(self.server_url, username)
-        return contextlib.nullcontext()
-
-    def _tokens_from(self, stored: StoredSession) -> TokenSet | None:
-        return stored.to_tokens(now=self._clock(), wall_now=self._wall_clock())
-
-    def _stored_from(
-        self, tokens: TokenSet, signer: DPoPSigner | None, generation: int | None
-    ) -> StoredSession:
-        return StoredSession.from_tokens(
-            tokens,
-            now=self._clock(),
-            wall_now=self._wall_clock(),
-            generation=generation,
-            dpop_key=signer.key.to_json() if signer is not None else None,
-        )
-
-    # -- DPoP ------------------------------------------------------------------------------------
-
-    def _new_signer(self, metadata: ServerMetadata) -> DPoPSigner | None:
-        """A new sign-in's DPoP key, when the server verifies proofs of our algorithm."""
-        if DPOP_ALGORITHM not in (metadata.dpop_signing_alg_values_supported or ()):
-            return None
-        return DPoPSigner(DPoPKey.generate(clock=self._wall_clock), self._dpop_nonces)
-
-    def _signer_from(self, stored: StoredSession) -> DPoPSigner | None:
-        """The stored session's key; :class:`InvalidDPoPKey` when its tokens are bound and the
-        key is missing or unreadable."""
-        if stored.dpop_key is None:
-            if stored.token_type.lower() == DPOP.lower():
-                raise InvalidDPoPKey(messages.DPOP_KEY_MISSING)
-            return None
-        return DPoPSigner(
-            DPoPKey.from_json(stored.dpop_key, clock=self._wall_clock), self._dpop_nonces
-        )
-
-    def _stored_signer(self, stored: StoredSession) -> DPoPSigner | None:
-        """:meth:`_signer_from`, for a session that must be spoken for anyway (revoked,
-        refreshed): an unreadable key is logged, and the request goes without a proof."""
-        try:
-            return self._signer_from(stored)
-        except InvalidDPoPKey as exc:
-            logger.warning("Cannot read the stored session's DPoP key: %s", exc)
-            return None
-
-    def _signer_of(self, current: StoredSession | _Mine, mine: _Mine | None) -> DPoPSigner | None:
-        """The key that goes with the session proven current: ours when it is our refresh
-        token (our copy, or the stored one we wrote), else the stored one's."""
-        if isinstance(current, _Mine):
-            return current.dpop
-        if mine is not None and current.refresh_token == mine.refresh_token:
-            return mine.dpop
-        return self._stored_signer(current)
+    # -- storage --------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_binding(tokens: TokenSet, signer: DPoPSigner | None) -> None:
-        # A DPoP token bound to no key of ours cannot be used (nor was it asked for).
-        if tokens.bound and signer is None:
-            raise ServerError(messages.bad_token_response("is DPoP-bound though no proof was sent"))
-
-    @staticmethod
-    def _mine(state: _State) -> _Mine | None:
+    def _mine(state: _State) -> LocalCopy | None:
         """This process's refresh token with its marker generation and key (call under
         _state_lock)."""
         if state.refresh_token is None:
             return None
-        return _Mine(state.refresh_token, state.stored_generation, state.dpop)
-
-    def _current_stored(
-        self, held: HeldLock, username: str, mine: _Mine | None
-    ) -> StoredSession | _Mine | None:
-        """The session proven current (under the lock): the stored one, or ``mine`` when the
-        marker proves it. ``None``: nothing current is stored (signed out, ended, never).
-
-        Raises :class:`KeyringUnavailable` when nothing can be proven (the session is kept for
-        later) and :class:`SessionEnded` when the current token is lost for good.
-        """
-        marker = held.marker
-        proven = (
-            mine is not None
-            and marker is not None
-            and marker.state == LIVE
-            and mine.generation == marker.generation
-        )
-        try:
-            stored = self._store.load(self.server_url, username, generation=held.generation)
-        except StorageError as exc:
-            if proven and self._write_back:
-                logger.info("The keyring cannot be read; our copy is the current one")
-                return mine
-            raise KeyringUnavailable(str(exc)) from exc
-        if marker is None:
-            return stored  # written by an older version: the keyring is all there is
-        if marker.state != LIVE:
-            if stored is not None:  # left by a delete that failed in another process
-                self._delete_stored(username, held)
-            return None
-        if stored is not None and stored.generation == marker.generation:
-            return stored
-        if proven:
-            return mine
-        if marker.writer_alive():
-            raise KeyringUnavailable(messages.HELD_ELSEWHERE)
-        # The only process that had the current token exited without saving it: the stored
-        # one is spent. Revoke it (which ends the family at the server) and say what happened.
-        if stored is not None:
-            self._revoke(stored.refresh_token, self._stored_signer(stored))
-        held.advance(ENDED)
-        self._delete_stored(username, held)
-        raise SessionEnded(messages.LOST_UNSAVED, error="invalid_grant")
-
-    def _delete_stored(self, username: str, held: HeldLock) -> str | None:
-        """Delete the keyring entry; on failure the sentence (the delete is replayed later)."""
-        try:
-            self._store.delete(self.server_url, username, generation=held.generation)
-        except StorageError as exc:
-            logger.warning("Cannot delete the stored session: %s", exc)
-            return messages.not_forgotten(str(exc))
-        return None
+        return LocalCopy(state.refresh_token, state.stored_generation, state.dpop)
 
     def _revoke(self, token: str, signer: DPoPSigner | None) -> Revocation:
         try:
@@ -1003,6 +759,9 @@ class AuthClient:
             return Revocation.NOT_CONFIRMED
         return oauth.revoke(self.transport, metadata, token, client_id=self.client_id, dpop=signer)
 
+    def _revoke_stored(self, stored: StoredSession) -> Revocation:
+        return self._revoke(stored.refresh_token, self._keys.of_stored(stored))
+
     def _clear_session(
         self, failure: tuple[int, AuthError] | None = None, unsaved: str | None = None
     ) -> None:
@@ -1011,50 +770,20 @@ class AuthClient:
                 generation=self._state.generation + 1,
                 attempts=self._state.attempts,
                 last_failure=failure,
-                storage_cache=self._state.storage_cache,
                 unsaved=unsaved,
             )
 
-    def _refresh_storage_cache(self) -> StorageStatus:
-        store_status = self._store.status()
-        with self._state_lock:
-            self._state.storage_cache = store_status
-        return store_status
-
     def _effective_storage(self, store_status: StorageStatus) -> StorageStatus:
+        """Where this session is kept (call under _state_lock)."""
         state = self._state
-        if state.username is None or state.in_store:
-            return store_status
-        # "You chose not to" is only true when there was a keyring to choose; otherwise the
-        # keyring's own reason is the one the person needs.
-        reason = state.storage_reason or (
-            store_status.reason if not store_status.persistent else None
-        )
-        return StorageStatus(
-            persistent=False, backend="memory", reason=reason or messages.NOT_REMEMBERED
+        return effective_storage(
+            store_status,
+            signed_in=state.username is not None,
+            in_store=state.in_store,
+            reason=state.storage_reason,
         )
 
-    # -- HTTP ------------------------------------------------------------------------------------
-
-    def _send_authorized(
-        self, method: str, url: str, credential: _Credential, kwargs: dict[str, Any]
-    ) -> requests.Response:
-        """One resource request: ``Authorization: <token type> <token>`` (RFC 6750 §2.1,
-        RFC 9449 §7.1), with a proof bound to the token (``ath``) when it is a DPoP token."""
-        options = dict(kwargs)
-        headers = dict(options.pop("headers", None) or {})
-        tokens = credential.tokens
-        headers["Authorization"] = f"{tokens.token_type} {tokens.access_token}"
-        if tokens.bound and credential.dpop is not None:
-            return credential.dpop.send(
-                self.transport,
-                method,
-                url,
-                access_token=tokens.access_token,
-                headers=headers,
-                **options,
-            )
-        return self.transport.request(method, url, headers=headers, **options)
+    # -- observers ------------------------------------------------------------------------------
 
     @staticmethod
     def _notify(observers: list[Callable[..., None]], *args: Any) -> None:
@@ -1063,22 +792,3 @@ class AuthClient:
                 observer(*args)
             except Exception:
                 logger.exception("An observer failed")
-
-
-# -- helpers -------------------------------------------------------------------------------------
-
-
-def _unprobed_status(store: TokenStore, in_store: bool) -> StorageStatus:
-    """A stand-in until the store has been probed (``status()`` must not do I/O)."""
-    cached = getattr(store, "cached_status", None)
-    if callable(cached):
-        result = cached()
-        if isinstance(result, StorageStatus):
-            return result
-    if in_store:
-        return StorageStatus(persistent=True, backend=type(store).__name__)
-    return StorageStatus(
-        persistent=False,
-        backend=type(store).__name__,
-        reason="The keyring has not been checked yet.",
-    )

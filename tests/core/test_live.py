@@ -213,7 +213,7 @@ def test_rotation_is_stored_before_the_new_access_token_is_used(
 ) -> None:
     client = make_client(server)
     store = RecordingStore(KeyringStore(timeout=5), client.adapter.log)
-    client.auth._store = WriteBackStore(store)  # type: ignore[arg-type]  # the same client, its store wrapped to record the order
+    client.auth._storage.store = WriteBackStore(store)  # type: ignore[arg-type]  # the same client, its store wrapped to record the order
     client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
     key = (KEY.format(url=server.url), ALICE)
     first_entry = memory_keyring.secrets[key]
@@ -558,7 +558,7 @@ def test_a_refresh_racing_a_sign_in_never_loses_the_new_session(
 
     cli = make_client(server, KeyringStore(timeout=5))
     cli.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=True)
-    cli.auth._store = WriteBackStore(_HookedStore(KeyringStore(timeout=5), hold_the_cli))
+    cli.auth._storage.store = WriteBackStore(_HookedStore(KeyringStore(timeout=5), hold_the_cli))
     gui = make_client(server, gui_store)
 
     class SignalingGrant:
