@@ -67,7 +67,7 @@ class Kept:
     """Where a new or rotated session is kept."""
 
     in_store: bool  # kept in the store (also)
-    reason: str | None = None  # why the session is no longer kept in the store
+    reason: str | None = None  # why the session is not (or no longer) kept in the store
     generation: int | None = None  # its marker generation
     unsaved: str | None = None  # the keyring write failed: replayed by flush_pending()
 
