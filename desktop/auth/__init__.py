@@ -1,11 +1,14 @@
 """The client core: pure Python, never imports Qt (a test proves it).
 
 Modules: ``transport`` (the one HTTP policy), ``oauth`` (the protocol as functions),
-``grants`` (ways of signing in), ``session`` (``AuthClient``: state, refresh, storage),
-``store`` (the keyring), ``tokens``, ``inspection`` (a token decoded and checked, for display),
-``admin`` (the server's sessions resource), ``errors`` (the one exception tree), ``messages``
-(every sentence). ``AuthClient`` and the other ``requests``-backed names are loaded on first use so
-that importing this package (for the errors or the sentences) stays cheap.
+``grants`` (ways of signing in; ``loopback`` serves the browser's redirect), ``idtoken`` (ID token
+checks), ``session`` (``AuthClient``: state and single-flight refresh), ``persistence`` (the
+stored-session protocol), ``lock`` (the cross-process lock and its generation marker), ``store``
+(the keyring), ``credentials`` and ``dpop`` (what a request carries, the DPoP key and proofs),
+``tokens``, ``inspection`` (a token decoded and checked, for display), ``admin`` (the server's
+sessions resource), ``errors`` (the one exception tree), ``messages`` (every sentence).
+``AuthClient`` and the other ``requests``-backed names are loaded on first use so that importing
+this package (for the errors or the sentences) stays cheap.
 """
 
 from __future__ import annotations
