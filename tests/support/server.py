@@ -8,7 +8,6 @@ only when it accepts connections). Every server started is stopped at the test's
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mock_server.passwords import DEMO_PASSWORDS
-from mock_server.testing import MockServer
+from mock_server.testing import MockServer, server_args
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A cheap scrypt cost (2^10) for servers whose tests are not about the hash cost; the server
@@ -62,15 +61,19 @@ def server_command(
     password_cost: int | None = TEST_PASSWORD_COST,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    args = [sys.executable, "-m", "mock_server", "--port", "0", "--db", str(db)]
-    args += ["--access-ttl", access_ttl, "--refresh-ttl", refresh_ttl]
-    if users is not None:
-        args += ["--users", str(users)]
-    if testing_clock:
-        args.append("--testing-clock")
-    if password_cost is not None:
-        args += ["--testing-password-cost", str(password_cost)]
-    return args + list(extra_args)
+    # The fixture's own command line, with this repo's differences: info logs (tests read
+    # them), the server's default clients, and a cheap hash cost.
+    cost = ["--testing-password-cost", str(password_cost)] if password_cost is not None else []
+    return server_args(
+        db=str(db),
+        access_ttl=access_ttl,
+        refresh_ttl=refresh_ttl,
+        users_file=users,
+        client_ids=(),
+        testing_clock=testing_clock,
+        log_level="info",
+        extra_args=[*cost, *extra_args],
+    )
 
 
 def server_env() -> dict[str, str]:
