@@ -136,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--db",
-        default=str(default_db_path()),
-        help="SQLite database for keys and sessions (%(default)s); ':memory:' for a throwaway run",
+        # Found when used (_db), not here: platformdirs is a few ms of every start-up.
+        help="SQLite database for keys and sessions (default: mock-server.sqlite3 in the user "
+        "data folder, ~/.local/share/jwt-mock-server/ on Linux); ':memory:' for a throwaway run",
     )
     parser.add_argument(
         "--users", type=Path, help="users file (JSON, see add-user); default: the demo users"
@@ -279,8 +280,12 @@ def _add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(path: str | None) -> str:
+    return path if path is not None else str(default_db_path())
+
+
 def _rotate_key(args: argparse.Namespace) -> int:
-    db = args.rotate_db or args.db
+    db = _db(args.rotate_db or args.db)
     try:
         store = SqliteStore(db)
     except (OSError, sqlite3.Error) as error:
@@ -348,7 +353,7 @@ def _settings(
 ) -> Settings:
     return Settings(
         issuer=args.issuer or url,
-        db_path=args.db,
+        db_path=_db(args.db),
         users_file=args.users,
         access_ttl=args.access_ttl,
         refresh_ttl=args.refresh_ttl,
