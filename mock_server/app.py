@@ -8,7 +8,6 @@ and builds this application on the first request the lane does not answer.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from fastapi.security.base import SecurityBase
 
 from . import pages
 from .asgi import (
+    TESTING,
     Core,
     _authenticate,
     _server,
@@ -45,7 +45,6 @@ from .http import (
     check_csrf,
     client_address,
     csrf_token,
-    error_response,
     form_openapi,
     install_error_handlers,
     page_response,
@@ -73,10 +72,8 @@ from .server import (
     GRANT_TYPES,
     SCOPE_DESCRIPTIONS,
     SCOPES,
-    AdjustableClock,
     Caller,
     OAuthError,
-    TokenServer,
 )
 from .settings import Settings
 from .signin import AuthorizationRedirect, AuthorizationRequest, SignInFlows
@@ -404,26 +401,6 @@ def _add_sign_in_pages(app: FastAPI, sign_in: SignInFlows) -> None:
         )
 
 
-def _add_testing_routes(app: FastAPI, server: TokenServer, adjustable: AdjustableClock) -> None:
-    """The hidden --testing-clock routes: move the clock, end every sign-in."""
-
-    @app.post("/_testing/advance", include_in_schema=False)
-    async def advance(form: FormDep) -> Response:
-        try:
-            seconds = float(form.get("seconds", ""))
-        except ValueError:
-            seconds = math.nan
-        if not math.isfinite(seconds) or seconds < 0:
-            return error_response(400, "invalid_request", "seconds must be a number >= 0")
-        adjustable.advance(seconds)
-        return JSONResponse({"now": adjustable()})
-
-    @app.post("/_testing/revoke-all", include_in_schema=False)
-    def revoke_all() -> JSONResponse:
-        # mock_server.testing's revoke_all(): every sign-in ends, as if all were revoked.
-        return JSONResponse({"revoked": server.store.revoke_all(adjustable(), "revoked by a test")})
-
-
 def create_app(
     settings: Settings,
     clock: Callable[[], float] = time.time,
@@ -439,7 +416,7 @@ def fastapi_app(core: Core, *, checks: bool = True) -> FastAPI:
     """The FastAPI application of ``core``. ``checks``: with the guard, the body limit and the
     fast lane as its own middleware, and its store closed at shutdown; without them for
     asgi.Application, which makes them (and closes the store) before and around this app."""
-    settings, server, adjustable, answer = core.settings, core.server, core.clock, core.answer
+    settings, server, answer = core.settings, core.server, core.answer
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -620,7 +597,10 @@ def fastapi_app(core: Core, *, checks: bool = True) -> FastAPI:
         server.revoke_session(caller, str(request.path_params["session_id"]))
         return Response(status_code=204, headers=server.dpop_nonce_header())
 
-    if settings.testing_clock:
-        _add_testing_routes(app, server, adjustable)
+    # The hidden --testing-clock routes, lane endpoints as well (mock_server.testing's
+    # advance() and revoke_all() then never build FastAPI in the CLI's server).
+    for (method, path), endpoint in core.lane.items():
+        if path.startswith(TESTING):
+            app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
     _add_head_routes(app)
     return app

@@ -14,6 +14,7 @@ and for code that wants the FastAPI object; the endpoints here are shared by bot
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +35,7 @@ from .http import (
     BodyLimitMiddleware,
     GuardMiddleware,
     client_address,
+    error_response,
     read_form,
     refuse_client_credentials,
     unexpected_error,
@@ -108,6 +110,38 @@ def _userinfo_endpoint(server: TokenServer) -> Endpoint:
 
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+TESTING = "/_testing/"
+
+
+def _testing_endpoints(
+    server: TokenServer, clock: AdjustableClock
+) -> dict[tuple[str, str], Endpoint]:
+    """The hidden --testing-clock routes: move the clock, end every sign-in."""
+
+    async def advance(request: Request) -> Response:
+        form = await read_form(request)
+        try:
+            seconds = float(form.get("seconds", ""))
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            return error_response(400, "invalid_request", "seconds must be a number >= 0")
+        clock.advance(seconds)
+        return JSONResponse({"now": clock()})
+
+    def revoke_all() -> Response:
+        # mock_server.testing's revoke_all(): every sign-in ends, as if all were revoked.
+        return JSONResponse({"revoked": server.store.revoke_all(clock(), "revoked by a test")})
+
+    async def revoke_all_endpoint(_: Request) -> Response:
+        return await run_in_threadpool(revoke_all)
+
+    return {
+        ("POST", TESTING + "advance"): advance,
+        ("POST", TESTING + "revoke-all"): revoke_all_endpoint,
+    }
 
 
 @dataclass(frozen=True)
@@ -192,6 +226,8 @@ def build_core(
             ("POST", "/revoke"): fast_revoke,
         }
     )
+    if settings.testing_clock:
+        lane.update(_testing_endpoints(server, adjustable))
     return core
 
 

@@ -33,7 +33,7 @@ def loaded():
     return [name for name in HEAVY if name in sys.modules]
 
 async def main():
-    app = create_asgi_app(Settings(issuer=ISSUER))
+    app = create_asgi_app(Settings(issuer=ISSUER, testing_clock=True))
     seen = {"at start": loaded()}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
@@ -50,6 +50,9 @@ async def main():
         tokens = (await client.post("/token", data=refresh)).json()
         revoke = {"token": tokens["refresh_token"], "client_id": "jwt-desktop"}
         statuses["/revoke"] = (await client.post("/revoke", data=revoke)).status_code
+        # What mock_server.testing's fixture does besides signing in.
+        for path, form in (("/_testing/advance", {"seconds": "60"}), ("/_testing/revoke-all", {})):
+            statuses[path] = (await client.post(path, data=form)).status_code
         # The checks hold on the lane before anything else is built.
         statuses["foreign host"] = (
             await client.get("/healthz", headers={"Host": "evil.example"})
@@ -83,6 +86,8 @@ def test_the_first_requests_need_no_fastapi_and_the_rest_is_built_on_demand() ->
         "/healthz": 200,
         "/userinfo": 200,
         "/revoke": 200,
+        "/_testing/advance": 200,
+        "/_testing/revoke-all": 200,
         "foreign host": 421,
         "/openapi.json": 200,
         "unknown path": 404,
