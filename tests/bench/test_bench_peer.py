@@ -227,6 +227,10 @@ def _start_rows(tmp_path: Path, peer: Path | None) -> list[Row]:
             url = f"http://127.0.0.1:{port}/.well-known/openid-configuration"
             peer_starts.append(_first_answer(_peer_command(peer, port), url))
     rows: list[Row] = []
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # Said, not changed: an installed wheel has its bytecode, a source tree writes it once;
+        # with this set, every start compiles this project's modules from source.
+        print("\nnote: PYTHONDONTWRITEBYTECODE is set: our modules compile at every start")
     for index, name in ((0, "start to first answer (ms)"), (1, "  CPU used until then (ms)")):
         ours_start = statistics.median(s[index] for s in ours_starts) * 1000
         peer_start = (
