@@ -27,17 +27,22 @@ from mock_server.asgi import create_asgi_app
 from mock_server.settings import Settings
 
 HEAVY = ("fastapi", "pydantic")
+# Needed from the first key, token or DPoP proof on, not for discovery.
+CRYPTO = ("jwt", "cryptography")
 ISSUER = "http://127.0.0.1:8765"
 
-def loaded():
-    return [name for name in HEAVY if name in sys.modules]
+def loaded(names=HEAVY):
+    return [name for name in names if name in sys.modules]
 
 async def main():
     app = create_asgi_app(Settings(issuer=ISSUER, testing_clock=True))
-    seen = {"at start": loaded()}
+    seen = {"at start": loaded(HEAVY + CRYPTO)}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
         statuses = {}
+        path = "/.well-known/openid-configuration"
+        statuses["first " + path] = (await client.get(path)).status_code
+        seen["after discovery"] = loaded(HEAVY + CRYPTO)
         for path in ("/.well-known/openid-configuration", "/.well-known/jwks.json", "/healthz"):
             statuses[path] = (await client.get(path)).status_code
         form = {"grant_type": "password", "username": "alice", "password": "wonderland",
@@ -81,6 +86,7 @@ def test_the_first_requests_need_no_fastapi_and_the_rest_is_built_on_demand() ->
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["statuses"] == {
+        "first /.well-known/openid-configuration": 200,
         "/.well-known/openid-configuration": 200,
         "/.well-known/jwks.json": 200,
         "/healthz": 200,
@@ -94,6 +100,7 @@ def test_the_first_requests_need_no_fastapi_and_the_rest_is_built_on_demand() ->
     }
     seen = report["seen"]
     assert seen["at start"] == []
+    assert seen["after discovery"] == []
     assert seen["after the lane"] == []
     assert seen["after /openapi.json"] == ["fastapi", "pydantic"]
     # The deferred app is the whole one: its document names the lane's routes too.
