@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from .asgi import create_asgi_app
 from .keys import SigningKeys, new_key_record
 from .passwords import hash_password, load_users, upsert_user_file, user_entry
 from .protocol import MAX_HEAD_BYTES, DeadlineConfig
@@ -42,30 +43,6 @@ from .settings import (
 from .store import SqliteStore
 
 LISTENING = "jwt-mock-server listening on {url}"
-
-
-def _import_app() -> Callable[..., Any]:
-    """``create_app``, imported with pydantic's schema building deferred for the models FastAPI
-    defines as it is imported (OpenAPI's, mostly): profiled, building them was the largest
-    single part of start-up (about a quarter of FastAPI's import), and most are used only when
-    /openapi.json is first asked for, which then builds them. The routes' own models are made
-    after the default is restored. The switch is pydantic's internal default: without it (a
-    pydantic that moved it) nothing changes but the time."""
-    try:
-        from pydantic._internal import _config
-    except ImportError:
-        defaults: dict[str, Any] = {}
-    else:
-        defaults = _config.config_defaults  # type: ignore[assignment]
-    saved = defaults.get("defer_build")
-    if saved is not None:
-        defaults["defer_build"] = True
-    try:
-        from .app import create_app
-    finally:
-        if saved is not None:
-            defaults["defer_build"] = saved
-    return create_app
 
 
 def _say(text: str) -> None:
@@ -159,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--db",
-        default=str(default_db_path()),
-        help="SQLite database for keys and sessions (%(default)s); ':memory:' for a throwaway run",
+        # Found when used (_db), not here: platformdirs is a few ms of every start-up.
+        help="SQLite database for keys and sessions (default: mock-server.sqlite3 in the user "
+        "data folder, ~/.local/share/jwt-mock-server/ on Linux); ':memory:' for a throwaway run",
     )
     parser.add_argument(
         "--users", type=Path, help="users file (JSON, see add-user); default: the demo users"
@@ -302,8 +280,12 @@ def _add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(path: str | None) -> str:
+    return path if path is not None else str(default_db_path())
+
+
 def _rotate_key(args: argparse.Namespace) -> int:
-    db = args.rotate_db or args.db
+    db = _db(args.rotate_db or args.db)
     try:
         store = SqliteStore(db)
     except (OSError, sqlite3.Error) as error:
@@ -352,9 +334,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.workers > 1:
         return _serve_workers(args, sock, url, settings)
-    create_app = _import_app()
     try:
-        app = create_app(settings, users=users)
+        # The fast lane now, FastAPI's routes on first need (asgi.py).
+        app = create_asgi_app(settings, users=users)
     except (OSError, sqlite3.Error, ValueError) as error:
         sock.close()
         _complain(f"cannot start: {error}")
@@ -371,7 +353,7 @@ def _settings(
 ) -> Settings:
     return Settings(
         issuer=args.issuer or url,
-        db_path=args.db,
+        db_path=_db(args.db),
         users_file=args.users,
         access_ttl=args.access_ttl,
         refresh_ttl=args.refresh_ttl,
@@ -424,14 +406,13 @@ _SETTINGS_ENV = "JWT_MOCK_SERVER_WORKER_SETTINGS"
 
 def worker_app() -> Any:
     """The app of one worker process (uvicorn's factory; see _serve_workers)."""
-    create_app = _import_app()
     data = json.loads(os.environ[_SETTINGS_ENV])
     for name in ("clients", "allowed_hosts", "allowed_origins"):
         data[name] = tuple(data[name])
     data["password_cost"] = ScryptParams(**data["password_cost"])
     if data["users_file"] is not None:
         data["users_file"] = Path(data["users_file"])
-    return create_app(Settings(**data))
+    return create_asgi_app(Settings(**data))
 
 
 class _Workers(Multiprocess):

@@ -1,12 +1,13 @@
 """The token server: ``create_app(settings, clock=...)`` builds the FastAPI application.
 
 The routes are thin: they read the request (through the dependencies below), call the
-protocol (server.py) and shape its data as an answer; http.py holds the plumbing.
+protocol (server.py) and shape its data as an answer; http.py holds the plumbing. The protocol
+and the fast lane's endpoints are built without FastAPI (asgi.py); the CLI serves them at once
+and builds this application on the first request the lane does not answer.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -20,12 +21,21 @@ from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
-from starlette.concurrency import run_in_threadpool
 
 from . import pages
+from .asgi import (
+    TESTING,
+    Core,
+    _authenticate,
+    _server,
+    build_core,
+    client_form,
+    healthz,
+    proof_request,
+)
 from .docs import install_docs
 from .dpop import ProofRequest
-from .fastlane import Endpoint, FastLane
+from .fastlane import FastLane
 from .http import (
     CSRF_FIELD,
     NO_STORE,
@@ -35,17 +45,15 @@ from .http import (
     check_csrf,
     client_address,
     csrf_token,
-    error_response,
     form_openapi,
     install_error_handlers,
     page_response,
     read_form,
     read_query,
     redirect_response,
-    refuse_client_credentials,
     set_csrf_cookie,
 )
-from .passwords import User, demo_users, load_users
+from .passwords import User
 from .schemas import (
     DeviceAuthorization,
     Discovery,
@@ -64,35 +72,12 @@ from .server import (
     GRANT_TYPES,
     SCOPE_DESCRIPTIONS,
     SCOPES,
-    AdjustableClock,
     Caller,
     OAuthError,
-    TokenServer,
 )
 from .settings import Settings
 from .signin import AuthorizationRedirect, AuthorizationRequest, SignInFlows
-from .store import SqliteStore, Store
-
-
-def _server(request: Request) -> TokenServer:
-    server: TokenServer = request.app.state.server
-    return server
-
-
-def proof_request(request: Request) -> ProofRequest:
-    """What the request brings for DPoP (RFC 9449 §4.3): every ``DPoP`` header, the method,
-    and the URL as this server sees it: its issuer and the path (never the Host header)."""
-    return ProofRequest(
-        tuple(request.headers.getlist("dpop")),
-        request.method,
-        _server(request).settings.issuer.rstrip("/") + request.url.path,
-    )
-
-
-def _authenticate(request: Request) -> Caller:
-    # A Bearer request (the hot path) builds no ProofRequest.
-    proof = proof_request(request) if "dpop" in request.headers else None
-    return _server(request).authenticate(request.headers.get("authorization"), proof)
+from .store import Store
 
 
 class BearerCaller(SecurityBase):
@@ -135,13 +120,7 @@ def _admin(
 AdminDep = Annotated[Caller, Depends(_admin)]
 
 
-async def _client_form(request: Request) -> dict[str, str]:
-    # Checked before the body is read: credentials are refused whatever the form says.
-    refuse_client_credentials(request)
-    return await read_form(request)
-
-
-ClientFormDep = Annotated[dict[str, str], Depends(_client_form)]
+ClientFormDep = Annotated[dict[str, str], Depends(client_form)]
 FormDep = Annotated[dict[str, str], Depends(read_form)]
 ClientAddressDep = Annotated[str, Depends(client_address)]
 ProofDep = Annotated[ProofRequest, Depends(proof_request)]
@@ -422,60 +401,6 @@ def _add_sign_in_pages(app: FastAPI, sign_in: SignInFlows) -> None:
         )
 
 
-def _discovery_endpoint(server: TokenServer) -> Endpoint:
-    # On the event loop, the document encoded once (it depends on settings only); a fresh
-    # Response each time, as middleware may add headers to an answer.
-    metadata = JSONResponse(server.discovery()).body
-
-    async def openid_configuration(_: Request) -> Response:
-        return Response(metadata, media_type="application/json")
-
-    return openid_configuration
-
-
-def _userinfo_endpoint(server: TokenServer) -> Endpoint:
-    # The profile follows from the person and the token's scope alone (users are loaded once),
-    # so its encoding is remembered; the token (and its DPoP proof) and its session are still
-    # checked every time, and a DPoP nonce header is added to each answer.
-    profiles: dict[tuple[User, str], bytes] = {}
-
-    async def userinfo(request: Request) -> Response:
-        caller = _authenticate(request)
-        key = (caller.user, str(caller.claims["scope"]))
-        body = profiles.get(key)
-        if body is None:
-            body = bytes(JSONResponse(server.userinfo(caller)).body)
-            if len(profiles) < 4096:
-                profiles[key] = body
-        return Response(
-            body,
-            media_type="application/json",
-            headers={**NO_STORE, **server.dpop_nonce_header()},
-        )
-
-    return userinfo
-
-
-def _add_testing_routes(app: FastAPI, server: TokenServer, adjustable: AdjustableClock) -> None:
-    """The hidden --testing-clock routes: move the clock, end every sign-in."""
-
-    @app.post("/_testing/advance", include_in_schema=False)
-    async def advance(form: FormDep) -> Response:
-        try:
-            seconds = float(form.get("seconds", ""))
-        except ValueError:
-            seconds = math.nan
-        if not math.isfinite(seconds) or seconds < 0:
-            return error_response(400, "invalid_request", "seconds must be a number >= 0")
-        adjustable.advance(seconds)
-        return JSONResponse({"now": adjustable()})
-
-    @app.post("/_testing/revoke-all", include_in_schema=False)
-    def revoke_all() -> JSONResponse:
-        # mock_server.testing's revoke_all(): every sign-in ends, as if all were revoked.
-        return JSONResponse({"revoked": server.store.revoke_all(adjustable(), "revoked by a test")})
-
-
 def create_app(
     settings: Settings,
     clock: Callable[[], float] = time.time,
@@ -484,21 +409,20 @@ def create_app(
     users: Mapping[str, User] | None = None,
 ) -> FastAPI:
     """The server for ``settings``. ``clock`` is wall-clock time (JWT ``exp``/``iat``)."""
-    adjustable = AdjustableClock(clock)
-    if users is None:
-        users = load_users(settings.users_file) if settings.users_file is not None else demo_users()
-    if store is None:
-        store = SqliteStore(settings.db_path, issuer=settings.issuer)
-    server = TokenServer(settings, adjustable, store, users)
+    return fastapi_app(build_core(settings, clock, store=store, users=users))
 
-    def answer(data: Any) -> JSONResponse:
-        # A new DPoP nonce may ride on any answer (RFC 9449 §8.2, §9); none unless demanded.
-        return JSONResponse(data, headers={**NO_STORE, **server.dpop_nonce_header()})
+
+def fastapi_app(core: Core, *, checks: bool = True) -> FastAPI:
+    """The FastAPI application of ``core``. ``checks``: with the guard, the body limit and the
+    fast lane as its own middleware, and its store closed at shutdown; without them for
+    asgi.Application, which makes them (and closes the store) before and around this app."""
+    settings, server, answer = core.settings, core.server, core.answer
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        server.store.close()
+        if checks:
+            server.store.close()
 
     app = FastAPI(
         title="jwt-mock-server",
@@ -512,13 +436,15 @@ def create_app(
         redoc_url=None,
     )
     app.state.server = server
-    # Added first, so it is the innermost of this app's middleware: everything added after it
-    # (the body limit, request checks) applies to the lane too. Its routes are set below.
-    lane: dict[tuple[str, str], Endpoint] = {}
-    app.add_middleware(FastLane, routes=lane)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Outermost: a foreign Host or Origin is refused before the body is even read.
-    app.add_middleware(GuardMiddleware, hosts=settings.served_hosts, origins=settings.own_origins)
+    if checks:
+        # Added first, so it is the innermost of this app's middleware: everything added after
+        # it (the body limit, request checks) applies to the lane too.
+        app.add_middleware(FastLane, routes=core.lane)
+        app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+        # Outermost: a foreign Host or Origin is refused before the body is even read.
+        app.add_middleware(
+            GuardMiddleware, hosts=settings.served_hosts, origins=settings.own_origins
+        )
     install_error_handlers(app)
     install_docs(app)
     _without_422(app)
@@ -528,10 +454,8 @@ def create_app(
 
     # The routes answer with a Response they build, and declare their body's model only for
     # the document (schemas.ok): FastAPI then builds no response model at start-up (profiled:
-    # a tenth of it) and validates nothing per request.
-    async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
+    # a tenth of it) and validates nothing per request. Those of the fast lane's paths are
+    # its endpoints (asgi.py), or call the same work; the lane answers them before routing.
     get(
         "/healthz",
         healthz,
@@ -540,7 +464,7 @@ def create_app(
         responses={**ok(Health), **errors()},
     )
 
-    openid_configuration = _discovery_endpoint(server)
+    openid_configuration = core.openid_configuration
     get(
         "/.well-known/openid-configuration",
         openid_configuration,
@@ -550,7 +474,7 @@ def create_app(
     )
 
     def jwks() -> JSONResponse:
-        return JSONResponse(server.keys.jwks())
+        return core.jwks()
 
     get(
         "/.well-known/jwks.json",
@@ -592,18 +516,7 @@ def create_app(
         ),
     )
     def token(form: ClientFormDep, address: ClientAddressDep, proof: ProofDep) -> JSONResponse:
-        return answer(server.token(form, address, proof))
-
-    async def fast_token(request: Request) -> Response:
-        # The route's dependencies, in its order: credentials refused, the form, the address,
-        # the DPoP proof.
-        form = await _client_form(request)
-        address, proof = client_address(request), proof_request(request)
-        if form.get("grant_type") == "refresh_token":
-            # No password hash to wait for: a signature and one write, cheaper on the event
-            # loop than the hop to a worker thread (the GIL serialises both anyway).
-            return token(form, address, proof)
-        return await run_in_threadpool(token, form, address, proof)
+        return core.token(form, address, proof)
 
     _add_sign_in_pages(app, SignInFlows(server))
 
@@ -626,8 +539,7 @@ def create_app(
         ),
     )
     def revoke(form: ClientFormDep, proof: ProofDep) -> Response:
-        server.revoke(form, proof)
-        return Response(status_code=200, headers={**NO_STORE, **server.dpop_nonce_header()})
+        return core.revoke(form, proof)
 
     # The hottest route, so it skips dependency injection (most of a small request's cost in
     # FastAPI) and runs on the event loop (no worker-thread hop): its work is a signature check,
@@ -635,7 +547,7 @@ def create_app(
     # ECDSA check and one single-row insert (the replay cache), which waits for another
     # process's write only as long as that short write lasts. OpenAPI still shows it
     # behind the bearer scheme that the /api routes declare.
-    userinfo = _userinfo_endpoint(server)
+    userinfo = core.userinfo
 
     userinfo_options: dict[str, Any] = {
         "tags": ["resources"],
@@ -650,17 +562,6 @@ def create_app(
         userinfo,
         methods=["POST"],
         **{**userinfo_options, "summary": "The signed-in person's profile (POST)"},
-    )
-
-    # Past FastAPI's routing and middleware (fastlane.py), inside the guard and the body
-    # limit; the same endpoint functions with the same dependencies.
-    lane.update(
-        {
-            ("GET", "/.well-known/openid-configuration"): openid_configuration,
-            ("GET", "/userinfo"): userinfo,
-            ("POST", "/userinfo"): userinfo,
-            ("POST", "/token"): fast_token,
-        }
     )
 
     def list_sessions(caller: AdminDep) -> JSONResponse:
@@ -696,7 +597,10 @@ def create_app(
         server.revoke_session(caller, str(request.path_params["session_id"]))
         return Response(status_code=204, headers=server.dpop_nonce_header())
 
-    if settings.testing_clock:
-        _add_testing_routes(app, server, adjustable)
+    # The hidden --testing-clock routes, lane endpoints as well (mock_server.testing's
+    # advance() and revoke_all() then never build FastAPI in the CLI's server).
+    for (method, path), endpoint in core.lane.items():
+        if path.startswith(TESTING):
+            app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
     _add_head_routes(app)
     return app

@@ -26,12 +26,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import Algorithm
+# PyJWT and cryptography are imported where a proof is first checked, not at start-up: the
+# server answers its first requests before any proof arrives (mock_server/asgi.py).
+if TYPE_CHECKING:
+    from jwt.algorithms import Algorithm
 
 # Asymmetric only (§4.3 check 5): never "none", never an HMAC, whose key would be the header.
 ALGORITHMS = ("ES256", "ES384", "ES512", "PS256", "RS256", "EdDSA")
@@ -318,6 +319,8 @@ class ProofVerifier:
             raise DPoPError(f"The DPoP proof must be signed with one of: {' '.join(ALGORITHMS)}")
         if "crit" in header:
             raise DPoPError("The DPoP proof has critical header extensions")
+        import jwt
+
         algorithm = jwt.get_algorithm_by_name(alg)
         key, jkt = _public_key(algorithm, alg, header.get("jwk"))
         entry = (algorithm, key, jkt)
@@ -340,6 +343,9 @@ def _public_key(algorithm: Algorithm, alg: str, jwk: object) -> tuple[Any, str]:
         raise DPoPError(f"The DPoP proof's jwk is not a public {kty} key for {alg}")
     if curves and jwk["crv"] not in curves:
         raise DPoPError(f"The DPoP proof's jwk is on another curve than {alg} needs")
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     public = {m: jwk[m] for m in members}
     try:
         key = algorithm.prepare_key(algorithm.from_jwk(public))

@@ -1,13 +1,15 @@
-"""The fast lane: a few hot routes answered before FastAPI's routing and middleware stack.
+"""The fast lane: a client's first and hottest routes, answered before FastAPI's routing.
 
 Profiled under load (py-spy, tests/bench/test_bench_peer.py), a small request spent most of its
 time in FastAPI's layers (its exception, exit-stack, body-limit and telemetry middleware, the
-router, the endpoint wrapper), not in its own work. The routes named here (GET discovery, GET
-/userinfo, POST /token) are the same endpoint functions the FastAPI routes call, only
-dispatched directly: they take the Request and return a Response, and an ``OAuthError`` they
-raise becomes the same JSON answer the app's handler gives. Every other method and path, HEAD
-included, takes the usual way. It sits inside this app's own middleware (body limit and the
-checks around it), so those still apply to the lane.
+router, the endpoint wrapper), not in its own work; and at start-up, importing and building
+FastAPI was most of the time to the first answer. The routes of the lane (asgi.py: discovery,
+the JWKS, health, POST /token, GET and POST /userinfo, POST /revoke) are plain Starlette
+endpoints, which the FastAPI routes of the same paths share or call: they take the Request and
+return a Response, and an ``OAuthError`` they raise becomes the same JSON answer the app's
+handler gives. Every other method and path, HEAD included, goes on to ``app``: the FastAPI
+router (create_app), or the FastAPI app built on first need (asgi.Application). The lane sits
+inside the body limit and the guard, so their checks apply to it as to every route.
 """
 
 from __future__ import annotations

@@ -11,20 +11,21 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-from starlette.routing import BaseRoute, Match
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .pages import CONTENT_SECURITY_POLICY
 from .server import OAuthError
 from .settings import host_name
+
+# Starlette only at import: the fast lane's checks and answers are made from this module before
+# FastAPI is imported (asgi.py); the handlers FastAPI needs import what they use.
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 NOSNIFF = (b"x-content-type-options", b"nosniff")
@@ -304,6 +305,8 @@ _HTTP_ERRORS = {
 
 
 def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    from starlette.routing import BaseRoute, Match
+
     methods: set[str] = set()
     for route in app.router.routes:
         if isinstance(route, BaseRoute) and route.matches(scope)[0] is not Match.NONE:
@@ -311,8 +314,14 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     return sorted(methods)
 
 
+async def unexpected_error(_: Request, __: Exception) -> Response:
+    return error_response(500, "server_error", "The server hit an unexpected error")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every failure becomes a JSON error answer: never FastAPI's defaults, never a traceback."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(OAuthError)
     async def oauth_error(_: Request, error: OAuthError) -> Response:
@@ -346,6 +355,4 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
         return error_response(error.status_code, code, description, headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(_: Request, __: Exception) -> Response:
-        return error_response(500, "server_error", "The server hit an unexpected error")
+    app.add_exception_handler(Exception, unexpected_error)

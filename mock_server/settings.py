@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import platformdirs
-
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_CLIENT_ID = "jwt-desktop"
@@ -73,6 +71,8 @@ def is_loopback_host(host: str) -> bool:
 
 
 def default_db_path() -> Path:
+    import platformdirs  # here: a server given --db (tests, scripts) never needs it
+
     return platformdirs.user_data_path("jwt-mock-server", appauthor=False) / "mock-server.sqlite3"
 
 
