@@ -15,14 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QWidget
 
 from desktop import accounts, assets
 from desktop import config as config_module
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtGui import QIcon
+
     from desktop.auth.grants import Grant, SignInMethods
     from desktop.auth.messages import Revocation
     from desktop.auth.oauth import ServerMetadata
@@ -294,6 +296,8 @@ class Application(QObject):
 
     def main_window(self) -> MainWindow:
         if self._main is None:
+            from PySide6.QtCore import QSettings
+
             from desktop.ui.main_window import MainWindow
 
             if self._settings is None:
@@ -409,6 +413,8 @@ class Application(QObject):
 
     def raise_window(self) -> None:
         """Another start asked for this instance: bring its window to the front."""
+        from PySide6.QtCore import Qt
+
         window = self._visible_window()
         if window is None:
             return
@@ -682,6 +688,8 @@ def load_stylesheet() -> str:
 
 def load_icon() -> QIcon | None:
     """The app's icon from its resources, or None."""
+    from PySide6.QtGui import QIcon, QPixmap
+
     found = assets.resource(assets.ICON)
     if isinstance(found, Path):
         return QIcon(str(found))  # from the file: Qt draws the SVG at every size asked
