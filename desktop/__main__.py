@@ -96,6 +96,11 @@ def _install_desktop_entry() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        # The usual start (the desktop menu, a plain `jwt-desktop`): nothing to parse, and
+        # building the parser (its help texts go through gettext) costs milliseconds before
+        # the first frame.
+        return _gui([], server_url=None, demo=False)
     if _is_command_line(args):
         from desktop.cli import main as cli_main
 
@@ -103,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     options, qt_args = _gui_parser().parse_known_args(args)
     if options.install_desktop_entry:
         return _install_desktop_entry()
+    return _gui(qt_args, server_url=options.server, demo=options.demo)
+
+
+def _gui(qt_args: list[str], *, server_url: str | None, demo: bool) -> int:
     from desktop.ui.x11check import check
 
     problem = check()
@@ -118,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import desktop.config  # noqa: F401
     from desktop.app import run
 
-    return run(qt_args, server_url=options.server, demo=options.demo)
+    return run(qt_args, server_url=server_url, demo=demo)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.accounts import label
-from desktop.ui import formatting
 from desktop.ui.backoff import Backoff
 from desktop.ui.naming import name_widget
 from desktop.ui.plaintext import set_plain_text
@@ -437,6 +436,8 @@ class MainWindow(QMainWindow):
         self.profile_view.show_profile(profile)
         self.profile_view.show()
         self.profile_missing_label.hide()
+        from desktop.ui import formatting  # with datetime: not needed for "Signing in…"
+
         name = formatting.display_name(profile)
         self.setWindowTitle(f"{name} — jwt-desktop")
         self.pages.setCurrentIndex(1)
