@@ -8,6 +8,7 @@ and built by the controller's first background task, which starts after that fir
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import signal
 import sys
@@ -701,6 +702,15 @@ def load_icon() -> QIcon | None:
     return QIcon(pixmap)
 
 
+def _collect_garbage_again() -> None:
+    """desktop.__main__ starts the GUI with the cyclic garbage collector off, for the start's
+    sake. Once the first frame is up: what the start built (modules, classes, widgets) lives
+    as long as the app, so it is frozen (moved out of the collector's sight, instead of being
+    scanned once more in a pause right after the first frame), and collection resumes."""
+    gc.freeze()
+    gc.enable()
+
+
 def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
     """Start the GUI. ``argv`` are the arguments left for Qt (e.g. ``-platform``)."""
     qt_app = QApplication([sys.argv[0], *argv])
@@ -732,6 +742,7 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
         application.follow_color_scheme()  # forced: before the first frame, not after it
     instance.activated.connect(application.raise_window)
     application.firstFrameShown.connect(instance.listen)
+    application.firstFrameShown.connect(_collect_garbage_again)
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
     # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -101,6 +101,31 @@ def test_the_first_frame_loads_only_what_it_shows(tmp_path: Path, stored: bool) 
     assert qt_namespace == "False"
 
 
+def test_garbage_collection_is_off_until_the_first_frame_then_back_on(tmp_path: Path) -> None:
+    config_module.save_config(
+        config_module.Config(server_url="http://127.0.0.1:9"), tmp_path / "config" / "config.json"
+    )
+    code = (
+        "import gc\n"
+        "import desktop.__main__ as m, desktop.app as app\n"
+        "seen = []\n"
+        "again = app._collect_garbage_again\n"
+        "def after_first_frame():\n"
+        "    seen.append(gc.isenabled())\n"
+        "    again()\n"
+        "    seen.append(gc.isenabled())\n"
+        "    app.QApplication.quit()\n"
+        "app._collect_garbage_again = after_first_frame\n"
+        "assert m.main([]) == 0\n"
+        "print(seen, gc.isenabled())\n"
+    )
+    env = _env(tmp_path)
+    del env["JWT_DESKTOP_EXIT_WHEN_SHOWN"]  # a real start: the first frame's handlers run
+    result = _run([], env, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[False, True] True"
+
+
 def test_a_subcommand_goes_to_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     import desktop.cli
 
