@@ -92,13 +92,16 @@ def test_the_first_frame_loads_only_what_it_shows(tmp_path: Path, stored: bool) 
         # PySide6 builds a type when it is first touched: the Qt namespace (its ~100 enum types,
         # tens of milliseconds) is in the module's dict only once something used it.
         "print('Qt' in vars(sys.modules['PySide6.QtCore']))\n"
+        # Likewise QIcon (its ThemeIcon enum): neither first frame shows an icon.
+        "print('QIcon' in vars(sys.modules['PySide6.QtGui']))\n"
     )
     result = _run([], _env(tmp_path), code)
     assert result.returncode == 0, result.stderr
-    loaded, main_window, qt_namespace = result.stdout.splitlines()[-3:]
+    loaded, main_window, qt_namespace, qicon = result.stdout.splitlines()[-4:]
     assert loaded == "[]"
     assert main_window == str(stored)  # the main window is the first frame only when stored
     assert qt_namespace == "False"
+    assert qicon == "False"
 
 
 def test_garbage_collection_is_off_until_the_first_frame_then_back_on(tmp_path: Path) -> None:
