@@ -129,5 +129,6 @@ def test_cold_start_with_a_stored_session_to_signing_in(tmp_path: Path) -> None:
         f"bare PySide6 window: {bare * 1000:.0f} ms; {_verdict(ratio)}"
     )
     # A main window (menus, status bar, stacked pages) costs more than a dialog; the issue's
-    # target is for the dialog, this one is watched with some slack for a busy machine.
-    assert ratio <= TARGET + 0.25
+    # target is for the dialog, this one is watched with some slack for a busy machine (it was
+    # 1.5-1.7 before the first frame stopped loading the Qt namespace and the rest).
+    assert ratio <= TARGET + 0.15
