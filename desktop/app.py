@@ -8,6 +8,7 @@ and built by the controller's first background task, which starts after that fir
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import signal
 import sys
@@ -15,14 +16,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QWidget
 
 from desktop import accounts, assets
 from desktop import config as config_module
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtGui import QIcon
+
     from desktop.auth.grants import Grant, SignInMethods
     from desktop.auth.messages import Revocation
     from desktop.auth.oauth import ServerMetadata
@@ -294,6 +297,8 @@ class Application(QObject):
 
     def main_window(self) -> MainWindow:
         if self._main is None:
+            from PySide6.QtCore import QSettings
+
             from desktop.ui.main_window import MainWindow
 
             if self._settings is None:
@@ -409,6 +414,8 @@ class Application(QObject):
 
     def raise_window(self) -> None:
         """Another start asked for this instance: bring its window to the front."""
+        from PySide6.QtCore import Qt
+
         window = self._visible_window()
         if window is None:
             return
@@ -682,6 +689,8 @@ def load_stylesheet() -> str:
 
 def load_icon() -> QIcon | None:
     """The app's icon from its resources, or None."""
+    from PySide6.QtGui import QIcon, QPixmap
+
     found = assets.resource(assets.ICON)
     if isinstance(found, Path):
         return QIcon(str(found))  # from the file: Qt draws the SVG at every size asked
@@ -691,6 +700,15 @@ def load_icon() -> QIcon | None:
     if data is None or not pixmap.loadFromData(data, "SVG"):
         return None
     return QIcon(pixmap)
+
+
+def _collect_garbage_again() -> None:
+    """desktop.__main__ starts the GUI with the cyclic garbage collector off, for the start's
+    sake. Once the first frame is up: what the start built (modules, classes, widgets) lives
+    as long as the app, so it is frozen (moved out of the collector's sight, instead of being
+    scanned once more in a pause right after the first frame), and collection resumes."""
+    gc.freeze()
+    gc.enable()
 
 
 def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
@@ -724,6 +742,7 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
         application.follow_color_scheme()  # forced: before the first frame, not after it
     instance.activated.connect(application.raise_window)
     application.firstFrameShown.connect(instance.listen)
+    application.firstFrameShown.connect(_collect_garbage_again)
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
     # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.accounts import label
-from desktop.ui import formatting
 from desktop.ui.backoff import Backoff
 from desktop.ui.naming import name_widget
 from desktop.ui.plaintext import set_plain_text
@@ -186,17 +185,13 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(QByteArray(geometry))
 
     def _build_actions(self) -> None:
-        self.reload_action = QAction("&Reload profile", self)
-        self.reload_action.setObjectName("reloadAction")
+        self.reload_action = self._action("&Reload profile", "reloadAction")
         self.reload_action.triggered.connect(self.reloadRequested)
-        self.sign_out_action = QAction("&Sign out", self)
-        self.sign_out_action.setObjectName("signOutAction")
+        self.sign_out_action = self._action("&Sign out", "signOutAction")
         self.sign_out_action.triggered.connect(self.signOutRequested)
-        self.quit_action = QAction("&Quit", self)
-        self.quit_action.setObjectName("quitAction")
+        self.quit_action = self._action("&Quit", "quitAction")
         self.quit_action.triggered.connect(self.quitRequested)
-        self.about_action = QAction("&About jwt-desktop", self)
-        self.about_action.setObjectName("aboutAction")
+        self.about_action = self._action("&About jwt-desktop", "aboutAction")
         self.about_action.triggered.connect(self._about)
         menu = self.menuBar().addMenu("&Session")
         menu.setObjectName("sessionMenu")
@@ -214,15 +209,13 @@ class MainWindow(QMainWindow):
                 ("S&essions", "sessionsAction"),
             )
         ):
-            action = QAction(text, self)
-            action.setObjectName(name)
+            action = self._action(text, name)
             action.triggered.connect(lambda _=False, i=index: self.show_tab(i))
             view_menu.addAction(action)
             self.view_actions.append(action)
         self.accounts_menu = self.menuBar().addMenu("&Accounts")
         self.accounts_menu.setObjectName("accountsMenu")
-        self.add_account_action = QAction("&Add account…", self)
-        self.add_account_action.setObjectName("addAccountAction")
+        self.add_account_action = self._action("&Add account…", "addAccountAction")
         self.add_account_action.triggered.connect(self.addAccountRequested)
         self._account_actions: list[QAction] = []
         self.set_accounts([], None)
@@ -233,6 +226,16 @@ class MainWindow(QMainWindow):
         overflow = self.menuBar().findChild(QToolButton, "qt_menubar_ext_button")
         if overflow is not None:
             overflow.setAccessibleName("More menus")
+
+    def _action(self, text: str, object_name: str = "") -> QAction:
+        # QAction(parent), then its text: matching the QAction(text, parent) overload makes
+        # PySide6 build the QIcon type (its large ThemeIcon enum, milliseconds) before the
+        # "Signing in…" frame, which shows no icon.
+        action = QAction(self)
+        action.setText(text)
+        if object_name:
+            action.setObjectName(object_name)
+        return action
 
     def set_accounts(self, accounts: Sequence[Account], active: Account | None) -> None:
         """List the stored accounts in the Accounts menu, the active one checked."""
@@ -245,7 +248,7 @@ class MainWindow(QMainWindow):
         for account in accounts:
             # The server only when there is more than one: the usual case stays short.
             text = account.username if len(servers) == 1 else label(account)
-            action = QAction(text.replace("&", "&&"), self)
+            action = self._action(text.replace("&", "&&"))
             action.setCheckable(True)
             action.setChecked(active is not None and account.key == active.key)
             action.setData(label(account))
@@ -437,6 +440,8 @@ class MainWindow(QMainWindow):
         self.profile_view.show_profile(profile)
         self.profile_view.show()
         self.profile_missing_label.hide()
+        from desktop.ui import formatting  # with datetime: not needed for "Signing in…"
+
         name = formatting.display_name(profile)
         self.setWindowTitle(f"{name} — jwt-desktop")
         self.pages.setCurrentIndex(1)

@@ -1,7 +1,9 @@
 """The sign-in dialog (window title "Sign in").
 
 It is the first frame of a cold start, so this module stays light: no ``Qt`` namespace import
-(building its enums costs tens of milliseconds), nothing from the core.
+(building its enums costs tens of milliseconds), nothing from the core; even the failure
+sentences' types (:mod:`desktop.ui.messages`, which loads the core's sentences) wait for the
+first failure.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal, SignalInstance
-from PySide6.QtGui import QCloseEvent, QFont, QIcon
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -25,12 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.ui.messages import ErrorKind, Failure
 from desktop.ui.naming import name_widget
 from desktop.ui.plaintext import set_plain_text
 
 if TYPE_CHECKING:
+    from PySide6.QtGui import QCloseEvent, QIcon
+
     from desktop.auth.store import StorageStatus
+    from desktop.ui.messages import Failure
 
 
 class SignInDialog(QDialog):
@@ -213,11 +217,8 @@ class SignInDialog(QDialog):
         code_font.setBold(True)
         code_font.setFamily("monospace")
         self.code_label.setFont(code_font)
-        # Qt.TextInteractionFlag, reached without importing the Qt namespace (first frame).
-        flags = type(self.code_label.textInteractionFlags())
-        self.code_label.setTextInteractionFlags(
-            flags.TextSelectableByMouse | flags.TextSelectableByKeyboard
-        )
+        # Made selectable in show_progress: any Qt.TextInteractionFlag value builds the whole
+        # Qt namespace's enums (about 90 types), which the first frame does not need.
         self.complete_edit = QLineEdit()
         name_widget(self.complete_edit, "completeEdit", "Address with the code")
         self.complete_edit.setReadOnly(True)
@@ -327,6 +328,12 @@ class SignInDialog(QDialog):
     def show_progress(self, message: str, url: str, code: str, complete: str) -> None:
         """A browser or device sign-in waits for the person: say what to do, show what to
         open and type, all selectable. Empty strings: not shown."""
+        from PySide6.QtCore import Qt
+
+        flag = Qt.TextInteractionFlag
+        self.code_label.setTextInteractionFlags(
+            flag.TextSelectableByMouse | flag.TextSelectableByKeyboard
+        )
         set_plain_text(self.waiting_label, message)
         for edit, text in ((self.url_edit, url), (self.complete_edit, complete)):
             edit.setText(text)
@@ -371,6 +378,8 @@ class SignInDialog(QDialog):
 
     def show_error(self, failure: Failure) -> None:
         """An inline sentence; a wrong password is cleared and gets the focus back."""
+        from desktop.ui.messages import ErrorKind
+
         self.set_busy(False)
         set_plain_text(self.error_label, failure.message)
         self.error_label.show()
@@ -413,6 +422,8 @@ class SignInDialog(QDialog):
     def _submit(self) -> None:
         if self._busy:
             return
+        from desktop.ui.messages import ErrorKind, Failure
+
         username = self.username_edit.text().strip()
         password = self.password_edit.text()
         if not username:

@@ -3,7 +3,14 @@ window shown by the same interpreter in the same run.
 
 Both are fresh subprocesses (QT_QPA_PLATFORM=offscreen) that print a line once their first
 window has painted; the time measured is from spawning the process to reading that line.
-They alternate, N times each, and the medians are compared. Target: ratio <= 1.5.
+They alternate, N times each, and the medians are compared. Target (issue 10, with the Tokens
+and Sessions views loaded lazily): ratio <= 1.3 to the dialog.
+
+Both run with the bytecode an installed app has (pip compiles every module at install time, a
+checkout writes ``__pycache__`` on its first run): a private bytecode cache for both processes,
+filled by the warm-up runs, so an environment that forbids writing bytecode
+(``PYTHONDONTWRITEBYTECODE``) does not make every run recompile the app's source, a cost no
+user pays. ``JWT_BENCH_KEEP_BYTECODE_ENV=1`` keeps the inherited environment as it is instead.
 
 Run: python -m pytest tests/bench/test_bench_startup.py -s -p no:cacheprovider
 """
@@ -24,7 +31,8 @@ from desktop import config as config_module
 pytestmark = pytest.mark.bench
 
 RUNS = 15
-TARGET = 1.5
+TARGET = 1.3
+AS_INSTALLED = os.environ.get("JWT_BENCH_KEEP_BYTECODE_ENV") != "1"
 REPO = Path(__file__).resolve().parents[2]
 
 BARE_WINDOW = """
@@ -80,13 +88,23 @@ def _measure(app_env: dict[str, str], expected: str) -> tuple[float, float]:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {
+    env = {
         **os.environ,
         "QT_QPA_PLATFORM": "offscreen",
         "JWT_DESKTOP_CONFIG_DIR": str(tmp_path / "config"),
         "JWT_DESKTOP_DATA_DIR": str(tmp_path / "state"),
         "JWT_DESKTOP_EXIT_WHEN_SHOWN": "1",
     }
+    if AS_INSTALLED:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(tmp_path / "pycache")
+    return env
+
+
+def _verdict(ratio: float) -> str:
+    bytecode = "as installed" if AS_INSTALLED else "as the environment says"
+    met = "met" if ratio <= TARGET else "MISSED"
+    return f"ratio {ratio:.2f} (target <= {TARGET}: {met}; bytecode {bytecode})"
 
 
 def test_cold_start_to_the_sign_in_dialog(tmp_path: Path) -> None:
@@ -94,7 +112,7 @@ def test_cold_start_to_the_sign_in_dialog(tmp_path: Path) -> None:
     ratio = app / bare
     print(
         f"\ncold start to the sign-in dialog: {app * 1000:.0f} ms (median of {RUNS}); "
-        f"bare PySide6 window: {bare * 1000:.0f} ms; ratio {ratio:.2f} (target <= {TARGET})"
+        f"bare PySide6 window: {bare * 1000:.0f} ms; {_verdict(ratio)}"
     )
     assert ratio <= TARGET
 
@@ -108,8 +126,9 @@ def test_cold_start_with_a_stored_session_to_signing_in(tmp_path: Path) -> None:
     ratio = app / bare
     print(
         f"\ncold start to 'Signing in…' (stored session): {app * 1000:.0f} ms; "
-        f"bare PySide6 window: {bare * 1000:.0f} ms; ratio {ratio:.2f} (target <= {TARGET})"
+        f"bare PySide6 window: {bare * 1000:.0f} ms; {_verdict(ratio)}"
     )
     # A main window (menus, status bar, stacked pages) costs more than a dialog; the issue's
-    # target is for the dialog, this one is watched with some slack for a busy machine.
-    assert ratio <= TARGET + 0.25
+    # target is for the dialog, this one is watched with some slack for a busy machine (it was
+    # 1.5-1.7 before the first frame stopped loading the Qt namespace and the rest).
+    assert ratio <= TARGET + 0.15
