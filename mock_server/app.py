@@ -77,7 +77,7 @@ from .server import (
 )
 from .settings import Settings
 from .signin import AuthorizationRedirect, AuthorizationRequest, SignInFlows
-from .store import Store
+from .store import DeviceCode, Store
 
 
 class BearerCaller(SecurityBase):
@@ -187,11 +187,13 @@ def _error_page(error: OAuthError | FormError) -> Response:
     return page_response(body, status, headers)
 
 
-def _form_page(body: str, csrf: str, error: OAuthError | None) -> Response:
+def _form_page(
+    body: str, csrf: str, error: OAuthError | None, *, status: int | None = None
+) -> Response:
     """A page with a form: shown again with the error's status (and Retry-After) on a refusal,
-    always with the CSRF cookie its hidden field must match."""
-    status, headers = (error.status, error.headers) if error else (200, None)
-    return set_csrf_cookie(page_response(body, status, headers), csrf)
+    unless ``status`` says otherwise, always with the CSRF cookie its hidden field must match."""
+    shown, headers = (error.status, error.headers) if error else (200, None)
+    return set_csrf_cookie(page_response(body, status or shown, headers), csrf)
 
 
 def _sign_in_page(
@@ -214,15 +216,22 @@ def _sign_in_page(
 
 
 def _device_page(
-    csrf: str, *, user_code: str = "", username: str = "", error: OAuthError | None = None
+    csrf: str,
+    *,
+    user_code: str = "",
+    username: str = "",
+    error: OAuthError | None = None,
+    device: DeviceCode | None = None,
+    status: int | None = None,
 ) -> Response:
     body = pages.device_page(
         hidden={CSRF_FIELD: csrf},
         user_code=user_code[:32],
         username=username[:200],
         message=error.description if error else None,
+        asking=(device.client_id, device.scope) if device is not None else None,
     )
-    return _form_page(body, csrf, error)
+    return _form_page(body, csrf, error, status=status)
 
 
 def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
@@ -347,15 +356,27 @@ def _add_sign_in_pages(app: FastAPI, sign_in: SignInFlows) -> None:
         tags=["oauth"],
         summary="Device verification page",
         response_class=HTMLResponse,
-        responses=page_errors(400),
+        responses=page_errors(400, 429),
         openapi_extra={"parameters": [_query("user_code", _STRING)]},
     )
-    def device_page(request: Request) -> Response:
+    def device_page(request: Request, address: ClientAddressDep) -> Response:
         try:
             query = read_query(request)
         except FormError as error:
             return _error_page(error)
-        return _device_page(csrf_token(request), user_code=query.get("user_code", ""))
+        csrf, typed = csrf_token(request), query.get("user_code", "")
+        if not typed:
+            return _device_page(csrf)
+        # The code of verification_uri_complete, looked up (a wrong one costs a try, as typed)
+        # so that the page says which client asks before the person signs in.
+        try:
+            device = sign_in.pending_device(typed, address)
+        except OAuthError as error:
+            # Still the page to type the code on, saying why (a 200: the link was followed
+            # as asked); only the guessing limit answers with its own 429.
+            status = None if error.status == 429 else 200
+            return _device_page(csrf, user_code=typed, error=error, status=status)
+        return _device_page(csrf, user_code=typed, device=device)
 
     @app.post(
         "/device",
@@ -381,6 +402,7 @@ def _add_sign_in_pages(app: FastAPI, sign_in: SignInFlows) -> None:
             return _error_page(error)
         typed, username = form.get("user_code", ""), form.get("username", "")
         decision = form.get("decision")
+        device = None
         try:
             if decision not in ("allow", "deny"):
                 raise OAuthError(400, "invalid_request", "Choose Allow or Deny")
@@ -389,7 +411,9 @@ def _add_sign_in_pages(app: FastAPI, sign_in: SignInFlows) -> None:
                 device, decision == "allow", username, form.get("password", ""), address
             )
         except OAuthError as error:
-            return _device_page(csrf, user_code=typed, username=username, error=error)
+            return _device_page(
+                csrf, user_code=typed, username=username, error=error, device=device
+            )
         if decision == "deny":
             return page_response(
                 pages.message_page("Request denied", "The device was not signed in.")

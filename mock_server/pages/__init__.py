@@ -95,14 +95,28 @@ def device_page(
     user_code: str = "",
     username: str = "",
     message: str | None = None,
+    asking: tuple[str, str] | None = None,
 ) -> str:
-    """The device verification page (RFC 8628 §3.3): the code, sign in, Allow or Deny."""
+    """The device verification page (RFC 8628 §3.3): the code, sign in, Allow or Deny.
+    ``asking``, the client and scope of the code once it is known, is shown above the form
+    (§5.4: a person lured into typing someone else's code sees whom they would let in)."""
     return render(
         "device.html",
         hidden=hidden_fields(hidden),
         user_code=user_code,
         fields=_sign_in_fields(username),
         message=_message(message),
+        asking=_asking(asking),
+    )
+
+
+def _asking(asking: tuple[str, str] | None) -> Markup:
+    if asking is None:
+        return Markup("")
+    client_id, scope = asking
+    return Markup(
+        f"<p><strong>{_escape(client_id)}</strong> asks to sign you in on a device.</p>\n"
+        f'<p class="muted">It will have access to: {_escape(", ".join(scope.split()))}</p>'
     )
 
 

@@ -75,6 +75,21 @@ def test_device_flow_end_to_end(client: TestClient, clock: FakeClock) -> None:
     assert error(poll(client, grant["device_code"])) == "invalid_grant"
 
 
+def test_the_page_says_which_client_asks_before_the_person_signs_in(client: TestClient) -> None:
+    # RFC 8628 §5.4: a person lured into entering someone else's code sees whom it lets in.
+    grant = start(client, client_id=OTHER_CLIENT_ID, scope="openid email")
+    page = client.get(grant["verification_uri_complete"].removeprefix(ISSUER))
+    assert page.status_code == 200
+    assert f"<strong>{OTHER_CLIENT_ID}</strong> asks to sign you in on a device" in page.text
+    assert "It will have access to: openid, email" in page.text
+    # Shown again when the sign-in on it fails.
+    refused = approve(client, grant["user_code"], "alice", "wrong")
+    assert refused.status_code == 400
+    assert f"<strong>{OTHER_CLIENT_ID}</strong> asks" in refused.text
+    # The bare page names nobody.
+    assert "asks to sign you in" not in client.get("/device").text
+
+
 def test_polling_faster_than_the_interval_slows_down(client: TestClient, clock: FakeClock) -> None:
     grant = start(client)
     assert error(poll(client, grant["device_code"])) == "authorization_pending"
@@ -145,6 +160,10 @@ def test_user_code_guessing_is_limited(clock: FakeClock) -> None:
         grant = start(client)
         for guess in ("BBBB-BBBB", "not a code", "CCCC-CCCC"):
             assert approve(client, guess).status_code == 400
+        # The page's own link counts its code as a typed one: guessing there is limited too.
+        guessed = client.get("/device", params={"user_code": "DDDD-DDDD"})
+        assert guessed.status_code == 429
+        assert "asks to sign you in" not in guessed.text
         # The right code now waits too: guessing is what the limit stops.
         limited = approve(client, grant["user_code"])
         assert limited.status_code == 429
@@ -171,7 +190,8 @@ def test_device_page_csrf(client: TestClient) -> None:
 
 def test_device_page_escapes_what_it_echoes(client: TestClient) -> None:
     page = client.get("/device", params={"user_code": "<script>x</script>"})
-    assert page.status_code == 200
+    assert page.status_code == 200  # not a code: said on the page, which echoes it escaped
+    assert "This code is not valid" in page.text
     assert "<script>" not in page.text
     failed = approve(client, '"><script>', '"><script>', "x")
     assert "<script>" not in failed.text
