@@ -437,9 +437,9 @@ def create_app(
 
 
 def fastapi_app(core: Core, *, checks: bool = True) -> FastAPI:
-    """The FastAPI application of ``core``. ``checks``: with the guard, the body limit and the
-    fast lane as its own middleware, and its store closed at shutdown; without them for
-    asgi.Application, which makes them (and closes the store) before and around this app."""
+    """The FastAPI application of ``core``. ``checks``: with the guard and the fast lane as its
+    own middleware, and its store closed at shutdown; without them for asgi.Application, which
+    makes them (and closes the store) before and around this app. The body limit is in both."""
     settings, server, answer = core.settings, core.server, core.answer
 
     @asynccontextmanager
@@ -464,7 +464,11 @@ def fastapi_app(core: Core, *, checks: bool = True) -> FastAPI:
         # Added first, so it is the innermost of this app's middleware: everything added after
         # it (the body limit, request checks) applies to the lane too.
         app.add_middleware(FastLane, routes=core.lane)
-        app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Inside this app even behind asgi.Application's own limit: an unannounced (chunked) body
+    # over the limit raises from receive, and FastAPI's outermost error handler, between the two,
+    # would answer that with a 500 before the outer limit could answer 413.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if checks:
         # Outermost: a foreign Host or Origin is refused before the body is even read.
         app.add_middleware(
             GuardMiddleware, hosts=settings.served_hosts, origins=settings.own_origins

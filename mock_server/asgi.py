@@ -151,7 +151,6 @@ class Core:
 
     settings: Settings
     server: TokenServer
-    clock: AdjustableClock
     openid_configuration: Endpoint
     userinfo: Endpoint
     lane: Mapping[tuple[str, str], Endpoint]
@@ -189,9 +188,7 @@ def build_core(
         store = SqliteStore(settings.db_path, issuer=settings.issuer)
     server = TokenServer(settings, adjustable, store, users)
     lane: dict[tuple[str, str], Endpoint] = {}
-    core = Core(
-        settings, server, adjustable, _discovery_endpoint(server), _userinfo_endpoint(server), lane
-    )
+    core = Core(settings, server, _discovery_endpoint(server), _userinfo_endpoint(server), lane)
 
     async def jwks(_: Request) -> Response:
         # On a worker thread, as FastAPI runs its sync route: the first use of a fresh database

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from mock_server import ScryptParams, Settings, create_app
+from mock_server.asgi import create_asgi_app
 from mock_server.keys import new_key_record
 from mock_server.passwords import User
 from mock_server.settings import MEMORY_DB
@@ -60,17 +62,23 @@ def _memory_store() -> SqliteStore:
     return store
 
 
+# The two ways the app is assembled: create_app (one FastAPI app, its checks as middleware)
+# and what the CLI serves (asgi.py: the checks and the fast lane first, FastAPI built later).
+APP_FACTORIES: dict[str, Callable[..., Any]] = {"fastapi": create_app, "cli": create_asgi_app}
+
+
 @contextmanager
 def app_client(
     clock: FakeClock,
     *,
     users: Mapping[str, User] | None = None,
     client: tuple[str, int] = ("testclient", 50000),
+    factory: Callable[..., Any] = create_app,
     **overrides: Any,
 ) -> Iterator[TestClient]:
     settings = test_settings(**overrides)
     store = _memory_store() if settings.db_path == MEMORY_DB else None
-    app = create_app(settings, clock=clock, users=users, store=store)
+    app = factory(settings, clock=clock, users=users, store=store)
     # The issuer's own host name: the server serves no other (421).
     with TestClient(app, base_url=settings.issuer, client=client) as test_client:
         yield test_client
@@ -143,3 +151,11 @@ def live_sign_in(url: str, username: str = "alice", password: str = "wonderland"
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+@pytest.fixture(name="client", params=sorted(APP_FACTORIES))
+def client_of_each_app(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[TestClient]:
+    """``client`` for a module that imports this: the tests run against both assemblies, whose
+    checks must answer alike (a limit or guard that one of them misses is a defect)."""
+    with app_client(clock, factory=APP_FACTORIES[request.param]) as test_client:
+        yield test_client

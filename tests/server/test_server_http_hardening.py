@@ -21,6 +21,7 @@ from tests.server.helpers import (
     _memory_store,
     app_client,
     bearer,
+    client_of_each_app,  # noqa: F401 (the client fixture: both assemblies)
     password_grant,
     sign_in,
 )

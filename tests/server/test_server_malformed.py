@@ -7,7 +7,15 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server.helpers import ALL_SCOPES, CLIENT_ID, FakeClock, app_client, bearer, sign_in
+from tests.server.helpers import (
+    ALL_SCOPES,
+    CLIENT_ID,
+    FakeClock,
+    app_client,
+    bearer,
+    client_of_each_app,  # noqa: F401 (client: both assemblies)
+    sign_in,
+)
 
 GOOD_FORM = "grant_type=password&username=alice&password=wonderland&client_id=jwt-desktop"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -83,13 +91,15 @@ def test_huge_body_with_content_length(client: TestClient) -> None:
     assert_json_error(response, 413)
 
 
-def test_huge_chunked_body(client: TestClient) -> None:
+# /token is the fast lane's; the others are FastAPI routes (built later in the CLI's assembly).
+@pytest.mark.parametrize("path", ["/token", "/device_authorization", "/authorize"])
+def test_huge_chunked_body(client: TestClient, path: str) -> None:
     def chunks() -> Iterator[bytes]:
         yield GOOD_FORM.encode()
         for _ in range(40):
             yield b"&pad=" + b"x" * 1000
 
-    response = client.post("/token", content=chunks(), headers=FORM)
+    response = client.post(path, content=chunks(), headers=FORM)
     assert_json_error(response, 413)
 
 
