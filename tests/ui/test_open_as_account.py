@@ -212,7 +212,9 @@ def test_a_second_start_with_user_switches_the_running_window(
             process.kill()
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
-    assert out == f"jwt-desktop is already running: it was asked to switch to bob at {server.url}.\n"
+    assert out == (
+        f"jwt-desktop is already running: it was asked to switch to bob at {server.url}.\n"
+    )
     qtbot.waitUntil(lambda: _showing(app, "bob"), timeout=TIMEOUT_MS)
     assert asked == [(server.url, "bob")]
     assert dialog_shown.count == 0  # bob's stored session, no password
