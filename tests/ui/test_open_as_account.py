@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from desktop.ui.single_instance import (
 from tests.support.keyring import MemoryKeyring
 from tests.support.server import RunningServer, StartServer
 from tests.ui.conftest import MakeApp
-from tests.ui.helpers import TIMEOUT_MS, ShowCounter, sign_in
+from tests.ui.helpers import TIMEOUT_MS, ShowCounter, fill_and_submit, post_form, sign_in
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -313,3 +314,82 @@ def test_garbage_on_the_socket_is_ignored(qtbot: QtBot, instance: SingleInstance
         assert notify_running(name)
     assert raised == [None]
     assert switched == []
+
+
+# -- Add account over a session that is not stored ---------------------------------------------
+
+
+def _app_sessions(server: RunningServer) -> list[str]:
+    """The usernames of the server's active sessions, from its admin API, asked as a third
+    party (its own admin sign-in is left out, and revoked after)."""
+    status, tokens = post_form(
+        f"{server.url}/token",
+        {
+            "grant_type": "password",
+            "username": "alice",
+            "password": "wonderland",
+            "client_id": "jwt-desktop",
+            "scope": "openid sessions:admin",
+        },
+    )
+    assert status == 200, tokens
+    request = urllib.request.Request(
+        f"{server.url}/api/sessions",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        listed = json.loads(response.read())["sessions"]
+    # Not left among the next call's sessions.
+    revoke = {"token": tokens["refresh_token"], "client_id": "jwt-desktop"}
+    assert post_form(f"{server.url}/revoke", revoke)[0] == 200
+    return sorted(s["username"] for s in listed if not s["current"])
+
+
+def test_add_account_over_a_session_not_stored_revokes_it_at_the_server(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server()
+    app = make_app(server_url=server.url)
+    main = sign_in(qtbot, app, "alice", "wonderland", remember=False)
+    assert _app_sessions(server) == ["alice"]
+
+    main.add_account_action.trigger()
+    # Said before, not after: adding an account ends a session that was not stored.
+    assert app.dialog.notice_label.isVisible()
+    assert app.dialog.notice_label.text() == (
+        "You are signed in as alice without staying signed in: signing in to another account "
+        "signs alice out."
+    )
+    sign_in(qtbot, app, "bob", "builder")
+    qtbot.waitUntil(lambda: _showing(app, "bob"), timeout=TIMEOUT_MS)
+    # alice's session was revoked at the server, not left to expire there; bob's is live.
+    assert _app_sessions(server) == ["bob"]
+    assert main.statusBar().currentMessage() == f"Signed out alice from {server.url}."
+    assert [(a.text(), a.isChecked()) for a in main.account_actions()] == [("bob", True)]
+    status = app.controller.status()
+    assert status is not None and status.username == "bob" and status.remembered
+    main.reload_button.click()  # the new session works on the core that replaced the old one
+    qtbot.waitUntil(
+        lambda: "Profile reloaded" in main.statusBar().currentMessage(), timeout=TIMEOUT_MS
+    )
+
+
+def test_a_failed_add_account_leaves_the_session_not_stored_whole(
+    qtbot: QtBot, make_app: MakeApp, start_server: StartServer, memory_keyring: MemoryKeyring
+) -> None:
+    server = start_server()
+    app = make_app(server_url=server.url)
+    main = sign_in(qtbot, app, "alice", "wonderland", remember=False)
+    main.add_account_action.trigger()
+    with qtbot.waitSignal(app.controller.settled, timeout=TIMEOUT_MS):
+        fill_and_submit(qtbot, app, "bob", "wrong password")
+    assert app.dialog.error_label.isVisible()
+    # The dialog is closed: alice goes on, signed in, as if nothing had been tried.
+    app.dialog.reject()
+    assert app.controller.signed_in and main.isVisible()
+    assert _app_sessions(server) == ["alice"]
+    status = app.controller.status()
+    assert status is not None and status.username == "alice"
+    with qtbot.waitSignal(app.controller.settled, timeout=TIMEOUT_MS):
+        main.reload_button.click()
+    assert _showing(app, "alice")
