@@ -99,8 +99,10 @@ class Application(QObject):
 
     Accounts (:mod:`desktop.accounts`): the stored ones are listed in the main window's
     Accounts menu; choosing one restores its stored session (no password), "Add account…"
-    opens the dialog with the current session kept, and signing out of one moves on to the
-    most recently used other account of the server, when there is one.
+    opens the dialog with the current session kept (one not stored is revoked once the new
+    account is signed in: nothing could bring it back), and signing out of one moves on to the
+    most recently used other account of the server, when there is one. ``--user NAME`` opens
+    as a stored account, and a later start with it switches this one (:meth:`open_account`).
 
     Signals:
         firstFrameShown(): the first window has painted (what is not needed for it waits).
