@@ -22,7 +22,10 @@ import desktop.__main__ as entry
 from desktop import accounts
 from desktop import config as config_module
 from desktop.app import Application
+from desktop.auth.grants import PasswordGrant
+from desktop.auth.messages import Revocation
 from desktop.config import Config
+from desktop.ui.controller import Replaced, SessionController
 from desktop.ui.single_instance import (
     MAX_LINE,
     Request,
@@ -35,6 +38,7 @@ from desktop.ui.single_instance import (
 from tests.support.keyring import MemoryKeyring
 from tests.support.server import RunningServer, StartServer
 from tests.ui.conftest import MakeApp
+from tests.ui.fakes import FakeClient
 from tests.ui.helpers import TIMEOUT_MS, ShowCounter, fill_and_submit, post_form, sign_in
 
 REPO = Path(__file__).resolve().parents[2]
@@ -393,3 +397,88 @@ def test_a_failed_add_account_leaves_the_session_not_stored_whole(
     with qtbot.waitSignal(app.controller.settled, timeout=TIMEOUT_MS):
         main.reload_button.click()
     assert _showing(app, "alice")
+
+
+# The controller's part, where the faults come from fakes: a cancelled Add account, and an old
+# session whose sign-out fails.
+
+
+@pytest.fixture
+def cores(qapp: object) -> Iterator[tuple[SessionController, list[FakeClient]]]:
+    """A controller whose factory makes a new fake core each time; alice signed in on the first
+    without staying signed in."""
+    made: list[FakeClient] = []
+
+    def factory() -> FakeClient:
+        made.append(FakeClient())
+        return made[-1]
+
+    control = SessionController(factory)
+    done: list[object] = []
+    control.sign_in(
+        PasswordGrant("alice", "wonderland"),
+        remember=False,
+        success=done.append,
+        failure=done.append,
+    )
+    yield control, made
+    control.shutdown()
+    control.deleteLater()
+
+
+def test_a_cancelled_add_account_is_undone_on_its_own_core(
+    qtbot: QtBot, cores: tuple[SessionController, list[FakeClient]]
+) -> None:
+    control, made = cores
+    qtbot.waitUntil(lambda: control.signed_in, timeout=TIMEOUT_MS)
+    alice = made[0]
+    replaced: list[Replaced] = []
+    outcomes: list[object] = []
+
+    # The next sign-in gets a second core, held until released; cancelled meanwhile.
+    def hold_next() -> FakeClient:
+        core = FakeClient()
+        core.hold.set()
+        made.append(core)
+        return core
+
+    control._client_factory = hold_next
+    control.sign_in(
+        PasswordGrant("bob", "builder"),
+        remember=True,
+        success=outcomes.append,
+        failure=outcomes.append,
+        replaced=replaced.append,
+    )
+    qtbot.waitUntil(lambda: len(made) == 2 and made[1].holding.is_set(), timeout=TIMEOUT_MS)
+    control.cancel_sign_in()
+    made[1].release.set()
+    qtbot.waitUntil(lambda: made[1].closed, timeout=TIMEOUT_MS)
+    # bob's session was signed out on its own core; alice's untouched, still the current one.
+    assert made[1].calls == ["sign_in", "sign_out"]
+    assert "sign_out" not in alice.calls and not alice.closed
+    status = control.status()
+    assert status is not None and status.username == "alice"
+    assert replaced == [] and outcomes == []
+
+
+def test_a_failed_sign_out_of_the_old_session_keeps_the_new_one(
+    qtbot: QtBot, cores: tuple[SessionController, list[FakeClient]]
+) -> None:
+    control, made = cores
+    qtbot.waitUntil(lambda: control.signed_in, timeout=TIMEOUT_MS)
+    alice = made[0]
+    alice.sign_out_error = OSError("the server went away")
+    replaced: list[Replaced] = []
+    with qtbot.waitSignal(control.settled, timeout=TIMEOUT_MS):
+        control.sign_in(
+            PasswordGrant("bob", "builder"),
+            remember=True,
+            success=lambda result: None,
+            failure=lambda failure: None,
+            replaced=replaced.append,
+        )
+    assert replaced == [Replaced("alice", "http://127.0.0.1:9", Revocation.NOT_CONFIRMED)]
+    status = control.status()
+    assert status is not None and status.username == "bob"
+    assert alice.closed and not made[1].closed
