@@ -424,13 +424,13 @@ class Application(QObject):
         dialog.reset()
         dialog.set_username("")
         status = self._status()
-        unstored = status is not None and status.signed_in and not status.remembered
-        dialog.show_notice(
-            f"You are signed in as {status.username} without staying signed in: signing in to "
-            f"another account signs {status.username} out."
-            if unstored and status is not None
-            else None
-        )
+        notice = None
+        if status is not None and status.signed_in and not status.remembered:
+            notice = (
+                f"You are signed in as {status.username} without staying signed in: signing in "
+                f"to another account signs {status.username} out."
+            )
+        dialog.show_notice(notice)
         dialog.show()
         dialog.raise_()
         dialog.activateWindow()
