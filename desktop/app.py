@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import os
 import signal
 import sys
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     from desktop.auth.session import SessionStatus, SignInResult
     from desktop.auth.store import StorageStatus
     from desktop.demo import DemoServer
-    from desktop.ui.controller import AuthClientLike, Reloaded, SessionController
+    from desktop.ui.controller import AuthClientLike, Reloaded, Replaced, SessionController
     from desktop.ui.main_window import MainWindow
     from desktop.ui.messages import Failure
     from desktop.ui.sign_in_dialog import SignInDialog
     from desktop.ui.theme import SchemeFollower
+
+_log = logging.getLogger(__name__)
 
 # Set to 1, the app prints "jwt-desktop: shown <title>" once its first window is painted, and
 # quits: the start-up benchmark measures up to that line.
@@ -96,8 +99,10 @@ class Application(QObject):
 
     Accounts (:mod:`desktop.accounts`): the stored ones are listed in the main window's
     Accounts menu; choosing one restores its stored session (no password), "Add account…"
-    opens the dialog with the current session kept, and signing out of one moves on to the
-    most recently used other account of the server, when there is one.
+    opens the dialog with the current session kept (one not stored is revoked once the new
+    account is signed in: nothing could bring it back), and signing out of one moves on to the
+    most recently used other account of the server, when there is one. ``--user NAME`` opens
+    as a stored account, and a later start with it switches this one (:meth:`open_account`).
 
     Signals:
         firstFrameShown(): the first window has painted (what is not needed for it waits).
@@ -113,8 +118,11 @@ class Application(QObject):
         client_factory: Callable[[], AuthClientLike] | None = None,
         settings: QSettings | None = None,
         quit_app: Callable[[], None] = QApplication.quit,
+        account: tuple[str, str] | None = None,
         parent: QObject | None = None,
     ) -> None:
+        """``account``: (server URL, name) of a stored account to open as (``--user NAME``),
+        whatever the active one is; it becomes the active one."""
         super().__init__(parent)
         self._demo = demo
         self._quit = quit_app
@@ -125,6 +133,12 @@ class Application(QObject):
         if demo is not None:
             # Not saved: a demo run does not change the server remembered for normal runs.
             config = accounts.select_server(config, config_module.DEFAULT_SERVER_URL)
+        if account is not None:
+            config = accounts.use(config, *account)
+            if demo is None:
+                config_module.save_config(config)
+        # Asked for by name: restored even when the last sign-in chose not to stay signed in.
+        self._open_as = account is not None
         self._config = config
         self.server_url = config.server_url
         self._client_factory_for: Callable[[str], Callable[[], AuthClientLike]] = lambda url: (
@@ -208,7 +222,8 @@ class Application(QObject):
     def start(self) -> QWidget:
         """Show the first window and return it: "Signing in…" when a session is stored
         (silent sign-in), else the sign-in dialog. The core starts after its first frame."""
-        username = self._config.last_username if self._config.remember else None
+        remember = self._config.remember or self._open_as
+        username = self._config.last_username if remember else None
         first: QWidget
         if username:
             self._restoring_username = username
@@ -403,14 +418,37 @@ class Application(QObject):
 
     def add_account(self) -> None:
         """The sign-in dialog, for another account; the current session stays until the new
-        one is signed in (and stays stored after)."""
+        one is signed in, and stays stored after. One that is not stored is then signed out
+        (see :meth:`SessionController.sign_in`): the dialog says so before."""
         dialog = self.dialog
         dialog.reset()
         dialog.set_username("")
-        dialog.show_notice(None)
+        status = self._status()
+        notice = None
+        if status is not None and status.signed_in and not status.remembered:
+            notice = (
+                f"You are signed in as {status.username} without staying signed in: signing in "
+                f"to another account signs {status.username} out."
+            )
+        dialog.show_notice(notice)
         dialog.show()
         dialog.raise_()
         dialog.activateWindow()
+
+    def open_account(self, server_url: str, username: str) -> None:
+        """Another start asked for an account (``jwt-desktop --user NAME``): switch to it when
+        it is a stored one, never to anything else (the request comes over a socket), and
+        bring the window to the front."""
+        # From the file, not this window's copy: the CLI may have added the account since.
+        known = config_module.load_config()
+        try:
+            account = accounts.find(known, username, server_url)
+        except accounts.AccountNotFound:
+            _log.warning("Another start asked for an account that is not stored; ignored")
+        else:
+            self._config = known
+            self.switch_account(account.server_url, account.username)
+        self.raise_window()
 
     def raise_window(self) -> None:
         """Another start asked for this instance: bring its window to the front."""
@@ -447,6 +485,7 @@ class Application(QObject):
             remember=remember,
             success=self._on_sign_in_finished,
             failure=self._on_sign_in_failed,
+            replaced=self._on_replaced,
         )
 
     def _on_browser_requested(self, remember: bool) -> None:
@@ -468,6 +507,7 @@ class Application(QObject):
             remember=remember,
             success=self._on_sign_in_finished,
             failure=self._on_sign_in_failed,
+            replaced=self._on_replaced,
         )
 
     def _on_sign_in_progress(self, message: str, url: str, code: str, complete: str) -> None:
@@ -488,6 +528,9 @@ class Application(QObject):
             )
 
     def _on_sign_in_finished(self, result: SignInResult) -> None:
+        # A session signed out on the way (see _on_replaced), said over "Signed in as…" but
+        # not over why the profile is missing.
+        notice, self._switch_notice = self._switch_notice, None
         if result.profile_error is not None or result.profile is None:
             from desktop.ui.messages import describe
 
@@ -496,6 +539,20 @@ class Application(QObject):
             )
         else:
             self._on_signed_in(result.profile)
+            if notice and self._main is not None:
+                self._main.statusBar().showMessage(notice)
+
+    def _on_replaced(self, replaced: Replaced) -> None:
+        """The new account signed in over a session that was not stored, now signed out: said
+        once the new account is shown (its own status line would cover it)."""
+        from desktop.auth.messages import sign_out_line
+
+        stored = self._status()
+        if stored is not None and stored.username == replaced.username:
+            return  # the same person signed in again: nobody was signed out, as they see it
+        self._switch_notice = sign_out_line(
+            replaced.revocation, replaced.username, replaced.server_url
+        )
 
     def _on_signed_in(self, profile: dict[str, Any]) -> None:
         self._remember_sign_in()
@@ -711,8 +768,15 @@ def _collect_garbage_again() -> None:
     gc.enable()
 
 
-def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
-    """Start the GUI. ``argv`` are the arguments left for Qt (e.g. ``-platform``)."""
+def run(
+    argv: Sequence[str],
+    *,
+    server_url: str | None,
+    demo: bool,
+    account: tuple[str, str] | None = None,
+) -> int:
+    """Start the GUI. ``argv`` are the arguments left for Qt (e.g. ``-platform``); ``account``
+    (server URL, name): the stored account to open as (``--user``)."""
     qt_app = QApplication([sys.argv[0], *argv])
     qt_app.setApplicationName("jwt-desktop")
     qt_app.setOrganizationName("jwt-desktop")
@@ -721,26 +785,33 @@ def run(argv: Sequence[str], *, server_url: str | None, demo: bool) -> int:
     qt_app.setDesktopFileName("jwt-desktop")
     qt_app.setQuitOnLastWindowClosed(False)
     qt_app.setStyleSheet(load_stylesheet())
-    from desktop.ui.single_instance import SingleInstance, socket_name
+    from desktop.ui.single_instance import Request, SingleInstance, socket_name
 
-    # First: a second start (with --demo too) only raises the running window; it starts no
-    # demo server, and builds nothing else.
+    # First: a second start (with --demo too) only raises the running window (switched to
+    # --user's account); it starts no demo server, and builds nothing else.
     instance = SingleInstance(
         socket_name(config_module.config_path().parent),
         config_module.state_dir() / "instance.lock",
     )
-    if not instance.claim():
-        print("jwt-desktop is already running: its window was brought to the front.")  # noqa: T201
+    if not instance.claim(Request(account)):
+        if account is None:
+            print("jwt-desktop is already running: its window was brought to the front.")  # noqa: T201
+        else:
+            print(  # noqa: T201
+                f"jwt-desktop is already running: it was asked to switch to {account[1]} at "
+                f"{account[0]}."
+            )
         return 0
     demo_server: DemoServer | None = None
     if demo:
         from desktop.demo import DemoServer
 
         demo_server = DemoServer(db=config_module.state_dir() / "demo.db")
-    application = Application(server_url=server_url, demo=demo_server)
+    application = Application(server_url=server_url, demo=demo_server, account=account)
     if os.environ.get(config_module.COLOR_SCHEME_ENV):
         application.follow_color_scheme()  # forced: before the first frame, not after it
     instance.activated.connect(application.raise_window)
+    instance.switchRequested.connect(application.open_account)
     application.firstFrameShown.connect(instance.listen)
     application.firstFrameShown.connect(_collect_garbage_again)
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we

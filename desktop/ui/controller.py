@@ -124,6 +124,22 @@ class Op(Generic[T]):
 
 
 @dataclass(frozen=True)
+class Replaced:
+    """A session that was not stored, signed out because another account signed in over it:
+    who it was, at which server, and what the server did with it."""
+
+    username: str
+    server_url: str
+    revocation: Revocation
+
+
+@dataclass(frozen=True)
+class _SignedInOver:
+    result: SignInResult
+    replaced: Replaced
+
+
+@dataclass(frozen=True)
 class Reloaded:
     """The profile fetched again; ``renewed``: the access token was refreshed on the way."""
 
@@ -238,10 +254,18 @@ class SessionController(QObject):
         remember: bool,
         success: Success[SignInResult],
         failure: FailureHandler,
+        replaced: Success[Replaced] | None = None,
     ) -> None:
         """Sign in with ``grant``; ``signInProgress`` while it waits for the person. ``success``
         also gets a sign-in whose profile failed (the session is live then: see
-        :attr:`SignInResult.profile_error`)."""
+        :attr:`SignInResult.profile_error`).
+
+        Over a session that is not stored (another account added while the person chose not
+        to stay signed in), the new sign-in runs on a second core, so the current session
+        stays whole if it fails or is cancelled; once it succeeds, the old session is signed
+        out (revoked at the server: it could not be come back to, and left alone its refresh
+        token would stay valid there until it expires), and ``replaced`` hears of it first.
+        """
         op_id = self._next_id  # the id _submit gives this operation
 
         def progress(step: Progress) -> None:
@@ -250,9 +274,12 @@ class SessionController(QObject):
             )
 
         def call(client: AuthClientLike, op: _Operation) -> object:
+            current = client.status()
+            unstored = current.username if current.signed_in and not current.remembered else None
+            target = self._client_factory() if unstored is not None else client
             result: SignInResult | None = None
             try:
-                result = client.sign_in(
+                result = target.sign_in(
                     grant, remember=remember, cancel=op.cancelled, progress=progress
                 )
             finally:
@@ -263,14 +290,28 @@ class SessionController(QObject):
                 if undo:
                     # The person cancelled while this was in flight: they did not want this
                     # session, so it is revoked rather than left behind (and in the keyring).
-                    client.sign_out()
-            return result
+                    target.sign_out()
+                if target is not client and (undo or result is None):
+                    target.close()  # the current session goes on, on its own core
+            if unstored is None or undo or result is None:
+                return result
+            try:
+                revocation = client.sign_out()
+            except Exception as error:  # the new session must not be lost over the old one
+                _log.warning("Could not sign out the replaced session: %s", type(error).__name__)
+                revocation = Revocation.NOT_CONFIRMED
+            self._adopt_client(target)
+            return _SignedInOver(result, Replaced(unstored, current.server_url, revocation))
 
-        def succeeded(result: SignInResult) -> None:
+        def succeeded(outcome: SignInResult | _SignedInOver) -> None:
             # The sign-in itself succeeded: the session is live (stored, if asked), even when
             # only its profile failed.
             self._signed_in = True
-            success(result)
+            if isinstance(outcome, _SignedInOver):
+                if replaced is not None:
+                    replaced(outcome.replaced)
+                outcome = outcome.result
+            success(outcome)
 
         self.cancel_sign_in()
         self._sign_in_op = self._submit("sign_in", call, succeeded, failure)
@@ -348,6 +389,13 @@ class SessionController(QObject):
             old.close()
         return self._client_in_worker()
 
+    def _adopt_client(self, client: AuthClientLike) -> None:
+        """``client`` (built by the same factory) becomes the core; the old one is closed."""
+        with self._client_lock:
+            old, self._client = self._client, self._observed_client(client)
+        if old is not None and old is not client:
+            old.close()
+
     def reload_profile(self, success: Success[Reloaded], failure: FailureHandler) -> None:
         """Fetch the profile again (refreshing the access token first if it is stale)."""
 
@@ -420,13 +468,15 @@ class SessionController(QObject):
     def _client_in_worker(self) -> AuthClientLike:
         with self._client_lock:
             if self._client is None:
-                client = self._client_factory()
-                client.on_refreshed.append(lambda: self._observed.emit("refreshed", ""))
-                client.on_session_ended.append(
-                    lambda error: self._observed.emit("ended", describe(error).message)
-                )
-                self._client = client
+                self._client = self._observed_client(self._client_factory())
             return self._client
+
+    def _observed_client(self, client: AuthClientLike) -> AuthClientLike:
+        client.on_refreshed.append(lambda: self._observed.emit("refreshed", ""))
+        client.on_session_ended.append(
+            lambda error: self._observed.emit("ended", describe(error).message)
+        )
+        return client
 
     def _submit(
         self,

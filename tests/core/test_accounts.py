@@ -248,7 +248,10 @@ def test_switch_in_real_processes_with_the_real_keyring(
     [
         (["statsu"], "invalid choice: 'statsu'"),
         (["switch"], "the following arguments are required: NAME"),
-        (["--user", "bob"], "the following arguments are required: COMMAND"),
+        # Without a command, --user opens the GUI as that account: an unknown one is refused
+        # before any window (tests/ui/test_open_as_account.py has the known one).
+        (["--user", "bob"], "no account 'bob'; known accounts: none"),
+        (["--client-id", "x"], "the following arguments are required: COMMAND"),
     ],
 )
 def test_an_unknown_command_is_exit_2_and_never_the_gui(
