@@ -256,11 +256,15 @@ class Application(QObject):
             print(f"jwt-desktop: shown {title}", flush=True)  # noqa: T201 - the bench reads it
             QApplication.quit()
             return
-        self._apply_resources()
-        if self._main is not None:
-            self._main.install_shortcuts()
-        self._start_core()
-        self.firstFrameShown.emit()
+        try:
+            self._apply_resources()
+            if self._main is not None:
+                self._main.install_shortcuts()
+            self._start_core()
+        finally:
+            # Whatever failed above: what waits for the first frame (garbage collection back
+            # on, the single-instance server) must not wait for ever.
+            self.firstFrameShown.emit()
 
     def _start_core(self) -> None:
         if self._started_core:
@@ -812,8 +816,8 @@ def run(
         application.follow_color_scheme()  # forced: before the first frame, not after it
     instance.activated.connect(application.raise_window)
     instance.switchRequested.connect(application.open_account)
+    application.firstFrameShown.connect(_collect_garbage_again)  # first: nothing may skip it
     application.firstFrameShown.connect(instance.listen)
-    application.firstFrameShown.connect(_collect_garbage_again)
     # Ctrl+C or SIGTERM: quit through the event loop, so shutdown() runs and a demo server we
     # started is stopped. Python only sees a signal when it runs, hence the idle ticker.
     for signum in (signal.SIGINT, signal.SIGTERM):

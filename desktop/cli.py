@@ -187,10 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().addHandler(logging.NullHandler())
     try:
         return _COMMANDS[args.command](args)
-    except (AuthError, AccountNotFound) as exc:
+    except AuthError as exc:
         _error(str(exc))
         return EXIT_KEYRING if isinstance(exc, StorageError) else EXIT_FAILURE
-    except _Usage as exc:
+    except (_Usage, AccountNotFound) as exc:  # an unknown name is a usage error, as in the GUI
         _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:

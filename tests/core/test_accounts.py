@@ -140,13 +140,13 @@ def test_two_accounts_switch_without_a_password_and_sign_out_of_one(
     assert code == 0 and f"* alice at {server.url}" in out
 
     code, out, err = run(["switch", "carol"], monkeypatch, capsys)
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert err == (
         f"jwt-desktop: error: no account 'carol'; known accounts: alice at {server.url}, "
         f"bob at {server.url}\n"
     )
     code, _, err = run(["--user", "carol", "status"], monkeypatch, capsys)
-    assert code == 1 and "known accounts" in err
+    assert code == 2 and "known accounts" in err
 
     # Signing out of the active one leaves bob stored, and bob becomes the active one.
     code, out, err = run(["logout"], monkeypatch, capsys)
