@@ -21,8 +21,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import sys
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
