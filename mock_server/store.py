@@ -114,7 +114,6 @@ CODE_RETENTION_SECONDS = 86400.0
 BUSY_TIMEOUT_SECONDS = 15.0
 # Expired replay-cache entries are deleted at most this often (a write per proof is enough).
 _PRUNE_INTERVAL = 30.0
-_REPLAY_SYNCHRONOUS = os.environ.get("JWT_REPLAY_SYNC", "OFF")
 # Session ids whose Family is kept for reuse (SqliteStore.family); past that, forgotten.
 _MAX_REMEMBERED_FAMILIES = 4096
 
@@ -987,7 +986,7 @@ class SqliteStore:
         )
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {_REPLAY_SYNCHRONOUS}")
+        conn.execute("PRAGMA synchronous = OFF")
         conn.execute(_REPLAY_SCHEMA)
         secure_permissions(path)
         self._replay = conn
