@@ -8,7 +8,6 @@ import math
 import secrets
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -239,37 +238,35 @@ class AccessTokenVerifier:
     whose signature and claims were already checked, so a client's many requests with one token
     pay for the RSA check and the parsing once.
 
-    As safe as checking again: what is remembered is what does not change for the same bytes
-    (the signature, the header, issuer, audience, the claims' presence and types), and only for
-    tokens that passed, by their SHA-256 (not the token itself). What can change is checked on
-    every request: the times against the clock, the signing key still being one of ours (a
-    retired key stops verifying when its time is up), and (by the caller) the session being
-    live and the DPoP proof."""
+    As safe as checking again: a token is remembered by its exact text (identical text is
+    identical bytes, which verify identically), only once it passed, and with only what
+    cannot change for those bytes (the signature, the header, issuer, audience, the claims'
+    presence and types). What can change is checked on every request: the times against the
+    clock, the signing key still being one of ours (a retired key stops verifying when its
+    time is up), and (by the caller) the session being live and the DPoP proof. Keeping the
+    texts exposes nothing new: the same memory holds the private key that signed them."""
 
     def __init__(self, keys: SigningKeys, settings: Settings, max_entries: int = 4096) -> None:
         self._keys = keys
         self._settings = settings
         self._max_entries = max_entries
         self._lock = threading.Lock()
-        self._verified: OrderedDict[bytes, tuple[str, Mapping[str, Any], _Times]] = OrderedDict()
+        # Read without the lock (a dict lookup is atomic); written under it, oldest out first.
+        self._verified: dict[str, tuple[str, Mapping[str, Any], _Times]] = {}
 
     def verify(self, token: str, now: float) -> Mapping[str, Any]:
         if len(token) > _MAX_TOKEN_LENGTH:
             raise InvalidToken("The access token is too long")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        with self._lock:
-            known = self._verified.get(digest)
-            if known is not None:
-                self._verified.move_to_end(digest)
+        known = self._verified.get(token)
         if known is None:
-            known = self._verify_new(token, digest)
+            known = self._verify_new(token)
         elif self._keys.verification_key(known[0]) is None:
             raise InvalidToken("The access token was not signed by a key of this server")
         _, claims, times = known
         times.check(now)
         return claims
 
-    def _verify_new(self, token: str, digest: bytes) -> tuple[str, Mapping[str, Any], _Times]:
+    def _verify_new(self, token: str) -> tuple[str, Mapping[str, Any], _Times]:
         import jwt
 
         claims: Mapping[str, Any] = MappingProxyType(
@@ -277,7 +274,7 @@ class AccessTokenVerifier:
         )
         entry = (str(jwt.get_unverified_header(token)["kid"]), claims, _Times.of(claims))
         with self._lock:
-            self._verified[digest] = entry
+            self._verified[token] = entry
             while len(self._verified) > self._max_entries:
-                self._verified.popitem(last=False)
+                del self._verified[next(iter(self._verified))]
         return entry
