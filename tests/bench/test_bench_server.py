@@ -272,8 +272,9 @@ def test_dpop_userinfo_against_bearer(start_server: StartServer) -> None:
     # profiled, what DPoP adds on the server is mostly the proof's ECDSA P-256 verification
     # (one bare verification, printed above, is a third to half of a whole Bearer request's
     # server CPU), then the replay cache's insert (its own database, no disk sync: about 20 µs
-    # alone, eight system calls, twice that right after the signature check) and the proof's parsing and claims (about 12 µs); the client's
-    # signature and the longer request are paid on top, on the same two cores.
+    # alone, eight system calls, twice that right after the signature check) and the proof's
+    # parsing and claims (about 12 µs); the client's signature and the longer request are paid
+    # on top, on the same two cores.
     assert ratio >= 0.4
 
 
