@@ -41,7 +41,9 @@ class _StrictH11Connection(h11.Connection):
     def next_event(self) -> Any:
         event = super().next_event()
         if isinstance(event, h11.Request):
-            names = {name for name, _ in event.headers}
+            # raw_items() is a plain list; iterating the Headers sequence itself costs about
+            # twice as much on every request (profiled). h11 lower-cases names the same way.
+            names = {name.lower() for name, _ in event.headers.raw_items()}
             if b"content-length" in names and b"transfer-encoding" in names:
                 raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
         return event

@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import logging
 import math
+import mmap
 import os
 import sqlite3
 import stat
@@ -90,19 +91,22 @@ CREATE TABLE IF NOT EXISTS device_codes (
     auth_time      REAL,
     issuer         TEXT
 );
--- DPoP replay cache (RFC 9449 §11.1): the SHA-256 of each accepted proof's jti, until its iat
--- leaves the accepted window. One write per proof, so one b-tree (no rowid, no index: the rare
--- pruning can afford a scan).
-CREATE TABLE IF NOT EXISTS dpop_proofs (
-    jti_hash   BLOB PRIMARY KEY,
-    expires_at REAL NOT NULL
-) WITHOUT ROWID;
 -- DPoP nonces handed out (RFC 9449 §8): the current one and the one before it.
 CREATE TABLE IF NOT EXISTS dpop_nonces (
     value      TEXT PRIMARY KEY,
     created_at REAL NOT NULL
 );
 """
+# DPoP replay cache (RFC 9449 §11.1): the SHA-256 of each accepted proof's jti, until its iat
+# leaves the accepted window. One write per proof, so one b-tree (no rowid, no index: the rare
+# pruning can afford a scan). In a database of its own (see _ReplayCache).
+_REPLAY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dpop_proofs (
+    jti_hash   BLOB PRIMARY KEY,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+_REMEMBER_PROOF = "INSERT OR IGNORE INTO dpop_proofs (jti_hash, expires_at) VALUES (?, ?)"
 # Spent and expired codes are kept this long after expiry, so a replay is still recognised
 # (and revokes what the code issued) rather than looking unknown.
 CODE_RETENTION_SECONDS = 86400.0
@@ -110,9 +114,16 @@ CODE_RETENTION_SECONDS = 86400.0
 BUSY_TIMEOUT_SECONDS = 15.0
 # Expired replay-cache entries are deleted at most this often (a write per proof is enough).
 _PRUNE_INTERVAL = 30.0
+# Session ids whose Family is kept for reuse (SqliteStore.family); past that, forgotten.
+_MAX_REMEMBERED_FAMILIES = 4096
 
 _OWNER_ONLY = 0o600
 _log = logging.getLogger(__name__)
+
+
+def replay_cache_path(db_path: str) -> str:
+    """The file of the DPoP replay cache that goes with the database at ``db_path``."""
+    return db_path + "-dpop"
 
 
 def secure_permissions(db_path: str) -> None:
@@ -351,6 +362,91 @@ def _poll_refusal(
     return next((outcome for holds, outcome in reasons if holds), None)
 
 
+def _create_schema(conn: sqlite3.Connection, issuer: str | None) -> None:
+    """The tables, and the columns a database from an earlier version lacks (in a write
+    transaction)."""
+    # Statement by statement: executescript() would commit our transaction.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(signing_keys)")}
+    if "last_exp" not in columns:  # a database from before the column existed
+        conn.execute("ALTER TABLE signing_keys ADD COLUMN last_exp REAL")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(families)")}
+    if "dpop_jkt" not in columns:  # a database from before DPoP
+        conn.execute("ALTER TABLE families ADD COLUMN dpop_jkt TEXT")
+    for table in ("families", "authorization_codes", "device_codes"):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if "issuer" not in columns:  # a database from before the issuer column
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN issuer TEXT")
+    # Older codes stay without one: they live minutes, and are simply unknown now.
+    if issuer is not None:
+        # Sessions from before then belong to the first issuer that serves the
+        # file after the upgrade: they keep working there, and nowhere else.
+        conn.execute("UPDATE families SET issuer = ? WHERE issuer IS NULL", (issuer,))
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(refresh_tokens)")}
+    if "replaced_by" not in columns:  # a database from before the reuse grace
+        conn.execute("ALTER TABLE refresh_tokens ADD COLUMN replaced_by TEXT")
+
+
+class _CommitWatch:
+    """Whether anything was committed to a WAL database since an earlier look, without a query.
+
+    SQLite keeps the wal-index header (https://www.sqlite.org/walformat.html, 2.2.1) at the
+    start of the database's -shm file, the memory that every connection of every process on the
+    database maps. Every commit changes that header (its change counter, frame count and
+    checksum) before COMMIT returns; a writer updates its two 48-byte copies one after the
+    other, so two equal copies are a header that no writer is changing. An unchanged header
+    therefore means that no transaction has committed since: a row read after the earlier look
+    is still what the same query would read now.
+
+    Trusted only once seen to work (``check``): a commit of this process that changed rows
+    must change the header mapped here. Until then, or for good if it did not (the file mapped
+    is not the one SQLite uses), ``mark`` is None and every read queries.
+    """
+
+    _HEADER = 96  # the two copies of the header
+
+    def __init__(self, db_path: str) -> None:
+        self.trusted: bool | None = None  # None: not seen yet; False: never to be used
+        self._map: mmap.mmap | None = None
+        try:
+            fd = os.open(os.path.realpath(db_path) + "-shm", os.O_RDONLY)
+            try:
+                self._map = mmap.mmap(fd, self._HEADER, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError):  # no -shm, or one too short for a header
+            self.trusted = False
+
+    def header(self) -> bytes | None:
+        """The header as it is now, when both copies agree."""
+        if self._map is None:
+            return None
+        header = self._map[: self._HEADER]
+        half = self._HEADER // 2
+        return header if header[:half] == header[half:] else None
+
+    def mark(self) -> bytes | None:
+        return self.header() if self.trusted else None
+
+    def check(self, before: bytes | None) -> None:
+        """After a commit that changed rows, with the header from before it (taken under the
+        write lock): trusted if the header changed, never again if it did not."""
+        if self.trusted is None and before is not None:
+            after = self.header()
+            if after is not None:
+                self.trusted = after != before
+                if not self.trusted:
+                    _log.warning("the -shm of the database does not follow its commits")
+
+    def close(self) -> None:
+        self.trusted = False
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+
 class SqliteStore:
     """``issuer`` scopes the sessions: the store makes, finds, rotates, lists and revokes only
     that issuer's families (signing keys are shared by every issuer of the file). Without one
@@ -359,6 +455,7 @@ class SqliteStore:
     def __init__(self, db_path: str, *, issuer: str | None = None) -> None:
         self._lock = threading.RLock()
         self._issuer = issuer
+        self._watch: _CommitWatch | None = None  # set once the database is in WAL mode
         if db_path != MEMORY_DB:
             path = Path(db_path)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -380,29 +477,22 @@ class SqliteStore:
                 secure_permissions(db_path)
             self._conn.execute("PRAGMA foreign_keys = ON")
             with self._write() as conn:
-                # Statement by statement: executescript() would commit our transaction.
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(signing_keys)")}
-                if "last_exp" not in columns:  # a database from before the column existed
-                    conn.execute("ALTER TABLE signing_keys ADD COLUMN last_exp REAL")
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(families)")}
-                if "dpop_jkt" not in columns:  # a database from before DPoP
-                    conn.execute("ALTER TABLE families ADD COLUMN dpop_jkt TEXT")
-                for table in ("families", "authorization_codes", "device_codes"):
-                    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-                    if "issuer" not in columns:  # a database from before the issuer column
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN issuer TEXT")
-                # Older codes stay without one: they live minutes, and are simply unknown now.
-                if issuer is not None:
-                    # Sessions from before then belong to the first issuer that serves the
-                    # file after the upgrade: they keep working there, and nowhere else.
-                    conn.execute("UPDATE families SET issuer = ? WHERE issuer IS NULL", (issuer,))
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(refresh_tokens)")}
-                if "replaced_by" not in columns:  # a database from before the reuse grace
-                    conn.execute("ALTER TABLE refresh_tokens ADD COLUMN replaced_by TEXT")
+                _create_schema(conn, issuer)
         self._pruned_at = -math.inf
+        # The replay cache: in memory, a table of the one connection (no other process can
+        # share it); for a file, a database of its own, opened on the first proof.
+        self._replay_path: str | None = None
+        self._replay: sqlite3.Connection | None = None
+        self._replay_lock: threading.Lock | threading.RLock = threading.Lock()
+        if db_path == MEMORY_DB:
+            with self._lock:
+                self._conn.execute(_REPLAY_SCHEMA)
+            self._replay, self._replay_lock = self._conn, self._lock
+        else:
+            self._replay_path = replay_cache_path(db_path)
+        # The last Family read for each session id: the commit mark from before its query,
+        # its row, and the Family built from that row.
+        self._families: dict[str, tuple[bytes | None, tuple[object, ...], Family]] = {}
         # Reads get a connection of their own: in WAL mode they never wait for a writer, so a
         # read is always quick, even while a write waits for another process's lock. (One
         # in-memory database cannot have two connections; there, nothing else can write.)
@@ -413,11 +503,17 @@ class SqliteStore:
                 db_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
             )
             self._reader_lock = threading.RLock()
+        self._watch = _CommitWatch(db_path) if db_path != MEMORY_DB else None
 
     def close(self) -> None:
-        with self._lock, self._reader_lock:
+        with self._lock, self._reader_lock, self._replay_lock:
+            if self._watch is not None:
+                self._watch.close()
             if self._reader is not self._conn:
                 self._reader.close()
+            if self._replay is not None and self._replay is not self._conn:
+                self._replay.close()
+                self._replay = None
             self._conn.close()
 
     @contextmanager
@@ -426,6 +522,8 @@ class SqliteStore:
         # it cannot interleave with another writer, in this process or any other.
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            watch = self._watch if self._watch is not None and self._watch.trusted is None else None
+            before = (watch.header(), self._conn.total_changes) if watch is not None else None
             try:
                 yield self._conn
             except BaseException:
@@ -439,6 +537,8 @@ class SqliteStore:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+            if watch is not None and before is not None and self._conn.total_changes != before[1]:
+                watch.check(before[0])
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._reader_lock:
@@ -610,8 +710,26 @@ class SqliteStore:
         return _family(rows[0]) if rows else None
 
     def family(self, family_id: str) -> Family | None:
-        rows = self._read(_FAMILY_BY_ID, (family_id, self._issuer))
-        return _family(rows[0]) if rows else None
+        """The session as the database holds it now. Asked on every authorized request, so
+        that a revocation by any process counts at once; profiled, the query (its read
+        transaction's locks, nine columns) was most of a Bearer request's own work, and
+        building the Family a good part of the rest. So: when nothing has been committed to
+        the database since this session was last read (_CommitWatch), that read is still
+        true and no query is made; and a row equal in every column to the last one read
+        gives back the Family built from it."""
+        mark = self._watch.mark() if self._watch is not None else None
+        known = self._families.get(family_id)
+        if mark is not None and known is not None and known[0] == mark:
+            return known[2]
+        with self._reader_lock:
+            row = self._reader.execute(_FAMILY_BY_ID, (family_id, self._issuer)).fetchone()
+        if row is None:
+            return None
+        family = known[2] if known is not None and known[1] == row else _family(row)
+        if len(self._families) >= _MAX_REMEMBERED_FAMILIES:
+            self._families.clear()
+        self._families[family_id] = (mark, row, family)
+        return family
 
     def revoke_family(self, family_id: str, now: float, reason: str) -> bool:
         with self._write() as conn:
@@ -833,18 +951,46 @@ class SqliteStore:
 
     def remember_dpop_proof(self, jti_hash: bytes, expires_at: float, now: float) -> bool:
         """Record an accepted proof's jti; False when any process saw it before (a replay)."""
-        if now - self._pruned_at >= _PRUNE_INTERVAL:
-            with self._write() as conn:
-                conn.execute("DELETE FROM dpop_proofs WHERE expires_at <= ?", (now,))
+        with self._replay_lock:
+            conn = self._replay if self._replay is not None else self._open_replay_cache()
+            if now - self._pruned_at >= _PRUNE_INTERVAL:
+                # Strictly before now: a proof whose `iat` is exactly the window's age is still
+                # accepted (ProofVerifier refuses only older ones), so its entry must stay.
+                conn.execute("DELETE FROM dpop_proofs WHERE expires_at < ?", (now,))
                 self._pruned_at = now
-        # One statement, so its own transaction (no BEGIN/COMMIT round trips): the primary key
-        # makes it atomic across processes. An entry not pruned yet still refuses its jti.
-        with self._lock:
-            inserted = self._conn.execute(
-                "INSERT OR IGNORE INTO dpop_proofs (jti_hash, expires_at) VALUES (?, ?)",
-                (jti_hash, expires_at),
-            ).rowcount
-        return inserted == 1
+            # One statement, so its own transaction (no BEGIN/COMMIT round trips): the primary
+            # key makes it atomic across processes. An entry not pruned yet still refuses its jti.
+            return int(conn.execute(_REMEMBER_PROOF, (jti_hash, expires_at)).rowcount) == 1
+
+    def _open_replay_cache(self) -> sqlite3.Connection:
+        """The replay cache's own database (replay_cache_path), shared by every process of the
+        main one and kept across restarts like it.
+
+        Apart from the main database because it takes a write per DPoP request: there, each
+        such write would make the connection that reads sessions drop its page cache (any
+        commit by another connection does), and would share checkpoints with the sessions.
+
+        ``synchronous = OFF``: a commit never waits for the disk (nor does a checkpoint). A
+        server process that crashes loses nothing (the writes are in the operating system's
+        cache); an operating-system crash or power loss may lose the last seconds of entries,
+        or leave the file damaged (delete it then: it holds nothing else). Either way nothing
+        of value is lost: an entry matters only while its proof's `iat` is within the 60 s
+        window, and after a crash the machine must boot and the server start again before a
+        replayed proof could reach it. The main database keeps synchronous = NORMAL."""
+        assert self._replay_path is not None
+        path = self._replay_path
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, _OWNER_ONLY))
+        secure_permissions(path)
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute(_REPLAY_SCHEMA)
+        secure_permissions(path)
+        self._replay = conn
+        return conn
 
     def rotate_dpop_nonce(
         self, candidate: str, now: float, lifetime: float

@@ -8,7 +8,6 @@ import math
 import secrets
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -153,15 +152,31 @@ def _checked_header(token: str) -> dict[str, Any]:
     return header
 
 
-def _check_times(claims: Mapping[str, Any], now: float) -> None:
-    if not _number(claims["exp"]) or not _number(claims["iat"]):
-        raise InvalidToken("The access token has a malformed exp or iat")
-    if now >= claims["exp"]:
-        raise InvalidToken("The access token expired")
-    if claims["iat"] > now + _IAT_SKEW:
-        raise InvalidToken("The access token was issued in the future")
-    if "nbf" in claims and (not _number(claims["nbf"]) or claims["nbf"] > now + _IAT_SKEW):
-        raise InvalidToken("The access token is not valid yet")
+@dataclass(frozen=True)
+class _Times:
+    """An access token's time claims, checked to be numbers once (they are part of what was
+    signed); whether they hold is asked anew at every request, against the server's clock."""
+
+    exp: float
+    iat: float
+    nbf: float | None
+    nbf_malformed: bool
+
+    @classmethod
+    def of(cls, claims: Mapping[str, Any]) -> _Times:
+        if not _number(claims["exp"]) or not _number(claims["iat"]):
+            raise InvalidToken("The access token has a malformed exp or iat")
+        nbf = claims.get("nbf")
+        malformed = "nbf" in claims and not _number(nbf)
+        return cls(claims["exp"], claims["iat"], None if malformed else nbf, malformed)
+
+    def check(self, now: float) -> None:
+        if now >= self.exp:
+            raise InvalidToken("The access token expired")
+        if self.iat > now + _IAT_SKEW:
+            raise InvalidToken("The access token was issued in the future")
+        if self.nbf_malformed or (self.nbf is not None and self.nbf > now + _IAT_SKEW):
+            raise InvalidToken("The access token is not valid yet")
 
 
 def _verify_signed_content(token: str, keys: SigningKeys, settings: Settings) -> dict[str, Any]:
@@ -221,39 +236,45 @@ def bound_key(claims: Mapping[str, Any]) -> str | None:
 class AccessTokenVerifier:
     """Verifies access tokens (RFC 9068, RS256, every claim required), with a memory of tokens
     whose signature and claims were already checked, so a client's many requests with one token
-    pay for the RSA check and the parsing once. Only tokens that passed are remembered (by
-    SHA-256, not the token itself); time, the key still being ours, and (by the caller) the
-    session are checked on every request."""
+    pay for the RSA check and the parsing once.
+
+    As safe as checking again: a token is remembered by its exact text (identical text is
+    identical bytes, which verify identically), only once it passed, and with only what
+    cannot change for those bytes (the signature, the header, issuer, audience, the claims'
+    presence and types). What can change is checked on every request: the times against the
+    clock, the signing key still being one of ours (a retired key stops verifying when its
+    time is up), and (by the caller) the session being live and the DPoP proof. Keeping the
+    texts exposes nothing new: the same memory holds the private key that signed them."""
 
     def __init__(self, keys: SigningKeys, settings: Settings, max_entries: int = 4096) -> None:
         self._keys = keys
         self._settings = settings
         self._max_entries = max_entries
         self._lock = threading.Lock()
-        self._verified: OrderedDict[bytes, tuple[str, Mapping[str, Any]]] = OrderedDict()
+        # Read without the lock (a dict lookup is atomic); written under it, oldest out first.
+        self._verified: dict[str, tuple[str, Mapping[str, Any], _Times]] = {}
 
     def verify(self, token: str, now: float) -> Mapping[str, Any]:
-        import jwt
-
         if len(token) > _MAX_TOKEN_LENGTH:
             raise InvalidToken("The access token is too long")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        with self._lock:
-            known = self._verified.get(digest)
-            if known is not None:
-                self._verified.move_to_end(digest)
+        known = self._verified.get(token)
         if known is None:
-            claims: Mapping[str, Any] = MappingProxyType(
-                _verify_signed_content(token, self._keys, self._settings)
-            )
-            kid = str(jwt.get_unverified_header(token)["kid"])
-            with self._lock:
-                self._verified[digest] = (kid, claims)
-                while len(self._verified) > self._max_entries:
-                    self._verified.popitem(last=False)
-        else:
-            kid, claims = known
-            if self._keys.verification_key(kid) is None:
-                raise InvalidToken("The access token was not signed by a key of this server")
-        _check_times(claims, now)
+            known = self._verify_new(token)
+        elif self._keys.verification_key(known[0]) is None:
+            raise InvalidToken("The access token was not signed by a key of this server")
+        _, claims, times = known
+        times.check(now)
         return claims
+
+    def _verify_new(self, token: str) -> tuple[str, Mapping[str, Any], _Times]:
+        import jwt
+
+        claims: Mapping[str, Any] = MappingProxyType(
+            _verify_signed_content(token, self._keys, self._settings)
+        )
+        entry = (str(jwt.get_unverified_header(token)["kid"]), claims, _Times.of(claims))
+        with self._lock:
+            self._verified[token] = entry
+            while len(self._verified) > self._max_entries:
+                del self._verified[next(iter(self._verified))]
+        return entry

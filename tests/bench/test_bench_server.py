@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -267,9 +268,13 @@ def test_dpop_userinfo_against_bearer(start_server: StartServer) -> None:
     print(f"[bench] DPoP /userinfo vs Bearer: {ratio:.2f}x (target >= 0.8x: {verdict})")
     # The floor catches a gross regression (a key parsed per proof, a sync per write) on a
     # machine as shared as ours. The target is out of reach while a Bearer request is this cheap
-    # (its token check is remembered): the proof's ECDSA verification and the replay cache's
-    # write cost about half of what the whole Bearer request does, and the client's signature
-    # is paid on top.
+    # (its token check is remembered, its session read needs no query when nothing changed):
+    # profiled, what DPoP adds on the server is mostly the proof's ECDSA P-256 verification
+    # (one bare verification, printed above, is a third to half of a whole Bearer request's
+    # server CPU), then the replay cache's insert (its own database, no disk sync: about 20 µs
+    # alone, eight system calls, twice that right after the signature check) and the proof's
+    # parsing and claims (about 12 µs); the client's signature and the longer request are paid
+    # on top, on the same two cores.
     assert ratio >= 0.4
 
 
@@ -285,3 +290,40 @@ def es256_verify_seconds(rounds: int = 400) -> float:
         public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+WRK_SECONDS = 3  # per wrk run in the focused bench below
+WRK_ROUNDS = 5
+
+
+def test_userinfo_against_bare_route(tmp_path: Path) -> None:
+    """Issue 9's /userinfo row on its own, for quick iteration: the same ``wrk -t2 -c16`` load
+    and the same bare Starlette route (sent the same bearer header) as
+    test_bench_peer.py::test_the_fast_table, interleaved rounds, medians. Target >= 0.8x."""
+    from tests.bench import test_bench_peer as peer
+
+    wrk = peer._wrk()
+    ours_port, bare_port = peer._free_port(), peer._free_port()
+    ours, bare = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{bare_port}"
+    with (
+        peer._running(peer._ours(ours_port, tmp_path / "load.sqlite3"), ours + "/healthz"),
+        peer._running([sys.executable, "-c", peer.BARE_APP, str(bare_port)], bare + "/constant"),
+    ):
+        access = peer._sign_in(ours, password_grant_form=peer.ALICE)["access_token"]
+        header = f"Authorization: Bearer {access}"
+        rates: dict[str, list[float]] = {"bare, same headers": [], "userinfo": []}
+        duration = f"-d{WRK_SECONDS}s"
+        for _ in range(WRK_ROUNDS):
+            rates["bare, same headers"].append(
+                peer._rate(wrk, bare + "/constant", "-H", header, duration)
+            )
+            rates["userinfo"].append(peer._rate(wrk, ours + "/userinfo", "-H", header, duration))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    ratio = median["userinfo"] / median["bare, same headers"]
+    print()
+    for name, values in rates.items():
+        runs = " ".join(f"{v:.0f}" for v in values)
+        print(f"{name:<20}{median[name]:>8.0f} req/s (median; rounds: {runs})")
+    verdict = "met" if ratio >= 0.8 else "missed"
+    print(f"[bench] /userinfo vs bare route, same headers: {ratio:.2f}x (>= 0.8x: {verdict})")
+    assert ratio >= 0.8

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from desktop.auth.dpop import DPoPKey
 from mock_server.dpop import NONCE_LIFETIME
+from mock_server.store import replay_cache_path
 from tests.server.dpop_proofs import DROP, Signer, dpop_auth, token_claims
 from tests.server.helpers import (
     ALL_SCOPES,
@@ -490,7 +491,7 @@ def test_the_replay_cache_forgets_proofs_once_they_are_stale(
         at = dpop_sign_in(client, key)["access_token"]
 
         def jtis() -> int:
-            with sqlite3.connect(db) as conn:
+            with sqlite3.connect(replay_cache_path(db)) as conn:
                 return int(conn.execute("SELECT count(*) FROM dpop_proofs").fetchone()[0])
 
         assert userinfo(client, key, at).status_code == 200

@@ -4,10 +4,14 @@ database from before DPoP."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
-from mock_server.store import Family, Rotation, SqliteStore
+from mock_server.store import Family, Rotation, SqliteStore, _CommitWatch, replay_cache_path
 from tests.server.helpers import ISSUER
 
 BOUND = Family("f1", "alice", "jwt-desktop", "openid", 1.0, None, 100.0, None, None, "jkt-1")
@@ -84,6 +88,90 @@ def test_the_replay_cache_and_the_nonces_are_shared_by_two_stores(tmp_path: Path
     finally:
         first.close()
         second.close()
+
+
+def test_the_replay_cache_survives_a_restart_in_an_owner_only_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.sqlite3")
+    old_umask = os.umask(0o022)
+    store = SqliteStore(path, issuer=ISSUER)
+    try:
+        assert store.remember_dpop_proof(b"j" * 32, 160.0, 100.0)
+        for companion in ("", "-wal", "-shm"):
+            file = Path(replay_cache_path(path) + companion)
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    finally:
+        os.umask(old_umask)
+        store.close()
+    again = SqliteStore(path, issuer=ISSUER)
+    try:
+        assert not again.remember_dpop_proof(b"j" * 32, 160.0, 110.0)
+        # Kept while its proof could still be accepted: up to and at its expiry.
+        assert not again.remember_dpop_proof(b"j" * 32, 160.0, 160.0)
+        assert again.remember_dpop_proof(b"k" * 32, 220.0, 160.0)
+    finally:
+        again.close()
+
+
+def test_a_session_read_reflects_a_revocation_by_another_store(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.sqlite3")
+    reader, other = SqliteStore(path, issuer=ISSUER), SqliteStore(path, issuer=ISSUER)
+    try:
+        reader.create_family(BOUND, "h1")
+        assert reader.family("f1") == BOUND
+        assert reader.family("f1") is reader.family("f1")  # an unchanged row: one Family
+        assert other.revoke_family("f1", 5.0, "signed out")
+        assert reader.family("f1") == dataclasses.replace(
+            BOUND, revoked_at=5.0, revoked_reason="signed out"
+        )
+    finally:
+        reader.close()
+        other.close()
+
+
+REVOKE_IN_ANOTHER_PROCESS = """
+import sys
+from mock_server.store import SqliteStore
+store = SqliteStore(sys.argv[1], issuer=sys.argv[2])
+assert store.revoke_family("f1", 5.0, "signed out")
+store.close()
+"""
+
+
+def test_a_revocation_by_another_process_counts_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.sqlite3")
+    reader = SqliteStore(path, issuer=ISSUER)
+    try:
+        reader.create_family(BOUND, "h1")
+        # That commit changed the -shm header: unchanged since, it spares the reads a query.
+        assert reader._watch is not None and reader._watch.trusted
+        assert reader.family("f1") is reader.family("f1") == BOUND
+        subprocess.run(
+            [sys.executable, "-c", REVOKE_IN_ANOTHER_PROCESS, path, ISSUER],
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        family = reader.family("f1")
+        assert family is not None and family.revoked_at == 5.0
+    finally:
+        reader.close()
+
+
+def test_a_commit_watch_that_does_not_follow_the_commits_is_never_used(tmp_path: Path) -> None:
+    path, elsewhere = str(tmp_path / "state.sqlite3"), str(tmp_path / "other.sqlite3")
+    reader, other = SqliteStore(path, issuer=ISSUER), SqliteStore(elsewhere, issuer=ISSUER)
+    try:
+        reader._watch = _CommitWatch(elsewhere)  # as if SQLite used another -shm than this
+        reader.create_family(BOUND, "h1")
+        assert reader._watch.trusted is False and reader._watch.mark() is None
+        assert reader.family("f1") == BOUND
+        third = SqliteStore(path, issuer=ISSUER)
+        assert third.revoke_family("f1", 5.0, "signed out")
+        third.close()
+        family = reader.family("f1")
+        assert family is not None and family.revoked_at == 5.0
+    finally:
+        reader.close()
+        other.close()
 
 
 def test_a_database_from_before_dpop_gets_the_column(tmp_path: Path) -> None:
