@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import logging
 import math
+import mmap
 import os
 import sqlite3
 import stat
@@ -388,6 +389,64 @@ def _create_schema(conn: sqlite3.Connection, issuer: str | None) -> None:
         conn.execute("ALTER TABLE refresh_tokens ADD COLUMN replaced_by TEXT")
 
 
+class _CommitWatch:
+    """Whether anything was committed to a WAL database since an earlier look, without a query.
+
+    SQLite keeps the wal-index header (https://www.sqlite.org/walformat.html, 2.2.1) at the
+    start of the database's -shm file, the memory that every connection of every process on the
+    database maps. Every commit changes that header (its change counter, frame count and
+    checksum) before COMMIT returns; a writer updates its two 48-byte copies one after the
+    other, so two equal copies are a header that no writer is changing. An unchanged header
+    therefore means that no transaction has committed since: a row read after the earlier look
+    is still what the same query would read now.
+
+    Trusted only once seen to work (``check``): a commit of this process that changed rows
+    must change the header mapped here. Until then, or for good if it did not (the file mapped
+    is not the one SQLite uses), ``mark`` is None and every read queries.
+    """
+
+    _HEADER = 96  # the two copies of the header
+
+    def __init__(self, db_path: str) -> None:
+        self.trusted: bool | None = None  # None: not seen yet; False: never to be used
+        self._map: mmap.mmap | None = None
+        try:
+            fd = os.open(os.path.realpath(db_path) + "-shm", os.O_RDONLY)
+            try:
+                self._map = mmap.mmap(fd, self._HEADER, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError):  # no -shm, or one too short for a header
+            self.trusted = False
+
+    def header(self) -> bytes | None:
+        """The header as it is now, when both copies agree."""
+        if self._map is None:
+            return None
+        header = self._map[: self._HEADER]
+        half = self._HEADER // 2
+        return header if header[:half] == header[half:] else None
+
+    def mark(self) -> bytes | None:
+        return self.header() if self.trusted else None
+
+    def check(self, before: bytes | None) -> None:
+        """After a commit that changed rows, with the header from before it (taken under the
+        write lock): trusted if the header changed, never again if it did not."""
+        if self.trusted is None and before is not None:
+            after = self.header()
+            if after is not None:
+                self.trusted = after != before
+                if not self.trusted:
+                    _log.warning("the -shm of the database does not follow its commits")
+
+    def close(self) -> None:
+        self.trusted = False
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+
 class SqliteStore:
     """``issuer`` scopes the sessions: the store makes, finds, rotates, lists and revokes only
     that issuer's families (signing keys are shared by every issuer of the file). Without one
@@ -396,6 +455,7 @@ class SqliteStore:
     def __init__(self, db_path: str, *, issuer: str | None = None) -> None:
         self._lock = threading.RLock()
         self._issuer = issuer
+        self._watch: _CommitWatch | None = None  # set once the database is in WAL mode
         if db_path != MEMORY_DB:
             path = Path(db_path)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -432,7 +492,7 @@ class SqliteStore:
             self._replay_path = replay_cache_path(db_path)
         # The last Family read for each session id: the commit mark from before its query,
         # its row, and the Family built from that row.
-        self._families: dict[str, tuple[int | None, tuple[object, ...], Family]] = {}
+        self._families: dict[str, tuple[bytes | None, tuple[object, ...], Family]] = {}
         # Reads get a connection of their own: in WAL mode they never wait for a writer, so a
         # read is always quick, even while a write waits for another process's lock. (One
         # in-memory database cannot have two connections; there, nothing else can write.)
@@ -443,9 +503,12 @@ class SqliteStore:
                 db_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
             )
             self._reader_lock = threading.RLock()
+        self._watch = _CommitWatch(db_path) if db_path != MEMORY_DB else None
 
     def close(self) -> None:
         with self._lock, self._reader_lock, self._replay_lock:
+            if self._watch is not None:
+                self._watch.close()
             if self._reader is not self._conn:
                 self._reader.close()
             if self._replay is not None and self._replay is not self._conn:
@@ -459,6 +522,8 @@ class SqliteStore:
         # it cannot interleave with another writer, in this process or any other.
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            watch = self._watch if self._watch is not None and self._watch.trusted is None else None
+            before = (watch.header(), self._conn.total_changes) if watch is not None else None
             try:
                 yield self._conn
             except BaseException:
@@ -472,6 +537,8 @@ class SqliteStore:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+            if watch is not None and before is not None and self._conn.total_changes != before[1]:
+                watch.check(before[0])
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._reader_lock:
@@ -647,30 +714,22 @@ class SqliteStore:
         that a revocation by any process counts at once; profiled, the query (its read
         transaction's locks, nine columns) was most of a Bearer request's own work, and
         building the Family a good part of the rest. So: when nothing has been committed to
-        the database since this session was last read, that read is still true and no query
-        is made; and a row equal in every column to the last one read gives back the Family
-        built from it. SQLite says which: ``PRAGMA data_version`` on the reader connection
-        changes with every commit of any other connection (this store's writer, another
-        process), and costs a fraction of the query."""
+        the database since this session was last read (_CommitWatch), that read is still
+        true and no query is made; and a row equal in every column to the last one read
+        gives back the Family built from it."""
+        mark = self._watch.mark() if self._watch is not None else None
+        known = self._families.get(family_id)
+        if mark is not None and known is not None and known[0] == mark:
+            return known[2]
         with self._reader_lock:
-            version = self._data_version()
-            known = self._families.get(family_id)
-            if version is not None and known is not None and known[0] == version:
-                return known[2]
             row = self._reader.execute(_FAMILY_BY_ID, (family_id, self._issuer)).fetchone()
         if row is None:
             return None
         family = known[2] if known is not None and known[1] == row else _family(row)
         if len(self._families) >= _MAX_REMEMBERED_FAMILIES:
             self._families.clear()
-        self._families[family_id] = (version, row, family)
+        self._families[family_id] = (mark, row, family)
         return family
-
-    def _data_version(self) -> int | None:
-        # An in-memory database has one connection, whose own commits leave it unchanged.
-        if self._reader is self._conn:
-            return None
-        return int(self._reader.execute("PRAGMA data_version").fetchone()[0])
 
     def revoke_family(self, family_id: str, now: float, reason: str) -> bool:
         with self._write() as conn:

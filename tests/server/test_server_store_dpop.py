@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mock_server.store import Family, Rotation, SqliteStore, replay_cache_path
+from mock_server.store import Family, Rotation, SqliteStore, _CommitWatch, replay_cache_path
 from tests.server.helpers import ISSUER
 
 BOUND = Family("f1", "alice", "jwt-desktop", "openid", 1.0, None, 100.0, None, None, "jkt-1")
@@ -142,13 +142,9 @@ def test_a_revocation_by_another_process_counts_at_once(tmp_path: Path) -> None:
     reader = SqliteStore(path, issuer=ISSUER)
     try:
         reader.create_family(BOUND, "h1")
-        assert reader.family("f1") == BOUND
-        # Nothing committed since that read: the next one asks SQLite no query.
-        statements: list[str] = []
-        reader._reader.set_trace_callback(statements.append)
-        assert reader.family("f1") == BOUND
-        reader._reader.set_trace_callback(None)
-        assert statements == ["PRAGMA data_version"]
+        # That commit changed the -shm header: unchanged since, it spares the reads a query.
+        assert reader._watch is not None and reader._watch.trusted
+        assert reader.family("f1") is reader.family("f1") == BOUND
         subprocess.run(
             [sys.executable, "-c", REVOKE_IN_ANOTHER_PROCESS, path, ISSUER],
             check=True,
@@ -160,17 +156,22 @@ def test_a_revocation_by_another_process_counts_at_once(tmp_path: Path) -> None:
         reader.close()
 
 
-def test_a_commit_by_the_stores_own_writer_is_seen_by_its_reads(tmp_path: Path) -> None:
-    # The reader's data_version follows the writer of the same store (another connection).
-    store = SqliteStore(str(tmp_path / "state.sqlite3"), issuer=ISSUER)
+def test_a_commit_watch_that_does_not_follow_the_commits_is_never_used(tmp_path: Path) -> None:
+    path, elsewhere = str(tmp_path / "state.sqlite3"), str(tmp_path / "other.sqlite3")
+    reader, other = SqliteStore(path, issuer=ISSUER), SqliteStore(elsewhere, issuer=ISSUER)
     try:
-        store.create_family(BOUND, "h1")
-        assert store.family("f1") == BOUND
-        assert store.revoke_family("f1", 5.0, "signed out")
-        family = store.family("f1")
+        reader._watch = _CommitWatch(elsewhere)  # as if SQLite used another -shm than this
+        reader.create_family(BOUND, "h1")
+        assert reader._watch.trusted is False and reader._watch.mark() is None
+        assert reader.family("f1") == BOUND
+        third = SqliteStore(path, issuer=ISSUER)
+        assert third.revoke_family("f1", 5.0, "signed out")
+        third.close()
+        family = reader.family("f1")
         assert family is not None and family.revoked_at == 5.0
     finally:
-        store.close()
+        reader.close()
+        other.close()
 
 
 def test_a_database_from_before_dpop_gets_the_column(tmp_path: Path) -> None:
