@@ -55,10 +55,13 @@ def _server(request: Request) -> TokenServer:
 def proof_request(request: Request) -> ProofRequest:
     """What the request brings for DPoP (RFC 9449 §4.3): every ``DPoP`` header, the method,
     and the URL as this server sees it: its issuer and the path (never the Host header)."""
+    # The path as request.url.path gives it (Starlette escapes these three), without building
+    # the whole URL (profiled: a tenth of a DPoP request's own work).
+    path = request.scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
     return ProofRequest(
         tuple(request.headers.getlist("dpop")),
         request.method,
-        _server(request).settings.issuer.rstrip("/") + request.url.path,
+        _server(request).settings.issuer.rstrip("/") + path,
     )
 
 

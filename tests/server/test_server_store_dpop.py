@@ -144,7 +144,13 @@ def test_a_revocation_by_another_process_counts_at_once(tmp_path: Path) -> None:
         reader.create_family(BOUND, "h1")
         # That commit changed the -shm header: unchanged since, it spares the reads a query.
         assert reader._watch is not None and reader._watch.trusted
-        assert reader.family("f1") is reader.family("f1") == BOUND
+        assert reader.family("f1") == BOUND
+        # Nothing committed since that read: the next one asks SQLite nothing at all.
+        statements: list[str] = []
+        reader._reader.set_trace_callback(statements.append)
+        assert reader.family("f1") == BOUND
+        reader._reader.set_trace_callback(None)
+        assert statements == []
         subprocess.run(
             [sys.executable, "-c", REVOKE_IN_ANOTHER_PROCESS, path, ISSUER],
             check=True,
