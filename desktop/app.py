@@ -126,17 +126,16 @@ class Application(QObject):
         super().__init__(parent)
         self._demo = demo
         self._quit = quit_app
-        config = config_module.load_config()
+        loaded = config = config_module.load_config()
         if server_url is not None and server_url != config.server_url and demo is None:
             config = accounts.select_server(config, server_url)
-            config_module.save_config(config)
         if demo is not None:
             # Not saved: a demo run does not change the server remembered for normal runs.
             config = accounts.select_server(config, config_module.DEFAULT_SERVER_URL)
         if account is not None:
             config = accounts.use(config, *account)
-            if demo is None:
-                config_module.save_config(config)
+        if demo is None and config != loaded:
+            config_module.save_config(config)
         # Asked for by name: restored even when the last sign-in chose not to stay signed in.
         self._open_as = account is not None
         self._config = config

@@ -452,6 +452,30 @@ class _CommitWatch:
             self._map = None
 
 
+def _connect(db_path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        db_path,
+        timeout=BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,  # transactions are explicit (SqliteStore._write)
+        check_same_thread=False,  # shared between worker threads under the store's locks
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    return conn
+
+
+def _open_file(db_path: str, *, synchronous: str) -> sqlite3.Connection:
+    """A connection to the database file at ``db_path`` in WAL mode, the file and its -wal and
+    -shm companions readable by their owner only."""
+    os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, _OWNER_ONLY))
+    secure_permissions(db_path)
+    conn = _connect(db_path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # SQLite gives new -wal/-shm files the database's mode; older ones may not be.
+    secure_permissions(db_path)
+    return conn
+
+
 class _WriterTurn:
     """Writers of one database file take turns on a file lock before SQLite's own write lock.
 
@@ -470,9 +494,10 @@ class _WriterTurn:
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
-        if self._fd is None or fcntl is None:
+        if self._fd is None:
             yield
             return
+        assert fcntl is not None  # a descriptor is opened only where flock exists
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             yield
@@ -495,25 +520,13 @@ class SqliteStore:
         self._issuer = issuer
         self._watch: _CommitWatch | None = None  # set once the database is in WAL mode
         if db_path != MEMORY_DB:
-            path = Path(db_path)
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            Path(db_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The file holds the private signing keys: readable by its owner only.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, _OWNER_ONLY))
-            secure_permissions(db_path)
+            self._conn = _open_file(db_path, synchronous="NORMAL")
+        else:
+            self._conn = _connect(db_path)
         self._turn = _WriterTurn(db_path)
-        self._conn = sqlite3.connect(
-            db_path,
-            timeout=BUSY_TIMEOUT_SECONDS,
-            isolation_level=None,  # transactions are explicit, below
-            check_same_thread=False,  # shared between worker threads under self._lock
-        )
         with self._lock:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            if db_path != MEMORY_DB:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-                self._conn.execute("PRAGMA synchronous = NORMAL")
-                # SQLite gives new -wal/-shm files the database's mode; older ones may not be.
-                secure_permissions(db_path)
             self._conn.execute("PRAGMA foreign_keys = ON")
             with self._write() as conn:
                 _create_schema(conn, issuer)
@@ -539,9 +552,7 @@ class SqliteStore:
         self._reader = self._conn
         self._reader_lock = self._lock
         if db_path != MEMORY_DB:
-            self._reader = sqlite3.connect(
-                db_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-            )
+            self._reader = _connect(db_path)
             self._reader_lock = threading.RLock()
         self._watch = _CommitWatch(db_path) if db_path != MEMORY_DB else None
 
@@ -579,7 +590,8 @@ class SqliteStore:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-            if watch is not None and before is not None and self._conn.total_changes != before[1]:
+            if before is not None and self._conn.total_changes != before[1]:
+                assert watch is not None  # before is taken exactly when there is one
                 watch.check(before[0])
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -1027,16 +1039,8 @@ class SqliteStore:
         replayed proof could reach it. The main database keeps synchronous = NORMAL."""
         assert self._replay_path is not None
         path = self._replay_path
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, _OWNER_ONLY))
-        secure_permissions(path)
-        conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = OFF")
+        conn = _open_file(path, synchronous="OFF")
         conn.execute(_REPLAY_SCHEMA)
-        secure_permissions(path)
         self._replay_turn = _WriterTurn(path)  # as the main database's writers do
         self._replay = conn
         return conn

@@ -393,7 +393,7 @@ class SessionController(QObject):
         """``client`` (built by the same factory) becomes the core; the old one is closed."""
         with self._client_lock:
             old, self._client = self._client, self._observed_client(client)
-        if old is not None and old is not client:
+        if old is not None:
             old.close()
 
     def reload_profile(self, success: Success[Reloaded], failure: FailureHandler) -> None:

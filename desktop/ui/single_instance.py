@@ -160,7 +160,7 @@ class SingleInstance(QObject):
         then). False: another one runs, and has been asked to raise its window (and to switch
         to the request's account, when it names one)."""
         lock = _Lock(self._lock_path)
-        if notify_running(self._name, request or Request()):
+        if notify_running(self._name, request):
             lock.release()
             return False
         self._lock = lock

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt
@@ -17,6 +21,7 @@ from desktop.auth.dpop import DPoPKey
 from desktop.ui.main_window import MainWindow
 
 TIMEOUT_MS = 30_000
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fill_and_submit(
@@ -101,3 +106,24 @@ def settled(qtbot: QtBot, app: Application, name: str) -> Any:
     return qtbot.waitSignal(
         app.controller.settled, timeout=TIMEOUT_MS, check_params_cb=lambda done: done == name
     )
+
+
+def second_start(qtbot: QtBot, *args: str) -> tuple[int, str, str]:
+    """A real second ``python -m desktop ARGS`` against the running first instance: its exit
+    code, stdout and stderr."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "desktop", *args],
+        cwd=REPO,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The first instance's event loop must turn to accept the connection: wait in Qt.
+        qtbot.waitUntil(lambda: process.poll() is not None, timeout=60_000)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    out, err = process.communicate(timeout=30)
+    return process.returncode, out, err

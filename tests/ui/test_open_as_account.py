@@ -39,9 +39,15 @@ from tests.support.keyring import MemoryKeyring
 from tests.support.server import RunningServer, StartServer
 from tests.ui.conftest import MakeApp
 from tests.ui.fakes import FakeClient
-from tests.ui.helpers import TIMEOUT_MS, ShowCounter, fill_and_submit, post_form, sign_in
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.ui.helpers import (
+    REPO,
+    TIMEOUT_MS,
+    ShowCounter,
+    fill_and_submit,
+    post_form,
+    second_start,
+    sign_in,
+)
 
 
 def _showing(app: Application, username: str) -> bool:
@@ -201,22 +207,8 @@ def test_a_second_start_with_user_switches_the_running_window(
     asked: list[tuple[str, str]] = []
     instance.switchRequested.connect(lambda url, name: asked.append((url, name)))
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "desktop", "--user", "bob"],
-        cwd=REPO,
-        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        # The first instance's event loop must turn to accept the connection: wait in Qt.
-        qtbot.waitUntil(lambda: process.poll() is not None, timeout=60_000)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    code, out, err = second_start(qtbot, "--user", "bob")
+    assert code == 0, err
     assert out == (
         f"jwt-desktop is already running: it was asked to switch to bob at {server.url}.\n"
     )

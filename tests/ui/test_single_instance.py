@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +15,7 @@ from pytestqt.qtbot import QtBot
 from desktop import config as config_module
 from desktop.ui.single_instance import SingleInstance, notify_running, socket_name
 from tests.ui.conftest import MakeApp
-from tests.ui.helpers import TIMEOUT_MS
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.ui.helpers import TIMEOUT_MS, second_start
 
 
 @pytest.fixture
@@ -98,22 +94,8 @@ def test_a_second_demo_process_starts_no_second_server(
     state folder) is started."""
     raised: list[None] = []
     instance.activated.connect(lambda: raised.append(None))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "desktop", "--demo"],
-        cwd=REPO,
-        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        # The first instance's event loop must turn to accept the connection: wait in Qt.
-        qtbot.waitUntil(lambda: process.poll() is not None, timeout=60_000)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    code, out, err = second_start(qtbot, "--demo")
+    assert code == 0, err
     assert out == "jwt-desktop is already running: its window was brought to the front.\n"
     qtbot.waitUntil(lambda: raised == [None], timeout=TIMEOUT_MS)
     assert not (config_module.state_dir() / "demo.db").exists()
