@@ -16,10 +16,7 @@ import dataclasses
 import enum
 import logging
 import math
-import mmap
-import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,12 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .database import CommitWatch, WriterTurn, connect, open_file
 from .settings import MEMORY_DB
-
-try:
-    import fcntl
-except ImportError:  # Windows: SQLite's own waiting only
-    fcntl = None  # type: ignore[assignment]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signing_keys (
@@ -116,34 +109,17 @@ _REMEMBER_PROOF = "INSERT OR IGNORE INTO dpop_proofs (jti_hash, expires_at) VALU
 # (and revokes what the code issued) rather than looking unknown.
 CODE_RETENTION_SECONDS = 86400.0
 
-BUSY_TIMEOUT_SECONDS = 15.0
 # Expired replay-cache entries are deleted at most this often (a write per proof is enough).
 _PRUNE_INTERVAL = 30.0
 # Session ids whose Family is kept for reuse (SqliteStore.family); past that, forgotten.
 _MAX_REMEMBERED_FAMILIES = 4096
 
-_OWNER_ONLY = 0o600
 _log = logging.getLogger(__name__)
 
 
 def replay_cache_path(db_path: str) -> str:
     """The file of the DPoP replay cache that goes with the database at ``db_path``."""
     return db_path + "-dpop"
-
-
-def secure_permissions(db_path: str) -> None:
-    """Make the database and its WAL companions readable by their owner only: they hold the
-    private signing keys. A file made earlier with looser permissions is tightened (with a
-    warning), not refused, so an existing database keeps working; an OSError (a file owned by
-    someone else) stops the start."""
-    for path in (db_path, db_path + "-wal", db_path + "-shm"):
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            continue
-        if mode & ~_OWNER_ONLY:
-            os.chmod(path, _OWNER_ONLY)
-            _log.warning("%s was readable by others (mode %04o); now 0600", path, mode)
 
 
 @dataclass(frozen=True)
@@ -394,122 +370,6 @@ def _create_schema(conn: sqlite3.Connection, issuer: str | None) -> None:
         conn.execute("ALTER TABLE refresh_tokens ADD COLUMN replaced_by TEXT")
 
 
-class _CommitWatch:
-    """Whether anything was committed to a WAL database since an earlier look, without a query.
-
-    SQLite keeps the wal-index header (https://www.sqlite.org/walformat.html, 2.2.1) at the
-    start of the database's -shm file, the memory that every connection of every process on the
-    database maps. Every commit changes that header (its change counter, frame count and
-    checksum) before COMMIT returns; a writer updates its two 48-byte copies one after the
-    other, so two equal copies are a header that no writer is changing. An unchanged header
-    therefore means that no transaction has committed since: a row read after the earlier look
-    is still what the same query would read now.
-
-    Trusted only once seen to work (``check``): a commit of this process that changed rows
-    must change the header mapped here. Until then, or for good if it did not (the file mapped
-    is not the one SQLite uses), ``mark`` is None and every read queries.
-    """
-
-    _HEADER = 96  # the two copies of the header
-
-    def __init__(self, db_path: str) -> None:
-        self.trusted: bool | None = None  # None: not seen yet; False: never to be used
-        self._map: mmap.mmap | None = None
-        try:
-            fd = os.open(os.path.realpath(db_path) + "-shm", os.O_RDONLY)
-            try:
-                self._map = mmap.mmap(fd, self._HEADER, access=mmap.ACCESS_READ)
-            finally:
-                os.close(fd)
-        except (OSError, ValueError):  # no -shm, or one too short for a header
-            self.trusted = False
-
-    def header(self) -> bytes | None:
-        """The header as it is now, when both copies agree."""
-        if self._map is None:
-            return None
-        header = self._map[: self._HEADER]
-        half = self._HEADER // 2
-        return header if header[:half] == header[half:] else None
-
-    def mark(self) -> bytes | None:
-        return self.header() if self.trusted else None
-
-    def check(self, before: bytes | None) -> None:
-        """After a commit that changed rows, with the header from before it (taken under the
-        write lock): trusted if the header changed, never again if it did not."""
-        if self.trusted is None and before is not None:
-            after = self.header()
-            if after is not None:
-                self.trusted = after != before
-                if not self.trusted:
-                    _log.warning("the -shm of the database does not follow its commits")
-
-    def close(self) -> None:
-        self.trusted = False
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-
-
-def _connect(db_path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        db_path,
-        timeout=BUSY_TIMEOUT_SECONDS,
-        isolation_level=None,  # transactions are explicit (SqliteStore._write)
-        check_same_thread=False,  # shared between worker threads under the store's locks
-    )
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-    return conn
-
-
-def _open_file(db_path: str, *, synchronous: str) -> sqlite3.Connection:
-    """A connection to the database file at ``db_path`` in WAL mode, the file and its -wal and
-    -shm companions readable by their owner only."""
-    os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, _OWNER_ONLY))
-    secure_permissions(db_path)
-    conn = _connect(db_path)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    # SQLite gives new -wal/-shm files the database's mode; older ones may not be.
-    secure_permissions(db_path)
-    return conn
-
-
-class _WriterTurn:
-    """Writers of one database file take turns on a file lock before SQLite's own write lock.
-
-    SQLite's busy handler waits for a held write lock by sleeping (1 ms, then 2, 5, 10 ms...),
-    so with ``--workers N`` a refresh that met another worker's transaction of a tenth of a
-    millisecond slept ten times as long (measured with two workers: 758-1,188 refreshes/s
-    before, 1,309-1,674/s with the turns, same run). A blocking flock wakes the waiter as the
-    holder lets go. SQLite's locks still decide what is correct; this only orders the writers
-    who use it, and is skipped where flock is missing (Windows) or the database is in memory."""
-
-    def __init__(self, db_path: str) -> None:
-        self._fd: int | None = None
-        if db_path == MEMORY_DB or fcntl is None:
-            return
-        self._fd = os.open(db_path + "-writer.lock", os.O_RDWR | os.O_CREAT, _OWNER_ONLY)
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        if self._fd is None:
-            yield
-            return
-        assert fcntl is not None  # a descriptor is opened only where flock exists
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
 class SqliteStore:
     """``issuer`` scopes the sessions: the store makes, finds, rotates, lists and revokes only
     that issuer's families (signing keys are shared by every issuer of the file). Without one
@@ -518,14 +378,14 @@ class SqliteStore:
     def __init__(self, db_path: str, *, issuer: str | None = None) -> None:
         self._lock = threading.RLock()
         self._issuer = issuer
-        self._watch: _CommitWatch | None = None  # set once the database is in WAL mode
+        self._watch: CommitWatch | None = None  # set once the database is in WAL mode
         if db_path != MEMORY_DB:
             Path(db_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The file holds the private signing keys: readable by its owner only.
-            self._conn = _open_file(db_path, synchronous="NORMAL")
+            self._conn = open_file(db_path, synchronous="NORMAL")
         else:
-            self._conn = _connect(db_path)
-        self._turn = _WriterTurn(db_path)
+            self._conn = connect(db_path)
+        self._turn = WriterTurn(db_path)
         with self._lock:
             self._conn.execute("PRAGMA foreign_keys = ON")
             with self._write() as conn:
@@ -536,7 +396,7 @@ class SqliteStore:
         self._replay_path: str | None = None
         self._replay: sqlite3.Connection | None = None
         self._replay_lock: threading.Lock | threading.RLock = threading.Lock()
-        self._replay_turn = _WriterTurn(MEMORY_DB)  # the file's own, once it is opened
+        self._replay_turn = WriterTurn(MEMORY_DB)  # the file's own, once it is opened
         if db_path == MEMORY_DB:
             with self._lock:
                 self._conn.execute(_REPLAY_SCHEMA)
@@ -552,9 +412,9 @@ class SqliteStore:
         self._reader = self._conn
         self._reader_lock = self._lock
         if db_path != MEMORY_DB:
-            self._reader = _connect(db_path)
+            self._reader = connect(db_path)
             self._reader_lock = threading.RLock()
-        self._watch = _CommitWatch(db_path) if db_path != MEMORY_DB else None
+        self._watch = CommitWatch(db_path) if db_path != MEMORY_DB else None
 
     def close(self) -> None:
         with self._lock, self._reader_lock, self._replay_lock:
@@ -768,7 +628,7 @@ class SqliteStore:
         that a revocation by any process counts at once; profiled, the query (its read
         transaction's locks, nine columns) was most of a Bearer request's own work, and
         building the Family a good part of the rest. So: when nothing has been committed to
-        the database since this session was last read (_CommitWatch), that read is still
+        the database since this session was last read (CommitWatch), that read is still
         true and no query is made; and a row equal in every column to the last one read
         gives back the Family built from it."""
         mark = self._watch.mark() if self._watch is not None else None
@@ -1039,9 +899,9 @@ class SqliteStore:
         replayed proof could reach it. The main database keeps synchronous = NORMAL."""
         assert self._replay_path is not None
         path = self._replay_path
-        conn = _open_file(path, synchronous="OFF")
+        conn = open_file(path, synchronous="OFF")
         conn.execute(_REPLAY_SCHEMA)
-        self._replay_turn = _WriterTurn(path)  # as the main database's writers do
+        self._replay_turn = WriterTurn(path)  # as the main database's writers do
         self._replay = conn
         return conn
 

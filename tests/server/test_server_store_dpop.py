@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mock_server.store import Family, Rotation, SqliteStore, _CommitWatch, replay_cache_path
+from mock_server.database import CommitWatch
+from mock_server.store import Family, Rotation, SqliteStore, replay_cache_path
 from tests.server.helpers import ISSUER
 
 BOUND = Family("f1", "alice", "jwt-desktop", "openid", 1.0, None, 100.0, None, None, "jkt-1")
@@ -166,7 +167,7 @@ def test_a_commit_watch_that_does_not_follow_the_commits_is_never_used(tmp_path:
     path, elsewhere = str(tmp_path / "state.sqlite3"), str(tmp_path / "other.sqlite3")
     reader, other = SqliteStore(path, issuer=ISSUER), SqliteStore(elsewhere, issuer=ISSUER)
     try:
-        reader._watch = _CommitWatch(elsewhere)  # as if SQLite used another -shm than this
+        reader._watch = CommitWatch(elsewhere)  # as if SQLite used another -shm than this
         reader.create_family(BOUND, "h1")
         assert reader._watch.trusted is False and reader._watch.mark() is None
         assert reader.family("f1") == BOUND
