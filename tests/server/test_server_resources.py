@@ -128,6 +128,32 @@ def test_userinfo_returns_the_profile(client: TestClient) -> None:
     assert posted.json() == profile
 
 
+def test_userinfo_answers_each_person_and_scope_with_its_own_profile(client: TestClient) -> None:
+    # The answers are encoded once per person and scope (asgi._userinfo_endpoint): a narrower
+    # token or another person must never get a profile remembered for someone else, and the
+    # headers of a remembered answer must not grow with each time it is sent.
+    wide = sign_in(client, scope=ALL_SCOPES)["access_token"]
+    narrow = sign_in(client, scope="openid profile")["access_token"]
+    bob = sign_in(client, "bob", scope=ALL_SCOPES)["access_token"]
+    for _ in range(3):
+        answers = {
+            name: client.get("/userinfo", headers=bearer(token))
+            for name, token in (("wide", wide), ("narrow", narrow), ("bob", bob))
+        }
+        for response in answers.values():
+            assert response.status_code == 200
+            assert response.headers.get_list("x-content-type-options") == ["nosniff"]
+            assert response.headers.get_list("cache-control") == ["no-store"]
+            assert response.headers["content-type"] == "application/json"
+            assert int(response.headers["content-length"]) == len(response.content)
+        assert "groups" in answers["wide"].json() and "email" in answers["wide"].json()
+        assert "groups" not in answers["narrow"].json()
+        assert "email" not in answers["narrow"].json()
+        assert answers["narrow"].json()["preferred_username"] == "alice"
+        assert answers["bob"].json()["preferred_username"] == "bob"
+        assert answers["bob"].json()["sub"] != answers["wide"].json()["sub"]
+
+
 def test_userinfo_without_a_token_has_a_bare_challenge(client: TestClient) -> None:
     response = client.get("/userinfo")
     assert response.status_code == 401
