@@ -89,7 +89,7 @@ def _discovery_endpoint(server: TokenServer) -> Endpoint:
     return openid_configuration
 
 
-class PreparedResponse(Response):
+class _PreparedResponse(Response):
     """A 200 whose body and header lines were encoded once, for an answer sent many times."""
 
     def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
@@ -127,7 +127,7 @@ def _userinfo_endpoint(server: TokenServer) -> Endpoint:
             return Response(
                 body, media_type="application/json", headers={**_PROFILE_HEADERS, **nonce}
             )
-        return PreparedResponse(body, raw_headers)
+        return _PreparedResponse(body, raw_headers)
 
     return userinfo
 
