@@ -178,3 +178,5 @@ def test_the_proxy_forwards_answers_it_is_not_told_to_drop(live_server: RunningS
             refresh_through(proxy, first.json()["refresh_token"])
     assert proxy.forwarded == 2
     assert [(d.method, d.path, d.status) for d in proxy.dropped] == [("POST", "/token", 200)]
+    # Closed means stopped: its accepting thread ended (it once sat out its whole timeout).
+    assert not proxy._thread.is_alive()

@@ -16,6 +16,7 @@ a stale kept-alive connection behind the test's back.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -131,6 +132,10 @@ class DroppingProxy:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            # Closing alone does not wake a thread blocked in accept() on Linux (close waited
+            # its whole timeout); shutting the socket down first does.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._thread.join(_TIMEOUT)
 
