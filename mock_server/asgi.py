@@ -78,17 +78,6 @@ async def client_form(request: Request) -> dict[str, str]:
     return await read_form(request)
 
 
-def _discovery_endpoint(server: TokenServer) -> Endpoint:
-    # On the event loop, the document encoded once (it depends on settings only); a fresh
-    # Response each time, as middleware may add headers to an answer.
-    metadata = JSONResponse(server.discovery()).body
-
-    async def openid_configuration(_: Request) -> Response:
-        return Response(metadata, media_type="application/json")
-
-    return openid_configuration
-
-
 class _PreparedResponse(Response):
     """A 200 whose body and header lines were encoded once, for an answer sent many times."""
 
@@ -104,6 +93,18 @@ class _PreparedResponse(Response):
 # answers add for HTTP/1.0 caches (RFC 6749 §5.1), is not asked of /userinfo by OIDC Core and
 # is deprecated (RFC 9111 §5.4); nosniff here too, so that the guard finds it at once.
 _PROFILE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def _discovery_endpoint(server: TokenServer) -> Endpoint:
+    # On the event loop, the document and its headers encoded once (it depends on settings
+    # only); a fresh Response each time, as middleware may add headers to an answer.
+    made = JSONResponse(server.discovery(), headers={"X-Content-Type-Options": "nosniff"})
+    metadata, raw_headers = bytes(made.body), made.raw_headers
+
+    async def openid_configuration(_: Request) -> Response:
+        return _PreparedResponse(metadata, raw_headers)
+
+    return openid_configuration
 
 
 def _userinfo_endpoint(server: TokenServer) -> Endpoint:

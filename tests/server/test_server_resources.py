@@ -62,6 +62,16 @@ def test_discovery_names_every_endpoint(client: TestClient) -> None:
     )
 
 
+def test_discovery_sent_many_times_keeps_its_headers(client: TestClient) -> None:
+    # Encoded once (asgi._discovery_endpoint): each answer has its own copy of the headers.
+    for _ in range(3):
+        response = client.get("/.well-known/openid-configuration")
+        assert response.headers.get_list("x-content-type-options") == ["nosniff"]
+        assert response.headers["content-type"] == "application/json"
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert response.json()["issuer"] == ISSUER
+
+
 def test_rfc8414_metadata_is_the_discovery_document(client: TestClient) -> None:
     oidc = client.get("/.well-known/openid-configuration")
     oauth = client.get("/.well-known/oauth-authorization-server")
