@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import getpass
 import ipaddress
-import json
-import logging
-import os
 import re
 import socket
 import sqlite3
@@ -17,16 +12,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import uvicorn
-from uvicorn.config import LOGGING_CONFIG
-from uvicorn.supervisors.multiprocess import Multiprocess
 
 from .asgi import create_asgi_app
 from .keys import SigningKeys, new_key_record
 from .passwords import hash_password, load_users, upsert_user_file, user_entry
-from .protocol import MAX_HEAD_BYTES, DeadlineConfig
+from .serving import say, serve, serve_workers
 from .settings import (
     DEFAULT_CLIENT_ID,
     DEFAULT_HOST,
@@ -42,46 +32,9 @@ from .settings import (
 )
 from .store import SqliteStore
 
-LISTENING = "jwt-mock-server listening on {url}"
-
-
-def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
 
 def _complain(text: str) -> None:
     sys.stderr.write(f"jwt-mock-server: {text}\n")
-
-
-class StripQueryString(logging.Filter):
-    """Access-log lines without query strings: a token must never reach a log, even when a
-    client wrongly puts one in a URL."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) == 5:
-            address, method, path, version, status = record.args
-            record.args = (address, method, str(path).split("?", 1)[0], version, status)
-        return True
-
-
-def _logging_config() -> dict[str, Any]:
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"strip_query": {"()": "mock_server.__main__.StripQueryString"}}
-    config["loggers"]["uvicorn.access"]["filters"] = ["strip_query"]
-    return config
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
-        super().__init__(config)
-        self._url = url
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if not self.should_exit:
-            # Only now does the socket accept connections: scripts wait for this line.
-            _say(LISTENING.format(url=self._url))
 
 
 def _duration(text: str) -> float:
@@ -276,7 +229,7 @@ def _add_user(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         _complain(str(error))
         return 1
-    _say(f"User {args.username!r} saved in {args.users_file}.")
+    say(f"User {args.username!r} saved in {args.users_file}.")
     return 0
 
 
@@ -296,7 +249,7 @@ def _rotate_key(args: argparse.Namespace) -> int:
         store.add_signing_key(record, retire_current=True)
     finally:
         store.close()
-    _say(f"New signing key {record.kid}; the old one stays published until its tokens expire.")
+    say(f"New signing key {record.kid}; the old one stays published until its tokens expire.")
     return 0
 
 
@@ -342,7 +295,7 @@ def _serve(args: argparse.Namespace) -> int:
         _complain(f"cannot start: {error}")
         return 2
     try:
-        _Server(uvicorn_config(app, settings, args.log_level), url).run(sockets=[sock])
+        serve(app, settings, sock, url, args.log_level)
     finally:
         sock.close()
     return 0
@@ -369,69 +322,6 @@ def _settings(
         shutdown_timeout=args.shutdown_timeout,
         reuse_grace=args.reuse_grace,
     )
-
-
-def uvicorn_config(app: Any, settings: Settings, log_level: str, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration for serving ``app`` (an app, or the import path of a factory,
-    with ``options`` such as ``workers``) with ``settings``' timeouts."""
-    return DeadlineConfig(
-        app,
-        request_timeout=settings.request_timeout,
-        log_config=_logging_config(),
-        log_level=log_level,
-        # Only where the level shows them: uvicorn builds each access line's arguments (the
-        # client's address, the path) before the logger drops it (profiled: 2% of a /userinfo
-        # request's time at --log-level warning).
-        access_log=log_level in ("info", "debug"),
-        server_header=False,
-        # By name, not the class: worker processes unpickle the config (and find the deadline
-        # in it), and this module is __main__ only in the parent.
-        http="mock_server.protocol:HardenedH11Protocol",
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        timeout_keep_alive=settings.keep_alive_timeout,
-        # Without a bound, SIGTERM waits for every request in flight, even one whose client
-        # never finishes sending it.
-        timeout_graceful_shutdown=settings.shutdown_timeout,
-        # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local client could then
-        # pick its own address and dodge the per-address sign-in limit. No proxy sits in front
-        # of this server, so the socket's peer is the client.
-        proxy_headers=False,
-        forwarded_allow_ips=[],
-        **options,
-    )
-
-
-# --workers: uvicorn's worker processes share the bound socket; each builds its own app from
-# the settings passed in the environment. They share the state through the SQLite file, whose
-# rotation is one conditional write inside BEGIN IMMEDIATE, atomic across processes.
-_SETTINGS_ENV = "JWT_MOCK_SERVER_WORKER_SETTINGS"
-
-
-def worker_app() -> Any:
-    """The app of one worker process (uvicorn's factory; see _serve_workers)."""
-    data = json.loads(os.environ[_SETTINGS_ENV])
-    for name in ("clients", "allowed_hosts", "allowed_origins"):
-        data[name] = tuple(data[name])
-    data["password_cost"] = ScryptParams(**data["password_cost"])
-    if data["users_file"] is not None:
-        data["users_file"] = Path(data["users_file"])
-    return create_asgi_app(Settings(**data))
-
-
-class _Workers(Multiprocess):
-    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], url: str) -> None:
-        super().__init__(config, sockets)
-        self._url = url
-
-    def init_processes(self) -> None:
-        super().init_processes()
-        # The line scripts wait for, once one worker accepts connections.
-        while not self.should_exit.is_set():
-            if any(process.is_ready(0.05) for process in self.processes):
-                _say(LISTENING.format(url=self._url))
-                return
-            if not any(process.is_alive() for process in self.processes):
-                return
 
 
 def _serve_workers(
@@ -461,18 +351,8 @@ def _serve_workers(
         sock.close()
         _complain(f"cannot start: {error}")
         return 2
-    data = dataclasses.asdict(settings)
-    data["users_file"] = None if settings.users_file is None else str(settings.users_file)
-    os.environ[_SETTINGS_ENV] = json.dumps(data)
-    config = uvicorn_config(
-        "mock_server.__main__:worker_app",
-        settings,
-        args.log_level,
-        factory=True,
-        workers=args.workers,
-    )
     try:
-        _Workers(config, [sock], url).run()
+        serve_workers(settings, sock, url, args.log_level, args.workers)
     finally:
         sock.close()
     return 0

@@ -1,9 +1,8 @@
 """The HTTP/1.1 protocol the CLI's uvicorn serves with: strict framing, JSON errors for what
 cannot be parsed, and a deadline for each request to arrive whole.
 
-A module of its own, named to uvicorn by import path: ``--workers`` processes unpickle their
-config and import the protocol themselves (``mock_server.__main__`` is ``__main__`` only in the
-parent), and they find the deadline in that config.
+A module of its own, named to uvicorn by import path (serving.py): ``--workers`` processes
+unpickle their config and import the protocol themselves, and find the deadline in that config.
 """
 
 from __future__ import annotations
