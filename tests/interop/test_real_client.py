@@ -114,7 +114,7 @@ def test_dot_browser_flow_and_sign_out_revokes_through_rfc8414(
         assert stored is not None
         assert client.sign_out() is Revocation.REVOKED
     assert _refresh_refused(metadata.token_endpoint, dot_server.client_id, stored.refresh_token)
-    assert "done: the redirect answered 200" in browser_robot.log()
+    assert browser_robot.says("done: the redirect answered 200"), browser_robot.log()
 
 
 # -- node-oidc-provider -------------------------------------------------------------------------

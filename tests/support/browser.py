@@ -383,6 +383,17 @@ class RobotBrowser:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""
 
+    def says(self, text: str, timeout: float = 30.0) -> bool:
+        """Whether the log comes to contain ``text`` within ``timeout`` seconds. The robot is
+        another process: it reads the redirect's answer and logs it after the client under test
+        has sent that answer and returned, so the line may not be written yet."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def configure(
         self,
         username: str = "alice",

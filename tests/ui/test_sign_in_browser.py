@@ -54,7 +54,7 @@ def test_the_browser_button_signs_in(
     # Kept like a password sign-in: the account is named from the validated ID token.
     assert list(stored_sessions(memory_keyring.secrets)) == [(f"jwt-desktop:{server.url}", "alice")]
     assert config_module.load_config().last_username == "alice"
-    assert "done: the redirect answered 200" in browser_robot.log()
+    assert browser_robot.says("done: the redirect answered 200"), browser_robot.log()
 
 
 def _redirect_port(url: str) -> int:
