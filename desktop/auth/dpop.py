@@ -14,6 +14,7 @@ into the next proof, and a ``use_dpop_nonce`` refusal is answered by sending onc
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import json
 import re
@@ -190,6 +191,10 @@ class DPoPKey:
         signature = r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
         return signing_input + "." + _b64url(signature)
 
+    def now(self) -> float:
+        """The time on the clock the proofs' ``iat`` is read from."""
+        return self._clock()
+
     def __repr__(self) -> str:
         return f"DPoPKey(jkt={self.thumbprint!r})"
 
@@ -240,6 +245,19 @@ def asks_for_nonce(response: requests.Response) -> bool:
     return False
 
 
+def clock_offset(date: str | None, now: float) -> float | None:
+    """``date`` (an HTTP ``Date`` value) minus ``now``, in seconds; None when it is not one."""
+    if not date:
+        return None
+    try:
+        sent = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if sent.tzinfo is None:  # "-0000": not a time we can place (RFC 5322 §3.3)
+        return None
+    return sent.timestamp() - now
+
+
 class DPoPSigner:
     """One session's DPoP: its key, and the nonces of the servers it talks to.
 
@@ -287,6 +305,12 @@ class DPoPSigner:
             return response
         response.close()
         return send(given)
+
+    def clock_offset(self, response: requests.Response) -> float | None:
+        """How many seconds the server's clock is ahead of the one that dates our proofs, from
+        the answer's ``Date`` (RFC 9110 §6.6.1, to the second); None without a usable one.
+        A server refuses proofs whose ``iat`` is too far from its own time (§11.1)."""
+        return clock_offset(response.headers.get("Date"), self.key.now())
 
     def __repr__(self) -> str:
         return f"DPoPSigner(jkt={self.key.thumbprint!r})"

@@ -320,11 +320,36 @@ def token_binding(bound: bool) -> str:
     return "Bound to this device's key (DPoP)" if bound else "Bearer: usable by whoever holds it"
 
 
-def dpop_refused(error: str, description: str | None) -> str:
-    return (
+# A clock this far from the server's is said beside a refused proof: far enough from the
+# second-resolution Date header and a slow answer, and inside every window servers use (RFC
+# 9449 §11.1 leaves it to them: 60 s here and in node-oidc-provider, up to 5 minutes elsewhere).
+CLOCK_OFF_SECONDS = 30.0
+
+
+def dpop_refused(error: str, description: str | None, clock_offset: float | None = None) -> str:
+    """``clock_offset``: seconds the server's clock is ahead of ours (negative: behind)."""
+    sentence = (
         "The server refused this device's proof of its session key (DPoP)"
         f"{detail(error, description)}."
     )
+    if clock_offset is not None and abs(clock_offset) >= CLOCK_OFF_SECONDS:
+        side = "behind" if clock_offset > 0 else "ahead of"
+        sentence += (
+            f" This computer's clock is {describe_offset(abs(clock_offset))} {side} the "
+            "server's, and proofs carry the time: set the clock right, then try again."
+        )
+    return sentence
+
+
+def describe_offset(seconds: float) -> str:
+    """'45 seconds', 'about 5 minutes', 'about 2 hours': how far two clocks are apart."""
+    if seconds < 90:
+        whole = round(seconds)
+        return f"{whole} second{'s' if whole != 1 else ''}"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} minutes"
+    hours = round(seconds / 3600)
+    return f"about {hours} hour{'s' if hours != 1 else ''}"
 
 
 def access_denied(description: str | None) -> str:

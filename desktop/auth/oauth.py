@@ -275,7 +275,13 @@ def token_request(
             if data is None:
                 raise ServerError(messages.TOKEN_NOT_JSON, status=200)
             return data
-        raise token_error(response, data, grant=form.get("grant_type", ""), client_id=client_id)
+        raise token_error(
+            response,
+            data,
+            grant=form.get("grant_type", ""),
+            client_id=client_id,
+            clock_offset=dpop.clock_offset(response) if dpop is not None else None,
+        )
 
 
 def _post(
@@ -287,9 +293,15 @@ def _post(
 
 
 def token_error(  # noqa: PLR0911  # one return per kind of answer reads best
-    response: requests.Response, data: dict[str, Any] | None, *, grant: str, client_id: str
+    response: requests.Response,
+    data: dict[str, Any] | None,
+    *,
+    grant: str,
+    client_id: str,
+    clock_offset: float | None = None,
 ) -> AuthError:
-    """The core's error for a token endpoint's non-200 answer."""
+    """The core's error for a token endpoint's non-200 answer; ``clock_offset``: how far the
+    server's clock is ahead of the one that dated the request's DPoP proof."""
     status = response.status_code
     error, description = oauth_error(data)
     if status == 429 or error == "slow_down":
@@ -307,7 +319,7 @@ def token_error(  # noqa: PLR0911  # one return per kind of answer reads best
         return ServerError(messages.unexpected_answer(status), status=status)
     if error in DPOP_ERRORS:
         return DPoPRefused(
-            messages.dpop_refused(error, description),
+            messages.dpop_refused(error, description, clock_offset),
             error=error,
             description=description,
             status=status,

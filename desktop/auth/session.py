@@ -395,8 +395,10 @@ class AuthClient:
             error, description = oauth.bearer_error(response)
             if error in oauth.DPOP_ERRORS:
                 response.close()
+                signer = credential.dpop
+                offset = signer.clock_offset(response) if signer is not None else None
                 raise DPoPRefused(
-                    messages.dpop_refused(error, description),
+                    messages.dpop_refused(error, description, offset),
                     error=error,
                     description=description,
                     status=401,

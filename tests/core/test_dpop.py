@@ -18,10 +18,12 @@ from desktop.auth.dpop import (
     DPoPKey,
     DPoPNonces,
     access_token_hash,
+    clock_offset,
     jwk_thumbprint,
     normalise_htu,
 )
 from desktop.auth.errors import AuthError, InvalidDPoPKey
+from desktop.auth.messages import dpop_refused
 
 NOW = 1_800_000_000
 
@@ -213,3 +215,43 @@ def test_nonce_cache_is_safe_across_threads() -> None:
     for t in threads:
         t.join()
     assert nonces.get("https://s0.example.com/") is not None
+
+
+# -- the server's clock, from its Date header ------------------------------------------------------
+
+# 2026-12-02 10:00:00 UTC
+NOON_ISH = 1_796_205_600.0
+
+
+@pytest.mark.parametrize(
+    ("date", "offset"),
+    [
+        ("Wed, 02 Dec 2026 10:00:00 GMT", 0.0),
+        ("Wed, 02 Dec 2026 10:05:00 GMT", 300.0),
+        ("Wed, 02 Dec 2026 09:59:15 GMT", -45.0),
+        ("Wed, 02 Dec 2026 12:00:00 +0200", 0.0),  # RFC 5322 zones parse too
+    ],
+)
+def test_the_servers_clock_offset_comes_from_its_date_header(date: str, offset: float) -> None:
+    assert clock_offset(date, NOON_ISH) == offset
+
+
+@pytest.mark.parametrize(
+    "date", [None, "", "yesterday", "Wed, 02 Dec 2026 10:00:00 -0000", "Wed, 99 Foo 2026 10:00"]
+)
+def test_no_usable_date_gives_no_offset(date: str | None) -> None:
+    assert clock_offset(date, NOON_ISH) is None
+
+
+def test_a_refused_proof_names_a_clock_that_is_off_and_only_then() -> None:
+    plain = "The server refused this device's proof of its session key (DPoP): too old."
+    assert dpop_refused("invalid_dpop_proof", "too old", None) == plain
+    assert dpop_refused("invalid_dpop_proof", "too old", 29.0) == plain
+    assert dpop_refused("invalid_dpop_proof", "too old", -29.0) == plain
+    behind = dpop_refused("invalid_dpop_proof", "too old", 300.0)
+    assert behind.startswith(plain)
+    assert "This computer's clock is about 5 minutes behind the server's" in behind
+    assert "set the clock right" in behind
+    ahead = dpop_refused("invalid_dpop_proof", None, -45.0)
+    assert "clock is 45 seconds ahead of the server's" in ahead
+    assert "about 2 hours behind" in dpop_refused("invalid_dpop_proof", None, 7000.0)

@@ -190,6 +190,53 @@ def test_a_proof_of_another_key_at_the_resource_is_a_dpop_refusal_not_a_refresh(
     assert client.auth.status().signed_in  # the session is not thrown away for it
 
 
+@pytest.mark.parametrize(("skew", "side"), [(-300.0, "behind"), (300.0, "ahead of")])
+def test_a_proof_refused_for_a_wrong_clock_says_the_clock_is_off(
+    dpop_server: RunningServer, tmp_path: Any, skew: float, side: str
+) -> None:
+    # This computer's clock 5 minutes off: the server refuses the proofs (their iat), and the
+    # sentence says which way the clock is off, from the answer's Date header.
+    client = Client(dpop_server.url, MemoryStore(), tmp_path, lambda: time.time() + skew)
+    try:
+        with pytest.raises(DPoPRefused) as refused:
+            client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=False)
+    finally:
+        client.close()
+    message = describe(refused.value).message
+    assert refused.value.error == "invalid_dpop_proof"
+    assert f"This computer's clock is about 5 minutes {side} the server's" in message
+    assert "password" not in message.lower()
+
+
+def test_a_resource_refusing_a_proof_for_a_wrong_clock_says_so(
+    dpop_server: RunningServer, tmp_path: Any
+) -> None:
+    skew = [0.0]
+    client = Client(dpop_server.url, MemoryStore(), tmp_path, lambda: time.time() + skew[0])
+    try:
+        client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=False)
+        skew[0] = -600.0  # the clock is set back while signed in
+        with pytest.raises(DPoPRefused) as refused:
+            client.auth.profile()
+    finally:
+        client.close()
+    assert refused.value.status == 401
+    assert "clock is about 10 minutes behind the server's" in describe(refused.value).message
+
+
+def test_a_proof_refused_with_the_clocks_agreeing_says_nothing_of_clocks(
+    dpop_server: RunningServer, make_client: Any
+) -> None:
+    client = make_client(dpop_server)
+    client.auth.sign_in(PasswordGrant(ALICE, ALICE_PW), remember=False)
+    signer = client.auth._state.dpop
+    assert signer is not None
+    signer.key = DPoPKey.generate(clock=dpop_server.wall_clock)  # refused for its key
+    with pytest.raises(DPoPRefused) as refused:
+        client.auth.profile()
+    assert "clock" not in describe(refused.value).message
+
+
 def test_a_bound_refresh_token_with_another_keys_proof_ends_nothing_at_the_server(
     dpop_server: RunningServer, make_client: Any
 ) -> None:

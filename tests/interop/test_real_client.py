@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from desktop.auth import grants
-from desktop.auth.errors import SessionEnded
+from desktop.auth.errors import DPoPRefused, SessionEnded
 from desktop.auth.grants import AuthorizationCodeGrant, PasswordGrant
 from desktop.auth.idtoken import IDTokenValidator
 from desktop.auth.messages import Revocation, describe
@@ -258,3 +258,23 @@ def test_node_oidc_demanding_dpop_nonces_gets_them_once_each(
         assert again.sign_out() is Revocation.REVOKED
     for http in sessions:
         http.close()
+
+
+def test_node_oidc_refusing_proofs_from_a_clock_10_minutes_slow_is_said_so(
+    node_oidc_server: NodeOidcServer, browser_robot: RobotBrowser
+) -> None:
+    """This computer's clock 10 minutes behind: node-oidc-provider refuses the token request's
+    DPoP proof (its iat), and the sentence says the clock is off, from node's Date header."""
+    with (
+        AuthClient(
+            node_oidc_server.issuer,
+            store=MemoryStore(),
+            wall_clock=lambda: time.time() - 600,
+            lock_dir=state_dir(),
+            id_token_validator=IDTokenValidator(),
+        ) as client,
+        pytest.raises(DPoPRefused) as refused,
+    ):
+        client.sign_in(AuthorizationCodeGrant(), remember=False)
+    message = describe(refused.value).message
+    assert "This computer's clock is about 10 minutes behind the server's" in message, message
