@@ -14,6 +14,7 @@ and for code that wants the FastAPI object; the endpoints here are shared by bot
 
 from __future__ import annotations
 
+import email.utils
 import math
 import threading
 import time
@@ -26,7 +27,7 @@ from starlette.datastructures import State
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .dpop import ProofRequest
 from .fastlane import Endpoint, FastLane
@@ -167,6 +168,29 @@ def _testing_endpoints(
         ("POST", TESTING + "advance"): advance,
         ("POST", TESTING + "revoke-all"): revoke_all_endpoint,
     }
+
+
+class _DatedByClock:
+    """``Date`` (RFC 9110 §6.6.1) from the server's own clock, for ``--testing-clock``: moved
+    with it, so that a client reading the server's time from its answers sees the time its
+    tokens are dated by (uvicorn's ``Date``, which is turned off then, would not move)."""
+
+    def __init__(self, app: ASGIApp, clock: Callable[[], float]) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = email.utils.formatdate(self.clock(), usegmt=True).encode("ascii")
+                message = {**message, "headers": [*message.get("headers", ()), (b"date", date)]}
+            await send(message)
+
+        await self.app(scope, receive, dated_send)
 
 
 @dataclass(frozen=True)
@@ -319,7 +343,10 @@ class Application:
         stack: ASGIApp = FastLane(self.rest, routes=core.lane)
         stack = BodyLimitMiddleware(stack, max_bytes=settings.max_body_bytes)
         stack = GuardMiddleware(stack, hosts=settings.served_hosts, origins=settings.own_origins)
-        self._stack = ServerErrorMiddleware(stack, handler=unexpected_error)
+        stack = ServerErrorMiddleware(stack, handler=unexpected_error)
+        if settings.testing_clock:
+            stack = _DatedByClock(stack, core.server.clock)
+        self._stack = stack
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -64,6 +64,8 @@ def uvicorn_config(app: Any, settings: Settings, log_level: str, **options: Any)
         # request's time at --log-level warning).
         access_log=log_level in ("info", "debug"),
         server_header=False,
+        # With --testing-clock the app dates its answers by its own clock (asgi.py).
+        date_header=not settings.testing_clock,
         # By name, not the class: worker processes unpickle the config and import the
         # protocol themselves (and find the deadline in the config).
         http="mock_server.protocol:HardenedH11Protocol",

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import email.utils
+import json
+import time
+
 import httpx
+import pytest
 
 from tests.server.helpers import CLIENT_ID, challenge, live_sign_in
 from tests.support.server import RunningServer, StartServer
@@ -35,6 +41,30 @@ def test_testing_clock_is_off_unless_asked(start_server: StartServer) -> None:
     server = start_server(testing_clock=False)
     response = httpx.post(f"{server.url}/_testing/advance", data={"seconds": "100"})
     assert response.status_code == 404
+
+
+def _date(response: httpx.Response) -> float:
+    (date,) = response.headers.get_list("date")  # exactly one
+    return email.utils.parsedate_to_datetime(date).timestamp()
+
+
+@pytest.mark.parametrize("testing_clock", [True, False])
+def test_answers_are_dated_by_the_servers_clock(
+    start_server: StartServer, testing_clock: bool
+) -> None:
+    # A client may read the server's time from its answers (this one does, beside a refused
+    # DPoP proof): moved with --testing-clock, as its tokens are, on every kind of answer.
+    server = start_server(testing_clock=testing_clock)
+    paths = ["/healthz", "/userinfo", "/nope", "/docs"]
+    for path in paths:
+        assert abs(_date(httpx.get(f"{server.url}{path}")) - time.time()) < 5, path
+    if testing_clock:
+        server.advance_clock(3600)
+        for path in paths:
+            assert abs(_date(httpx.get(f"{server.url}{path}")) - (time.time() + 3600)) < 5, path
+        token = live_sign_in(server.url)["access_token"]
+        iat = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["iat"]
+        assert abs(iat - (time.time() + 3600)) < 5  # what the answers' Date says
 
 
 def test_x_forwarded_for_does_not_dodge_the_address_limit(live_server: RunningServer) -> None:
