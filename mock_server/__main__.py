@@ -16,7 +16,7 @@ from pathlib import Path
 from .asgi import create_asgi_app
 from .keys import SigningKeys, new_key_record
 from .passwords import hash_password, load_users, upsert_user_file, user_entry
-from .serving import say, serve, serve_workers
+from .serving import bind, say, serve, serve_workers
 from .settings import (
     DEFAULT_CLIENT_ID,
     DEFAULT_HOST,
@@ -259,16 +259,10 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         _complain(f"cannot read the users file: {error}")
         return 2
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets that say so, and
-    # without it every keep-alive answer waits ~40 ms (Nagle against delayed ACKs).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Bound here, before the app exists, so the issuer names the port really in use.
-        sock.bind((args.host, args.port))
+        sock = bind(args.host, args.port, workers=args.workers)
     except OSError as error:
-        sock.close()
         _complain(f"cannot listen on {args.host}:{args.port}: {error}")
         return 2
     url = f"http://{_url_host(args.host)}:{sock.getsockname()[1]}"
