@@ -125,26 +125,23 @@ SPREADS_CONNECTIONS = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT"
 def bind(host: str, port: int, *, workers: int = 1) -> socket.socket:
     """The server's socket, bound (``OSError`` if it cannot be), not yet listening."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Shareable with the workers' own sockets (see _Workers).
+    return _bound(family, (host, port), reuse_port=workers > 1 and SPREADS_CONNECTIONS)
+
+
+def _bound(family: int, address: Any, *, reuse_port: bool) -> socket.socket:
     # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets that say so, and
     # without it every keep-alive answer waits ~40 ms (Nagle against delayed ACKs).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if workers > 1 and SPREADS_CONNECTIONS:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # see _Workers
-        sock.bind((host, port))
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
     except OSError:
         sock.close()
         raise
     return sock
-
-
-def _same_port(sock: socket.socket) -> socket.socket:
-    own = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    own.bind(sock.getsockname())
-    return own
 
 
 class _Workers(Multiprocess):
@@ -162,7 +159,8 @@ class _Workers(Multiprocess):
             super().init_processes()
         else:  # bind() made the first socket shareable
             for _ in range(self.processes_num):
-                own = _same_port(self.sockets[0])
+                first = self.sockets[0]
+                own = _bound(first.family, first.getsockname(), reuse_port=True)
                 try:
                     process = Process(self.config, [own])
                     process.start()  # the worker inherits the socket as it starts

@@ -48,8 +48,6 @@ TOKEN_NOT_JSON = "The server's token answer is not JSON."
 PROFILE_NOT_JSON = "The server's profile answer is not a JSON object."
 PROFILE_OF_ANOTHER = "The server's profile is not that of the person who signed in."
 DPOP_KEY_MISSING = "The stored session is bound to a DPoP key, but the key is not stored with it."
-NO_JWKS = "The server publishes no key set (jwks_uri), so no signature can be checked."
-JWKS_NOT_JSON = "The server's key set is not a JSON object."
 SESSIONS_NOT_JSON = "The server's list of sessions is not what was expected."
 PROFILE_NO_ACCOUNT = "The server's profile names no account (no preferred_username, no sub)."
 
