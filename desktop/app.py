@@ -533,17 +533,16 @@ class Application(QObject):
     def _on_sign_in_finished(self, result: SignInResult) -> None:
         # A session signed out on the way (see _on_replaced), said over "Signed in as…" but
         # not over why the profile is missing.
-        notice, self._switch_notice = self._switch_notice, None
         if result.profile_error is not None or result.profile is None:
             from desktop.ui.messages import describe
 
+            self._switch_notice = None
             self._on_signed_in_without_profile(
                 describe(result.profile_error or RuntimeError("no profile"))
             )
         else:
             self._on_signed_in(result.profile)
-            if notice and self._main is not None:
-                self._main.statusBar().showMessage(notice)
+            self._show_switch_notice()
 
     def _on_replaced(self, replaced: Replaced) -> None:
         """The new account signed in over a session that was not stored, now signed out: said
@@ -556,6 +555,12 @@ class Application(QObject):
         self._switch_notice = sign_out_line(
             replaced.revocation, replaced.username, replaced.server_url
         )
+
+    def _show_switch_notice(self) -> None:
+        """The notice of a session signed out on the way, once, where the new one is shown."""
+        notice, self._switch_notice = self._switch_notice, None
+        if notice and self._main is not None:
+            self._main.statusBar().showMessage(notice)
 
     def _on_signed_in(self, profile: dict[str, Any]) -> None:
         self._remember_sign_in()
@@ -616,9 +621,7 @@ class Application(QObject):
                 self._dialog.hide()
             self._restoring_username = None
             self._show_main(profile)
-            notice, self._switch_notice = self._switch_notice, None
-            if notice and self._main is not None:
-                self._main.statusBar().showMessage(notice)
+            self._show_switch_notice()
         else:
             self._switch_notice = None
             notice = None

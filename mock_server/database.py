@@ -105,7 +105,6 @@ def connect(db_path: str) -> sqlite3.Connection:
         isolation_level=None,  # transactions are explicit (SqliteStore._write)
         check_same_thread=False,  # shared between worker threads under the store's locks
     )
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
     return conn
 
 

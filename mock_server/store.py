@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS dpop_nonces (
 """
 # DPoP replay cache (RFC 9449 §11.1): the SHA-256 of each accepted proof's jti, until its iat
 # leaves the accepted window. One write per proof, so one b-tree (no rowid, no index: the rare
-# pruning can afford a scan). In a database of its own (see _ReplayCache).
+# pruning can afford a scan). In a database of its own (see SqliteStore._open_replay_cache).
 _REPLAY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS dpop_proofs (
     jti_hash   BLOB PRIMARY KEY,

@@ -280,7 +280,7 @@ def token_request(
             data,
             grant=form.get("grant_type", ""),
             client_id=client_id,
-            clock_offset=dpop.clock_offset(response) if dpop is not None else None,
+            dpop=dpop,
         )
 
 
@@ -298,10 +298,10 @@ def token_error(  # noqa: PLR0911  # one return per kind of answer reads best
     *,
     grant: str,
     client_id: str,
-    clock_offset: float | None = None,
+    dpop: DPoPSigner | None = None,
 ) -> AuthError:
-    """The core's error for a token endpoint's non-200 answer; ``clock_offset``: how far the
-    server's clock is ahead of the one that dated the request's DPoP proof."""
+    """The core's error for a token endpoint's non-200 answer; ``dpop``: the signer of the
+    request's proof, whose clock a refused proof's answer is compared with."""
     status = response.status_code
     error, description = oauth_error(data)
     if status == 429 or error == "slow_down":
@@ -319,7 +319,9 @@ def token_error(  # noqa: PLR0911  # one return per kind of answer reads best
         return ServerError(messages.unexpected_answer(status), status=status)
     if error in DPOP_ERRORS:
         return DPoPRefused(
-            messages.dpop_refused(error, description, clock_offset),
+            messages.dpop_refused(
+                error, description, dpop.clock_offset(response) if dpop is not None else None
+            ),
             error=error,
             description=description,
             status=status,
